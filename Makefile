@@ -1,0 +1,81 @@
+# protogate: the single entry point for building, running and checking.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+BIN := $(CURDIR)/.bin
+export PATH := $(BIN):$(PATH)
+GO ?= go
+
+# Pinned generator versions (protoc itself comes from Debian's protobuf-compiler, 3.21.12).
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+TEST_TIMEOUT ?= 12m
+FUZZTIME ?= 10s
+RUN_CONFIG ?=
+
+.PHONY: help
+help: ## Describe the targets
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the binaries into .bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: run
+run: build ## Run the gateway with the reference JSON handler (quickstart)
+	@scripts/run-quickstart.sh $(BIN) $(RUN_CONFIG)
+
+.PHONY: deps
+deps: ## Install the test peers (apt) when missing
+	@scripts/deps.sh
+
+.PHONY: test
+test: deps ## Run every test with the race detector
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: guests
+guests: ## Rebuild the Wasm guests (none yet)
+	@true
+
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+.PHONY: proto
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate proto/exprotov1 from proto/exproto.proto
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler" >&2; exit 1; }
+	protoc -I proto \
+		--go_out=. --go_opt=module=github.com/protogate/protogate \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/protogate/protogate \
+		proto/exproto.proto
+
+.PHONY: check
+check: proto guests ## Fail if generated code, guests, gofmt or go.mod differ from what is committed
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) mod tidy
+	$(GO) vet ./...
+	git diff --exit-code -- . ':(exclude).bin'
+	@test -z "$$(git status --porcelain --untracked-files=all -- proto)" || { git status --porcelain -- proto; exit 1; }
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf $(BIN) data

@@ -1,0 +1,745 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// doc joins lines into a YAML document; line i of the result is lines[i-1],
+// which keeps the expected line numbers in the tables easy to check.
+func doc(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
+
+// handlersAndListener is a valid tail: a handler "h" and a tcp listener "l".
+// Prepended documents must keep it at the top level.
+var handlersAndListener = []string{
+	"handlers:",
+	"  h:",
+	"    grpc:",
+	"      address: http://127.0.0.1:9001",
+	"listeners:",
+	"  - name: l",
+	"    type: tcp",
+	"    bind: 0.0.0.0:7993",
+	"    handler: h",
+}
+
+// withBase returns lines followed by handlersAndListener.
+func withBase(lines ...string) string {
+	return doc(append(append([]string{}, lines...), handlersAndListener...)...)
+}
+
+// withHandler returns a document whose only handler "h" has the given body
+// lines (indented under "  h:") starting at line 3, plus a listener.
+func withHandler(body ...string) string {
+	lines := []string{"handlers:", "  h:"}
+	lines = append(lines, body...)
+	lines = append(lines, "listeners:", "  - {name: l, type: tcp, bind: 0.0.0.0:7993, handler: h}")
+	return doc(lines...)
+}
+
+// withListener returns a document with handler "h" (lines 1-4) and the
+// given listeners lines starting at line 6 (line 5 is "listeners:").
+func withListener(lines ...string) string {
+	l := []string{"handlers:", "  h:", "    grpc:", "      address: http://127.0.0.1:9001", "listeners:"}
+	return doc(append(l, lines...)...)
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string // the whole error message
+	}{
+		// Document level.
+		{"empty", "", `config: line 1: document is empty`},
+		{"only comments", "# nothing\n", `config: line 1: document is empty`},
+		{"syntax", doc("node: {}", "log: {}", "broker 2", "adapter: {}"), `config: line 3: invalid yaml: could not find expected ':'`},
+		{"tab indent", doc("node:", "\tname: x"), `config: line 2: invalid yaml: found character that cannot start any token`},
+		{"root list", doc("- a", "- b"), `config: line 1: want a mapping, got a list`},
+		{"root scalar", doc("hello"), `config: line 1: want a mapping, got "hello"`},
+		{"two documents", doc("node: {}", "---", "log: {}"), `config: line 2: found a second yaml document; want exactly one`},
+		{"unknown top key", withBase("nodes:", "  name: x"), `config: line 1: unknown key "nodes"; did you mean "node"?`},
+		{"unknown top key no hint", withBase("cluster: {}"), `config: line 1: unknown key "cluster"`},
+		{"duplicate top key", withBase("log: {}", "log: {}"), `config: line 2: duplicate key "log" (first at line 1)`},
+		{"non-string key", withBase("[a]: 1"), `config: line 1: keys must be strings, got a list`},
+		{"null key", withBase("~: 1"), `config: line 1: keys must be strings, got "~"`},
+
+		// node
+		{"node not mapping", withBase("node: gw"), `config: line 1: node: want a mapping, got "gw"`},
+		{"node unknown key", withBase("node:", "  name: gw", "  datadir: x"), `config: line 3: node: unknown key "datadir"; did you mean "data_dir"?`},
+		{"node name empty", withBase("node:", "  name: ''"), `config: line 2: node.name: must not be empty`},
+		{"node name chars", withBase("node:", "  name: my node"), `config: line 2: node.name: invalid name "my node" (use letters, digits, '_', '.' and '-')`},
+		{"node name list", withBase("node:", "  name: [a]"), `config: line 2: node.name: want a string, got a list`},
+		{"data_dir empty", withBase("node: {data_dir: \"\"}"), `config: line 1: node.data_dir: must not be empty`},
+
+		// log
+		{"log level", withBase("log:", "  level: verbose"), `config: line 2: log.level: unknown log level "verbose" (want debug, info, warn or error)`},
+		{"log format", withBase("log:", "  format: xml"), `config: line 2: log.format: unknown log format "xml" (want text or json)`},
+
+		// broker
+		{"nats listen", withBase("broker:", "  nats_listen: 127.0.0.1"), `config: line 2: broker.nats_listen: invalid address "127.0.0.1" (want host:port such as 0.0.0.0:7993 or [::1]:7993)`},
+		{"mqtt bare port", withBase("broker:", "  mqtt_listen: 1883"), `config: line 2: broker.mqtt_listen: address "1883" is only a port; want host:port such as "0.0.0.0:1883"`},
+		{"bind port range", withBase("broker:", "  nats_listen: 0.0.0.0:70000"), `config: line 2: broker.nats_listen: invalid port "70000" in address "0.0.0.0:70000" (want 0 to 65535)`},
+		{"bind bad host", withBase("broker:", "  nats_listen: bad_-host!:4222"), `config: line 2: broker.nats_listen: invalid host "bad_-host!" in address "bad_-host!:4222"`},
+		{"max payload zero", withBase("broker:", "  max_payload: 0"), `config: line 2: broker.max_payload: 0B is out of range (want 1B to 64MiB)`},
+		{"max payload big", withBase("broker:", "  max_payload: 65MB"), `config: line 2: broker.max_payload: 65MiB is out of range (want 1B to 64MiB)`},
+		{"max payload fraction", withBase("broker:", "  max_payload: 1.5MB"), `config: line 2: broker.max_payload: invalid byte size "1.5MB" (want an integer with an optional unit B, KB, KiB, MB, MiB, GB or GiB; KB = KiB = 1024 bytes)`},
+		{"max payload unit", withBase("broker:", "  max_payload: 10XB"), `config: line 2: broker.max_payload: invalid byte size "10XB" (want an integer with an optional unit B, KB, KiB, MB, MiB, GB or GiB; KB = KiB = 1024 bytes)`},
+		{"max payload list", withBase("broker:", "  max_payload: [1]"), `config: line 2: broker.max_payload: want a byte size such as 1MiB, got a list`},
+		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
+
+		// adapter
+		{"adapter bind empty", withBase("adapter:", "  bind: ''"), `config: line 2: adapter.bind: must not be empty (want host:port such as 127.0.0.1:9100)`},
+		{"adapter bind no port", withBase("adapter:", "  bind: localhost"), `config: line 2: adapter.bind: invalid address "localhost" (want host:port such as 0.0.0.0:7993 or [::1]:7993)`},
+		{"adapter tls empty", withBase("adapter:", "  tls: {}"), `config: line 2: adapter.tls: cert_file and key_file are required`},
+		{"adapter tls no key", withBase("adapter:", "  tls:", "    cert_file: testdata/certs/server.pem"), `config: line 2: adapter.tls.key_file: missing (cert_file and key_file must be set together)`},
+		{"adapter tls no cert", withBase("adapter:", "  tls:", "    key_file: testdata/certs/server.key"), `config: line 2: adapter.tls.cert_file: missing (cert_file and key_file must be set together)`},
+		{"adapter tls missing file", withBase("adapter:", "  tls:", "    cert_file: testdata/certs/server.pem", "    key_file: testdata/certs/nope.key"), `config: line 4: adapter.tls.key_file: file "testdata/certs/nope.key" does not exist`},
+		{"adapter tls directory", withBase("adapter:", "  tls:", "    cert_file: testdata/certs", "    key_file: testdata/certs/server.key"), `config: line 3: adapter.tls.cert_file: "testdata/certs" is a directory, want a file`},
+		{"adapter verify without ca", withBase("adapter:", "  tls:", "    cert_file: testdata/certs/server.pem", "    key_file: testdata/certs/server.key", "    verify_client: true"), `config: line 2: adapter.tls.ca_file: missing; verify_client needs a ca_file to verify client certificates against`},
+		{"adapter verify not bool", withBase("adapter:", "  tls:", "    verify_client: yes"), `config: line 3: adapter.tls.verify_client: want true or false, got "yes"`},
+		{"adapter tls unknown key", withBase("adapter:", "  tls:", "    certfile: x"), `config: line 3: adapter.tls: unknown key "certfile"; did you mean "cert_file"?`},
+		{"adapter clashes nats", withBase("broker:", "  nats_listen: 127.0.0.1:9100"), `config: line 2: broker.nats_listen: address "127.0.0.1:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
+
+		// gateway
+		{"idle negative", withBase("gateway:", "  idle_timeout: -5s"), `config: line 2: gateway.idle_timeout: duration "-5s" must not be negative`},
+		{"idle negative int", withBase("gateway:", "  idle_timeout: -5"), `config: line 2: gateway.idle_timeout: duration "-5" must not be negative`},
+		{"idle bad", withBase("gateway:", "  idle_timeout: 5 minutes"), `config: line 2: gateway.idle_timeout: invalid duration "5 minutes" (want e.g. 30s, 1m30s, 500ms, or an integer number of seconds)`},
+		{"idle days", withBase("gateway:", "  idle_timeout: 7d"), `config: line 2: gateway.idle_timeout: invalid duration "7d" (want e.g. 30s, 1m30s, 500ms, or an integer number of seconds)`},
+		{"idle mapping", withBase("gateway:", "  idle_timeout: {s: 1}"), `config: line 2: gateway.idle_timeout: want a duration such as 30s, got a mapping`},
+		{"mountpoint placeholder", withBase("gateway:", "  mountpoint: ${peerhost}/"), `config: line 2: gateway.mountpoint: unknown placeholder "${peerhost}" in mountpoint (want ${clientid} or ${username})`},
+		{"mountpoint unterminated", withBase("gateway:", "  mountpoint: a/${clientid"), `config: line 2: gateway.mountpoint: mountpoint "a/${clientid" has an unterminated ${ placeholder`},
+		{"mountpoint wildcard", withBase("gateway:", "  mountpoint: a/+/"), `config: line 2: gateway.mountpoint: mountpoint "a/+/" must not contain the MQTT wildcards + or #`},
+
+		// authentication
+		{"authn user id type", withBase("authentication:", "  user_id_type: email", "  users: {a: b}"), `config: line 2: authentication.user_id_type: unknown user id type "email" (want username or clientid)`},
+		{"authn no users", withBase("authentication:", "  user_id_type: clientid"), `config: line 1: authentication.users: at least one user is required (remove the authentication block to allow every client)`},
+		{"authn users list", withBase("authentication:", "  users: [alice]"), `config: line 2: authentication.users: want a mapping, got a list`},
+		{"authn empty password", withBase("authentication:", "  users:", "    alice:", "    bob: x"), `config: line 3: authentication.users.alice: password must not be empty`},
+		{"authn bad digest", withBase("authentication:", "  users:", "    alice: ok", "    bob: sha256:abc"), `config: line 4: authentication.users.bob: a sha256: password must be followed by 64 hex digits (the SHA-256 digest of the password)`},
+		{"authn odd user id", withBase("authentication:", "  users:", "    alice@example.com: ''"), `config: line 3: authentication.users["alice@example.com"]: password must not be empty`},
+		{"authn duplicate user", withBase("authentication:", "  users:", "    alice: a", "    alice: b"), `config: line 4: authentication.users: duplicate key "alice" (first at line 3)`},
+
+		// handlers
+		{"no handlers", doc("listeners:", "  - {name: l, type: tcp, bind: 0.0.0.0:1, handler: h}"), `config: line 1: handlers: at least one handler is required`},
+		{"handlers empty", doc("node: {}", "handlers: {}", "listeners: []"), `config: line 2: handlers: at least one handler is required`},
+		{"handler empty", withHandler("    {}"), `config: line 2: handlers.h: handler needs grpc or wasm`},
+		{"handler null", withHandler(), `config: line 2: handlers.h: handler needs grpc or wasm`},
+		{"handler name quoted", doc("handlers:", "  my h: {grpc: {address: 'http://a:1'}}", "listeners: [{name: l, type: tcp, bind: ':1', handler: my h}]"), `config: line 2: handlers["my h"]: invalid handler name "my h" (use letters, digits, '_', '.' and '-')`},
+		{"handler dotted", doc("handlers:", "  my.h: {}", "listeners: [{name: l, type: tcp, bind: ':1', handler: my.h}]"), `config: line 2: handlers["my.h"]: handler needs grpc or wasm`},
+		{"handler unknown key", withHandler("    grcp: {}"), `config: line 3: handlers.h: unknown key "grcp"; did you mean "grpc"?`},
+		{"grpc missing address", withHandler("    grpc:", "      timeout: 1s"), `config: line 3: handlers.h.grpc.address: missing address (want a URL such as http://127.0.0.1:9001)`},
+		{"grpc null", withHandler("    grpc:"), `config: line 2: handlers.h: handler needs grpc or wasm`},
+		{"grpc no scheme", withHandler("    grpc:", "      address: 127.0.0.1:9001"), `config: line 4: handlers.h.grpc.address: address "127.0.0.1:9001" has no scheme; write "http://127.0.0.1:9001" (or https:// for TLS)`},
+		{"grpc no scheme host", withHandler("    grpc:", "      address: localhost:9001"), `config: line 4: handlers.h.grpc.address: address "localhost:9001" has no scheme; write "http://localhost:9001" (or https:// for TLS)`},
+		{"grpc scheme", withHandler("    grpc:", "      address: grpc://127.0.0.1:9001"), `config: line 4: handlers.h.grpc.address: unsupported scheme "grpc" in "grpc://127.0.0.1:9001" (want http:// or https://)`},
+		{"grpc no port", withHandler("    grpc:", "      address: http://handler.local"), `config: line 4: handlers.h.grpc.address: address "http://handler.local" has no port; want e.g. http://handler.local:9001`},
+		{"grpc port zero", withHandler("    grpc:", "      address: http://handler.local:0"), `config: line 4: handlers.h.grpc.address: address "http://handler.local:0" has an invalid port`},
+		{"grpc path", withHandler("    grpc:", "      address: http://handler.local:9001/exproto"), `config: line 4: handlers.h.grpc.address: address "http://handler.local:9001/exproto" must be scheme://host:port without a path or query`},
+		{"grpc no host", withHandler("    grpc:", "      address: http://:9001"), `config: line 4: handlers.h.grpc.address: address "http://:9001" has no host`},
+		{"grpc bad url", withHandler("    grpc:", "      address: http://a b:1"), `config: line 4: handlers.h.grpc.address: invalid address "http://a b:1": invalid character " " in host name`},
+		{"grpc service", withHandler("    grpc:", "      address: http://a:1", "      service_name: emqx.exproto.v1.ConnectionHandler"), `config: line 5: handlers.h.grpc.service_name: unknown service "emqx.exproto.v1.ConnectionHandler" (want ConnectionUnaryHandler or ConnectionHandler)`},
+		{"grpc timeout zero", withHandler("    grpc:", "      address: http://a:1", "      timeout: 0s"), `config: line 5: handlers.h.grpc.timeout: must be greater than 0`},
+		{"grpc tls with http", withHandler("    grpc:", "      address: http://a:1", "      tls: {}"), `config: line 5: handlers.h.grpc.tls: tls needs an https:// address`},
+		{"grpc tls cert alone", withHandler("    grpc:", "      address: https://a:1", "      tls:", "        cert_file: testdata/certs/client.pem"), `config: line 5: handlers.h.grpc.tls: cert_file and key_file must be set together`},
+		{"grpc tls ca missing", withHandler("    grpc:", "      address: https://a:1", "      tls:", "        ca_file: /nonexistent/ca.pem"), `config: line 6: handlers.h.grpc.tls.ca_file: file "/nonexistent/ca.pem" does not exist`},
+		{"grpc tls skip not bool", withHandler("    grpc:", "      address: https://a:1", "      tls:", "        insecure_skip_verify: 1"), `config: line 6: handlers.h.grpc.tls.insecure_skip_verify: want true or false, got "1"`},
+
+		// wasm
+		{"wasm no path", withHandler("    wasm: {instances: 1}"), `config: line 3: handlers.h.wasm.path: missing module path (want a file path or builtin:<name>)`},
+		{"wasm missing file", withHandler("    wasm:", "      path: ./nope.wasm"), `config: line 4: handlers.h.wasm.path: file "./nope.wasm" does not exist`},
+		{"wasm builtin", withHandler("    wasm:", "      path: 'builtin:'"), `config: line 4: handlers.h.wasm.path: invalid builtin module "builtin:" (want builtin:<name>)`},
+		{"wasm instances", withHandler("    wasm:", "      path: builtin:echo", "      instances: -1"), `config: line 5: handlers.h.wasm.instances: -1 is out of range (want 0 to 1024; 0 means GOMAXPROCS)`},
+		{"wasm instances type", withHandler("    wasm:", "      path: builtin:echo", "      instances: four"), `config: line 5: handlers.h.wasm.instances: want an integer, got "four"`},
+		{"wasm instances float", withHandler("    wasm:", "      path: builtin:echo", "      instances: 1.5"), `config: line 5: handlers.h.wasm.instances: want an integer, got "1.5"`},
+		{"wasm memory", withHandler("    wasm:", "      path: builtin:echo", "      memory_limit: 1KB"), `config: line 5: handlers.h.wasm.memory_limit: 1KiB is out of range (want 64KiB to 4GiB)`},
+		{"wasm call timeout", withHandler("    wasm:", "      path: builtin:echo", "      call_timeout: 0"), `config: line 5: handlers.h.wasm.call_timeout: must be greater than 0`},
+
+		// listeners
+		{"no listeners", doc("handlers:", "  h: {grpc: {address: 'http://a:1'}}"), `config: line 1: listeners: at least one listener is required`},
+		{"listeners mapping", withListener("  tcp: {}"), `config: line 6: listeners: want a list, got a mapping`},
+		{"listener unknown key", withListener("  - name: l", "    type: tcp", "    bindd: 0.0.0.0:1", "    handler: h"), `config: line 8: listeners[0]: unknown key "bindd"; did you mean "bind"?`},
+		{"listener type typo", withListener("  - name: l", "    type: tpc", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)`},
+		{"listener type udp", withListener("  - name: l", "    type: udp", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: listener type "udp" is not supported yet (want tcp or ssl)`},
+		{"listener type dtls", withListener("  - name: l", "    type: dtls", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: listener type "dtls" is not supported yet (want tcp or ssl)`},
+		{"listener type missing", withListener("  - name: l", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 6: listeners[0].type: missing listener type (want tcp or ssl)`},
+		{"listener name missing", withListener("  - type: tcp", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 6: listeners[0].name: missing listener name`},
+		{"listener name chars", withListener("  - {name: 'a/b', type: tcp, bind: '0.0.0.0:1', handler: h}"), `config: line 6: listeners[0].name: invalid name "a/b" (use letters, digits, '_', '.' and '-')`},
+		{"listener name duplicate", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:1', handler: h}", "  - {name: a, type: tcp, bind: '0.0.0.0:2', handler: h}"), `config: line 7: listeners[1].name: duplicate listener name "a" (also used by listeners[0])`},
+		{"listener bind missing", withListener("  - name: l", "    type: tcp", "    handler: h"), `config: line 6: listeners[0].bind: missing bind address (want host:port such as 0.0.0.0:7993)`},
+		{"listener bind port only", withListener("  - name: l", "    type: tcp", "    bind: 7993", "    handler: h"), `config: line 8: listeners[0].bind: address "7993" is only a port; want host:port such as "0.0.0.0:7993"`},
+		{"listener bind ipv6 unbracketed", withListener("  - {name: l, type: tcp, bind: '::1:7993', handler: h}"), `config: line 6: listeners[0].bind: invalid address "::1:7993" (want host:port such as 0.0.0.0:7993 or [::1]:7993)`},
+		{"listener bind duplicate", withListener("  - {name: a, type: tcp, bind: '127.0.0.1:7993', handler: h}", "  - {name: b, type: tcp, bind: '127.0.0.1:7993', handler: h}"), `config: line 7: listeners[1].bind: address "127.0.0.1:7993" clashes with listeners[0].bind ("127.0.0.1:7993")`},
+		{"listener bind wildcard clash", withListener("  - {name: a, type: tcp, bind: '127.0.0.1:7993', handler: h}", "  - {name: b, type: tcp, bind: ':7993', handler: h}"), `config: line 7: listeners[1].bind: address ":7993" clashes with listeners[0].bind ("127.0.0.1:7993")`},
+		{"listener bind wildcard first", withListener("  - {name: a, type: tcp, bind: '[::]:7993', handler: h}", "  - {name: b, type: tcp, bind: '10.0.0.1:7993', handler: h}"), `config: line 7: listeners[1].bind: address "10.0.0.1:7993" clashes with listeners[0].bind ("[::]:7993")`},
+		{"listener bind adapter", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:9100', handler: h}"), `config: line 6: listeners[0].bind: address "0.0.0.0:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
+		{"listener handler missing", withListener("  - {name: a, type: tcp, bind: ':1'}"), `config: line 6: listeners[0].handler: missing handler (want one of: h)`},
+		{"listener handler unknown", withListener("  - {name: a, type: tcp, bind: ':1', handler: default}"), `config: line 6: listeners[0].handler: unknown handler "default" (want one of: h)`},
+		{"listener ssl without tls", withListener("  - {name: a, type: ssl, bind: ':1', handler: h}"), `config: line 6: listeners[0].tls: an ssl listener needs tls with cert_file and key_file`},
+		{"listener ssl empty tls", withListener("  - name: a", "    type: ssl", "    bind: ':1'", "    handler: h", "    tls: {ca_file: testdata/certs/ca.pem}"), `config: line 10: listeners[0].tls: cert_file and key_file are required`},
+		{"listener ssl missing cert", withListener("  - name: a", "    type: ssl", "    bind: ':1'", "    handler: h", "    tls:", "      cert_file: server.pem", "      key_file: testdata/certs/server.key"), `config: line 11: listeners[0].tls.cert_file: file "server.pem" does not exist`},
+		{"listener tcp with tls", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    tls: {cert_file: x, key_file: y}"), `config: line 10: listeners[0].tls: tls is not allowed for a tcp listener (use type: ssl)`},
+		{"listener idle", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, idle_timeout: soon}"), `config: line 6: listeners[0].idle_timeout: invalid duration "soon" (want e.g. 30s, 1m30s, 500ms, or an integer number of seconds)`},
+		{"listener mountpoint", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, mountpoint: '${user}/'}"), `config: line 6: listeners[0].mountpoint: unknown placeholder "${user}" in mountpoint (want ${clientid} or ${username})`},
+		{"listener enable_authn", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, enable_authn: 'true'}"), `config: line 6: listeners[0].enable_authn: want true or false, got "true"`},
+		{"listener item scalar", withListener("  - tcp-default"), `config: line 6: listeners[0]: want a mapping, got "tcp-default"`},
+		{"second listener line", withListener("  - {name: a, type: tcp, bind: ':1', handler: h}", "", "  - name: b", "    type: tcp", "    bind: ':2'", "    handler: nope"), `config: line 11: listeners[1].handler: unknown handler "nope" (want one of: h)`},
+
+		// anchors and merge keys
+		{"merge bad value", withListener("  - <<: 5", "    name: a"), `config: line 6: listeners[0]: the value of a << merge key must be a mapping or a list of mappings, got "5"`},
+		{"merge unknown key", doc("x-common: &c {bindd: ':1'}"), `config: line 1: unknown key "x-common"`},
+		{"merged key error line", withListener("  - &l {name: a, type: tcp, bind: ':1', handler: h}", "  - <<: *l", "    bind: ':2'"), `config: line 6: listeners[1].name: duplicate listener name "a" (also used by listeners[0])`},
+		{"alias error", withListener("  - &l {name: a, type: tcp, bind: ':1', handler: h, idle_timeout: x}", "  - *l"), `config: line 6: listeners[0].idle_timeout: invalid duration "x" (want e.g. 30s, 1m30s, 500ms, or an integer number of seconds)`},
+		{"self merge", withListener("  - &l {<<: *l}"), `config: line 6: listeners[0]: a << merge key refers to the mapping that contains it`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("Parse succeeded (%+v), want error %q\ninput:\n%s", c, tt.want, tt.in)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config with an error")
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("wrong error\n got: %s\nwant: %s\ninput:\n%s", got, tt.want, numbered(tt.in))
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error is %T, want *Error", err)
+			}
+		})
+	}
+}
+
+// numbered prefixes the lines of s with their numbers, for failure output.
+func numbered(s string) string {
+	var b strings.Builder
+	for i, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		fmt.Fprintf(&b, "%3d| %s\n", i+1, l)
+	}
+	return b.String()
+}
+
+// billionLaughs builds a document whose aliases expand exponentially.
+func billionLaughs() string {
+	var b strings.Builder
+	b.WriteString("listeners:\n  - &a0 {name: x}\n")
+	for i := 1; i <= 30; i++ {
+		b.WriteString("  - &a" + strconv.Itoa(i) + " {<<: [*a" + strconv.Itoa(i-1) + ", *a" + strconv.Itoa(i-1) + "]}\n")
+	}
+	b.WriteString("handlers: {h: {grpc: {address: 'http://a:1'}}}\n")
+	return b.String()
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(withBase()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Node:    Node{Name: "protogate-1", DataDir: "./data"},
+		Log:     Log{Level: "info", Format: "text"},
+		Broker:  Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20},
+		Adapter: Adapter{Bind: "127.0.0.1:9100"},
+		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second)},
+		Handlers: map[string]Handler{"h": {GRPC: &GRPCHandler{
+			Address:     "http://127.0.0.1:9001",
+			ServiceName: ServiceUnary,
+			Timeout:     Duration(30 * time.Second),
+		}}},
+		Listeners: []Listener{{
+			Name:        "l",
+			Type:        ListenerTCP,
+			Bind:        "0.0.0.0:7993",
+			Handler:     "h",
+			IdleTimeout: Duration(30 * time.Second),
+			EnableAuthn: true,
+		}},
+	}
+	assertConfig(t, c, want)
+}
+
+// assertConfig compares the exported parts of two configs.
+func assertConfig(t *testing.T, got, want *Config) {
+	t.Helper()
+	g, w := *got, *want
+	g.pos, w.pos = nil, nil
+	if !reflect.DeepEqual(g, w) {
+		gy, _ := yaml.Marshal(g)
+		wy, _ := yaml.Marshal(w)
+		t.Errorf("config mismatch\ngot:\n%s\nwant:\n%s", gy, wy)
+	}
+}
+
+func TestDefaultsNestedAndNull(t *testing.T) {
+	// Null values and empty mappings keep defaults; wasm and authentication
+	// get theirs; listeners inherit gateway settings written after them.
+	in := doc(
+		"node:",
+		"log: {}",
+		"broker: ~",
+		"authentication:",
+		"  users: {alice: secret}",
+		"handlers:",
+		"  w:",
+		"    wasm: {path: 'builtin:echo'}",
+		"listeners:",
+		"  - {name: a, type: tcp, bind: ':1', handler: w}",
+		"  - {name: b, type: tcp, bind: ':2', handler: w, idle_timeout: 0, mountpoint: '', enable_authn: false}",
+		"  - {name: c, type: tcp, bind: ':3', handler: w, idle_timeout: ~, mountpoint: ~, enable_authn: ~}",
+		"gateway:",
+		"  idle_timeout: 2m",
+		"  mountpoint: gw/${username}/",
+	)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node.Name != "protogate-1" || c.Log.Level != "info" || c.Broker.MaxPayload != MiB {
+		t.Errorf("top-level defaults lost: %+v %+v %+v", c.Node, c.Log, c.Broker)
+	}
+	if a := c.Authentication; a == nil || a.UserIDType != UserIDUsername || a.Users["alice"] != "secret" {
+		t.Errorf("authentication = %+v", a)
+	}
+	w := c.Handlers["w"].Wasm
+	if w == nil || w.Instances != 0 || w.MemoryLimit != 64*MiB || time.Duration(w.CallTimeout) != 100*time.Millisecond {
+		t.Errorf("wasm = %+v", w)
+	}
+	type eff struct {
+		idle  time.Duration
+		mount string
+		authn bool
+	}
+	want := []eff{
+		{2 * time.Minute, "gw/${username}/", true},
+		{0, "", false},
+		{2 * time.Minute, "gw/${username}/", true},
+	}
+	for i, l := range c.Listeners {
+		if got := (eff{time.Duration(l.IdleTimeout), l.Mountpoint, l.EnableAuthn}); got != want[i] {
+			t.Errorf("listeners[%d] = %+v, want %+v", i, got, want[i])
+		}
+	}
+}
+
+func TestAuthenticationAbsent(t *testing.T) {
+	for _, in := range []string{withBase(), withBase("authentication:"), withBase("authentication: ~")} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Authentication != nil {
+			t.Errorf("Authentication = %+v, want nil", c.Authentication)
+		}
+		if !c.Authentication.Verify("anyone", "anything") {
+			t.Errorf("nil Authentication refused a client")
+		}
+	}
+}
+
+func TestDefaultFile(t *testing.T) {
+	c, err := Parse(Default())
+	if err != nil {
+		t.Fatalf("Parse(Default()): %v", err)
+	}
+	if c.Node.Name != "protogate-1" || c.Node.DataDir != "./data" || c.Adapter.Bind != "127.0.0.1:9100" {
+		t.Errorf("node/adapter = %+v %+v", c.Node, c.Adapter)
+	}
+	h, ok := c.Handlers["default"]
+	if len(c.Handlers) != 1 || !ok || h.GRPC == nil || h.GRPC.Address != "http://127.0.0.1:9001" || h.Wasm != nil {
+		t.Errorf("handlers = %+v", c.Handlers)
+	}
+	if len(c.Listeners) != 1 {
+		t.Fatalf("listeners = %+v", c.Listeners)
+	}
+	l := c.Listeners[0]
+	if l.Name != "tcp-default" || l.Type != ListenerTCP || l.Bind != "0.0.0.0:7993" || l.Handler != "default" || l.TLS != nil {
+		t.Errorf("listener = %+v", l)
+	}
+	if c.Authentication != nil || c.Adapter.TLS != nil {
+		t.Errorf("optional blocks set: %+v %+v", c.Authentication, c.Adapter.TLS)
+	}
+	// Default returns a copy.
+	Default()[0] = 'X'
+	if Default()[0] == 'X' {
+		t.Error("Default() returned shared memory")
+	}
+}
+
+// TestDefaultFileCommentedBlocks checks that the commented-out examples in
+// default.yaml are valid too once uncommented (paths swapped for test files).
+func TestDefaultFileCommentedBlocks(t *testing.T) {
+	keys := knownKeys()
+	keys["alice"], keys["bob"] = true, true
+	var lines []string
+	for _, l := range strings.Split(string(Default()), "\n") {
+		// Uncomment "# key: ..." lines whose key is a schema key; the
+		// rest is prose.
+		trimmed := strings.TrimLeft(l, " ")
+		indent := l[:len(l)-len(trimmed)]
+		if rest, ok := strings.CutPrefix(trimmed, "# "); ok {
+			key, _, _ := strings.Cut(strings.TrimLeft(strings.TrimPrefix(strings.TrimLeft(rest, " "), "- "), " "), ":")
+			if keys[key] {
+				l = indent + rest
+			}
+		}
+		lines = append(lines, l)
+	}
+	in := strings.Join(lines, "\n")
+	r := strings.NewReplacer(
+		"/etc/protogate/adapter.pem", "testdata/certs/server.pem",
+		"/etc/protogate/adapter.key", "testdata/certs/server.key",
+		"/etc/protogate/server.pem", "testdata/certs/server.pem",
+		"/etc/protogate/server.key", "testdata/certs/server.key",
+		"/etc/protogate/client.pem", "testdata/certs/client.pem",
+		"/etc/protogate/client.key", "testdata/certs/client.key",
+		"/etc/protogate/ca.pem", "testdata/certs/ca.pem",
+		"address: http://127.0.0.1:9001", "address: https://127.0.0.1:9001",
+		"./my-protocol.wasm", "testdata/full.yaml",
+	)
+	in = r.Replace(in)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatalf("uncommented default: %v\n%s", err, numbered(in))
+	}
+	if c.Authentication == nil || c.Adapter.TLS == nil || c.Handlers["default"].Wasm == nil ||
+		c.Handlers["default"].GRPC.TLS == nil || len(c.Listeners) != 2 || c.Listeners[1].TLS == nil {
+		t.Errorf("commented blocks were not all uncommented:\n%s", numbered(in))
+	}
+	if !c.Authentication.Verify("alice", "secret") || !c.Authentication.Verify("bob", "secret") {
+		t.Errorf("example users do not verify with password secret")
+	}
+}
+
+// knownKeys returns every yaml key of the schema.
+func knownKeys() map[string]bool {
+	keys := map[string]bool{}
+	var walk func(reflect.Type)
+	walk = func(rt reflect.Type) {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map {
+			rt = rt.Elem()
+		}
+		if rt.Kind() != reflect.Struct || rt == reflect.TypeFor[Rate]() {
+			return
+		}
+		for name, i := range fieldsOf(rt).index {
+			if !keys[name] {
+				keys[name] = true
+				walk(rt.Field(i).Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	return keys
+}
+
+func TestFullExample(t *testing.T) {
+	c, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key", CAFile: "testdata/certs/ca.pem"}
+	adapterTLS := *serverTLS
+	adapterTLS.VerifyClient = true
+	want := &Config{
+		Node:    Node{Name: "edge-gw.eu-1", DataDir: "/var/lib/protogate"},
+		Log:     Log{Level: "debug", Format: "json"},
+		Broker:  Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB},
+		Adapter: Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
+		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/"},
+		Authentication: &Authentication{UserIDType: UserIDClientID, Users: map[string]string{
+			"alice": "secret",
+			"bob":   "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",
+		}},
+		Handlers: map[string]Handler{
+			"tracker": {GRPC: &GRPCHandler{Address: "http://127.0.0.1:9001", ServiceName: ServiceUnary, Timeout: Duration(5 * time.Second)}},
+			"meter": {GRPC: &GRPCHandler{Address: "https://handlers.example.com:9443", ServiceName: ServiceStream, Timeout: Duration(10 * time.Second),
+				TLS: &ClientTLS{CAFile: "testdata/certs/ca.pem", CertFile: "testdata/certs/client.pem", KeyFile: "testdata/certs/client.key", ServerName: "localhost"}}},
+			"echo": {Wasm: &WasmHandler{Path: "builtin:echo", Instances: 4, MemoryLimit: 16 * MiB, CallTimeout: Duration(250 * time.Millisecond)}},
+		},
+		Listeners: []Listener{
+			{Name: "tracker-tcp", Type: ListenerTCP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true},
+			{Name: "meter-ssl", Type: ListenerSSL, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(5 * time.Minute), Mountpoint: "meters/${username}/", TLS: serverTLS},
+			{Name: "echo-tcp", Type: ListenerTCP, Bind: "127.0.0.1:0", Handler: "echo", EnableAuthn: true},
+		},
+	}
+	assertConfig(t, c, want)
+	if !c.Authentication.Verify("alice", "secret") || !c.Authentication.Verify("bob", "secret") ||
+		c.Authentication.Verify("bob", "Secret") || c.Authentication.Verify("carol", "secret") || c.Authentication.Verify("alice", "") {
+		t.Error("Verify gave a wrong answer")
+	}
+}
+
+// TestRoundTrip marshals parsed configs with yaml.v3 and parses them again.
+func TestRoundTrip(t *testing.T) {
+	for _, in := range [][]byte{Default(), mustRead(t, "testdata/full.yaml")} {
+		c, err := Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("Parse(Marshal(c)): %v\n%s", err, out)
+		}
+		assertConfig(t, c2, c)
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAnchorsAndMerge(t *testing.T) {
+	in := doc(
+		"handlers:",
+		"  h: &h",
+		"    grpc: {address: 'http://127.0.0.1:9001', timeout: 3s}",
+		"  h2: *h",
+		"listeners:",
+		"  - &common",
+		"    name: a",
+		"    type: ssl",
+		"    bind: 0.0.0.0:8001",
+		"    handler: h",
+		"    tls: &tls",
+		"      cert_file: testdata/certs/server.pem",
+		"      key_file: testdata/certs/server.key",
+		"  - <<: *common",
+		"    name: b",
+		"    bind: 0.0.0.0:8002",
+		"    handler: h2",
+		"  - <<: [{name: c, bind: ':8003'}, *common]",
+		"    idle_timeout: 10s",
+	)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.Handlers["h2"].GRPC; g == nil || g.Address != "http://127.0.0.1:9001" || time.Duration(g.Timeout) != 3*time.Second {
+		t.Errorf("h2 = %+v", g)
+	}
+	type got struct{ name, bind, handler string }
+	for i, w := range []got{{"a", "0.0.0.0:8001", "h"}, {"b", "0.0.0.0:8002", "h2"}, {"c", ":8003", "h"}} {
+		l := c.Listeners[i]
+		if (got{l.Name, l.Bind, l.Handler}) != w || l.Type != ListenerSSL || l.TLS == nil || l.TLS.CertFile != "testdata/certs/server.pem" {
+			t.Errorf("listeners[%d] = %+v", i, l)
+		}
+	}
+	if time.Duration(c.Listeners[2].IdleTimeout) != 10*time.Second || time.Duration(c.Listeners[1].IdleTimeout) != 30*time.Second {
+		t.Errorf("idle timeouts %v %v", c.Listeners[1].IdleTimeout, c.Listeners[2].IdleTimeout)
+	}
+	// The listeners share no memory even though they come from one anchor.
+	if c.Listeners[0].TLS == c.Listeners[1].TLS {
+		t.Error("listeners share a *ServerTLS")
+	}
+}
+
+func TestExcessiveAliasing(t *testing.T) {
+	// Exponential merge chains are flattened once per mapping: this is fast
+	// and fails only on the incomplete listeners.
+	start := time.Now()
+	_, err := Parse([]byte(billionLaughs()))
+	if err == nil || !strings.Contains(err.Error(), "line 2: listeners[0].type: missing listener type") {
+		t.Errorf("err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+
+	// The work budget stops everything else.
+	defer func(old int) { maxDecodeWork = old }(maxDecodeWork)
+	maxDecodeWork = 20
+	_, err = Parse(mustRead(t, "testdata/full.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "document too complex") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(bad, []byte(withBase("log:", "  level: loud")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(bad)
+	if want := "config: " + bad + ": line 2: log.level: unknown log level \"loud\" (want debug, info, warn or error)"; err == nil || err.Error() != want {
+		t.Errorf("Load = %v\nwant %s", err, want)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.File != bad || e.Line != 2 || e.Path != "log.level" {
+		t.Errorf("Error fields = %+v", e)
+	}
+
+	missing := filepath.Join(dir, "nope.yaml")
+	_, err = Load(missing)
+	if want := "config: " + missing + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("Load = %v, want %s", err, want)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load error does not wrap fs.ErrNotExist: %v", err)
+	}
+
+	_, err = Load("testdata")
+	if err == nil || !strings.HasPrefix(err.Error(), "config: testdata: ") {
+		t.Errorf("Load(dir) = %v", err)
+	}
+}
+
+// TestValidateBuilt validates configs built in Go: no line numbers.
+func TestValidateBuilt(t *testing.T) {
+	c, err := Parse(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pos = nil
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	c.Listeners = append(c.Listeners, Listener{Name: "x", Type: "ssl", Bind: "[::]:7993", Handler: "default", IdleTimeout: -1})
+	c.Gateway.Mountpoint = "a/#"
+	err = c.Validate()
+	if want := `config: gateway.mountpoint: mountpoint "a/#" must not contain the MQTT wildcards + or #`; err == nil || err.Error() != want {
+		t.Errorf("Validate = %v\nwant %s", err, want)
+	}
+	c.Gateway.Mountpoint = ""
+	err = c.Validate()
+	if want := `config: listeners[1].tls: an ssl listener needs tls with cert_file and key_file`; err == nil || err.Error() != want {
+		t.Errorf("Validate = %v\nwant %s", err, want)
+	}
+
+	var zero Config
+	err = zero.Validate()
+	if want := `config: node.name: must not be empty`; err == nil || err.Error() != want {
+		t.Errorf("zero Validate = %v, want %s", err, want)
+	}
+}
+
+// TestValidateOrder checks that the problem earliest in the file wins.
+func TestValidateOrder(t *testing.T) {
+	in := doc(
+		"listeners:",
+		"  - {name: l, type: tpc, bind: ':1', handler: h}",
+		"handlers:",
+		"  h: {}",
+		"log: {level: loud}",
+	)
+	_, err := Parse([]byte(in))
+	if want := `config: line 2: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)`; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	for _, tt := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{Msg: "m"}, "config: m"},
+		{Error{Line: 3, Msg: "m"}, "config: line 3: m"},
+		{Error{Path: "a.b", Msg: "m"}, "config: a.b: m"},
+		{Error{File: "f.yaml", Line: 3, Path: "a[0]", Msg: "m"}, "config: f.yaml: line 3: a[0]: m"},
+	} {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.e, got, tt.want)
+		}
+	}
+}
+
+func TestPaths(t *testing.T) {
+	p := joinKey(joinIndex(joinKey(joinKey("", "handlers"), `a.b"[x]`), 3), "tls")
+	if want := `handlers["a.b\"[x]"][3].tls`; p != want {
+		t.Fatalf("path = %s, want %s", p, want)
+	}
+	for _, want := range []string{`handlers["a.b\"[x]"][3]`, `handlers["a.b\"[x]"]`, "handlers", ""} {
+		p = parentPath(p)
+		if p != want {
+			t.Fatalf("parent = %s, want %s", p, want)
+		}
+	}
+}
+
+// TestFieldDocs checks that every field of the exported structs has a doc
+// comment that states its default.
+func TestFieldDocs(t *testing.T) {
+	fset := token.NewFileSet()
+	for _, name := range []string{"config.go", "units.go"} {
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			ts, ok := n.(*ast.TypeSpec)
+			if !ok || !ts.Name.IsExported() {
+				return true
+			}
+			st, ok := ts.Type.(*ast.StructType)
+			if !ok {
+				return true
+			}
+			for _, fld := range st.Fields.List {
+				for _, id := range fld.Names {
+					if !id.IsExported() {
+						continue
+					}
+					if doc := fld.Doc.Text(); doc == "" || !strings.Contains(doc, "Default:") {
+						t.Errorf("%s: %s.%s: doc comment must state the default (\"Default: ...\")", fset.Position(id.Pos()), ts.Name.Name, id.Name)
+					}
+				}
+			}
+			return true
+		})
+	}
+}
+
+// TestFieldTags checks that every exported field has a yaml tag, so that
+// the strict decoder sees it.
+func TestFieldTags(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(rt reflect.Type) {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map {
+			rt = rt.Elem()
+		}
+		if rt.Kind() != reflect.Struct || seen[rt] || rt.PkgPath() != reflect.TypeFor[Config]().PkgPath() || rt == reflect.TypeFor[Rate]() {
+			return
+		}
+		seen[rt] = true
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Tag.Get("yaml") == "" {
+				t.Errorf("%s.%s has no yaml tag", rt.Name(), f.Name)
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	if len(seen) < 10 {
+		t.Errorf("walked only %d struct types", len(seen))
+	}
+}

@@ -1,0 +1,430 @@
+package config
+
+import (
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxDecodeWork bounds the nodes and keys a decoder visits, so that
+// documents that expand aliases excessively fail fast. A variable for tests.
+var maxDecodeWork = 1_000_000
+
+// maxAliasChain bounds alias-to-alias and nested merge key chains.
+const maxAliasChain = 32
+
+// decoder walks a yaml.Node tree into Go values strictly. Struct fields are
+// matched by their yaml tags; unknown and duplicate keys are errors.
+type decoder struct {
+	pos    map[string]int  // key path -> line of the key (or list item)
+	set    map[string]bool // key paths present with a non-null value
+	budget int             // remaining work, see maxDecodeWork
+	// merged memoizes pairs() of mappings, so that a mapping merged
+	// ("<<: *x") many times is flattened once; nil marks one in progress.
+	merged map[*yaml.Node][]pair
+}
+
+// defaulter is implemented by structs that have non-zero defaults; it is
+// called on every freshly allocated value before decoding into it.
+type defaulter interface{ setDefaults() }
+
+type pair struct{ key, value *yaml.Node }
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+func (d *decoder) spend(n *yaml.Node, path string) error {
+	d.budget--
+	if d.budget < 0 {
+		return errorf(n.Line, path, "document too complex (excessive aliasing?)")
+	}
+	return nil
+}
+
+// resolve follows aliases to the node they name.
+func resolve(n *yaml.Node, path string) (*yaml.Node, error) {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
+		if i == maxAliasChain || n.Alias == nil {
+			return nil, errorf(n.Line, path, "cannot resolve alias *%s", n.Value)
+		}
+		n = n.Alias
+	}
+	if n == nil {
+		return nil, errorf(0, path, "missing value")
+	}
+	return n, nil
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names what n is, for "want X, got Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return strconv.Quote(v)
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	}
+	return "an unknown node"
+}
+
+// decode stores n into v (addressable). A null n leaves v untouched so that
+// defaults survive.
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
+	n, err := resolve(n, path)
+	if err != nil {
+		return err
+	}
+	if err := d.spend(n, path); err != nil {
+		return err
+	}
+	if isNull(n) {
+		return nil
+	}
+	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
+		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
+			return withPath(err, n, path)
+		}
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		return d.decodeStruct(n, v, path)
+	case reflect.Pointer:
+		nv := newValue(v.Type().Elem())
+		if err := d.decode(n, nv.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(nv)
+		return nil
+	case reflect.Map:
+		return d.decodeMap(n, v, path)
+	case reflect.Slice:
+		return d.decodeSlice(n, v, path)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return errorf(n.Line, path, "want a string, got %s", describe(n))
+		}
+		v.SetString(n.Value)
+		return nil
+	case reflect.Bool:
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+			switch strings.ToLower(n.Value) {
+			case "true":
+				v.SetBool(true)
+				return nil
+			case "false":
+				v.SetBool(false)
+				return nil
+			}
+		}
+		return errorf(n.Line, path, "want true or false, got %s", describe(n))
+	case reflect.Int:
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+			i, err := strconv.ParseInt(n.Value, 10, strconv.IntSize)
+			if err == nil {
+				v.SetInt(i)
+				return nil
+			}
+		}
+		return errorf(n.Line, path, "want an integer, got %s", describe(n))
+	}
+	return errorf(n.Line, path, "internal error: cannot decode into %s", v.Type())
+}
+
+// withPath fills in the path (and line) of an error from UnmarshalYAML.
+func withPath(err error, n *yaml.Node, path string) error {
+	e, ok := err.(*Error)
+	if !ok {
+		return &Error{Line: n.Line, Path: path, Msg: err.Error(), Err: err}
+	}
+	c := *e
+	if c.Path == "" {
+		c.Path = path
+	}
+	if c.Line == 0 {
+		c.Line = n.Line
+	}
+	return &c
+}
+
+// newValue allocates a *T with its defaults applied.
+func newValue(t reflect.Type) reflect.Value {
+	p := reflect.New(t)
+	if df, ok := p.Interface().(defaulter); ok {
+		df.setDefaults()
+	}
+	return p
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return errorf(n.Line, path, "want a mapping, got %s", describe(n))
+	}
+	pairs, err := d.pairs(n, path, 0)
+	if err != nil {
+		return err
+	}
+	fields := fieldsOf(v.Type())
+	for _, p := range pairs {
+		idx, ok := fields.index[p.key.Value]
+		if !ok {
+			return errorf(p.key.Line, path, "%s", unknownKey(p.key.Value, fields.names))
+		}
+		child := joinKey(path, p.key.Value)
+		if err := d.record(p, child); err != nil {
+			return err
+		}
+		if err := d.decode(p.value, v.Field(idx), child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// record notes the line of a key and whether its value is non-null.
+func (d *decoder) record(p pair, path string) error {
+	d.pos[path] = p.key.Line
+	val, err := resolve(p.value, path)
+	if err != nil {
+		return err
+	}
+	if !isNull(val) {
+		d.set[path] = true
+	}
+	return nil
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return errorf(n.Line, path, "want a mapping, got %s", describe(n))
+	}
+	if v.Type().Key().Kind() != reflect.String {
+		return errorf(n.Line, path, "internal error: map key type %s", v.Type().Key())
+	}
+	pairs, err := d.pairs(n, path, 0)
+	if err != nil {
+		return err
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMapWithSize(v.Type(), len(pairs)))
+	}
+	for _, p := range pairs {
+		child := joinKey(path, p.key.Value)
+		if err := d.record(p, child); err != nil {
+			return err
+		}
+		ev := newValue(v.Type().Elem())
+		if err := d.decode(p.value, ev.Elem(), child); err != nil {
+			return err
+		}
+		v.SetMapIndex(reflect.ValueOf(p.key.Value).Convert(v.Type().Key()), ev.Elem())
+	}
+	return nil
+}
+
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind != yaml.SequenceNode {
+		return errorf(n.Line, path, "want a list, got %s", describe(n))
+	}
+	s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
+	for i, item := range n.Content {
+		child := joinIndex(path, i)
+		d.pos[child] = item.Line
+		ev := newValue(v.Type().Elem())
+		if err := d.decode(item, ev.Elem(), child); err != nil {
+			return err
+		}
+		s = reflect.Append(s, ev.Elem())
+	}
+	v.Set(s)
+	return nil
+}
+
+// pairs returns the key/value pairs of mapping n in document order, with
+// merge keys ("<<: *anchor" or "<<: [*a, *b]") expanded: explicit keys win
+// over merged ones, earlier merge sources over later ones. Keys must be
+// non-null scalars and must not repeat.
+func (d *decoder) pairs(n *yaml.Node, path string, depth int) ([]pair, error) {
+	if depth > maxAliasChain {
+		return nil, errorf(n.Line, path, "merge keys nested too deeply")
+	}
+	if ps, ok := d.merged[n]; ok {
+		if ps == nil {
+			return nil, errorf(n.Line, path, "a << merge key refers to the mapping that contains it")
+		}
+		return ps, nil
+	}
+	if d.merged == nil {
+		d.merged = map[*yaml.Node][]pair{}
+	}
+	d.merged[n] = nil
+	ps, err := d.flatten(n, path, depth)
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil {
+		ps = []pair{}
+	}
+	d.merged[n] = ps
+	return ps, nil
+}
+
+func (d *decoder) flatten(n *yaml.Node, path string, depth int) ([]pair, error) {
+	var out []pair
+	seen := map[string]int{}
+	var merged []pair
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if err := d.spend(n, path); err != nil {
+			return nil, err
+		}
+		k, err := resolve(n.Content[i], path)
+		if err != nil {
+			return nil, err
+		}
+		val := n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || isNull(k) {
+			return nil, errorf(k.Line, path, "keys must be strings, got %s", describe(k))
+		}
+		if k.ShortTag() == "!!merge" {
+			srcs, err := d.mergeSources(val, path)
+			if err != nil {
+				return nil, err
+			}
+			for _, src := range srcs {
+				ps, err := d.pairs(src, path, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				merged = append(merged, ps...)
+			}
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			return nil, errorf(k.Line, path, "duplicate key %q (first at line %d)", k.Value, first)
+		}
+		seen[k.Value] = k.Line
+		out = append(out, pair{k, val})
+	}
+	for _, p := range merged {
+		if err := d.spend(n, path); err != nil {
+			return nil, err
+		}
+		if _, dup := seen[p.key.Value]; dup {
+			continue
+		}
+		seen[p.key.Value] = p.key.Line
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// mergeSources returns the mappings named by the value of a "<<" key.
+func (d *decoder) mergeSources(val *yaml.Node, path string) ([]*yaml.Node, error) {
+	val, err := resolve(val, path)
+	if err != nil {
+		return nil, err
+	}
+	bad := errorf(val.Line, path, "the value of a << merge key must be a mapping or a list of mappings, got %s", describe(val))
+	switch val.Kind {
+	case yaml.MappingNode:
+		return []*yaml.Node{val}, nil
+	case yaml.SequenceNode:
+		srcs := make([]*yaml.Node, 0, len(val.Content))
+		for _, item := range val.Content {
+			item, err := resolve(item, path)
+			if err != nil {
+				return nil, err
+			}
+			if item.Kind != yaml.MappingNode {
+				return nil, bad
+			}
+			srcs = append(srcs, item)
+		}
+		return srcs, nil
+	}
+	return nil, bad
+}
+
+// structFields is the yaml key -> field index table of a struct type.
+type structFields struct {
+	index map[string]int
+	names []string // sorted keys, for hints
+}
+
+var fieldCache sync.Map // reflect.Type -> *structFields
+
+func fieldsOf(t reflect.Type) *structFields {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(*structFields)
+	}
+	f := &structFields{index: map[string]int{}}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if !sf.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		f.index[name] = i
+		f.names = append(f.names, name)
+	}
+	sort.Strings(f.names)
+	fieldCache.Store(t, f)
+	return f
+}
+
+// unknownKey builds the unknown key message, with a hint when a known key
+// is a likely typo.
+func unknownKey(key string, known []string) string {
+	msg := "unknown key " + strconv.Quote(key)
+	best, bestDist := "", 3
+	for _, k := range known {
+		if dist := editDistance(strings.ToLower(key), k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	if best != "" {
+		msg += "; did you mean " + strconv.Quote(best) + "?"
+	}
+	return msg
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes), capped for
+// long inputs.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,521 @@
+// Package broker is the gateway's pub/sub: an embedded NATS server, reached
+// through an in-process connection, that implements gateway.PubSub.
+//
+// Handler topics are MQTT-style and are mapped to NATS subjects with the
+// rules nats-server applies to its own MQTT clients (package gateway/topic),
+// so devices behind the gateway, NATS clients and MQTT clients of the same
+// server see the same messages. Subscriptions are shared: however many
+// connections subscribe to one filter, the broker holds one NATS
+// subscription for it and fans deliveries out locally.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/gateway/topic"
+)
+
+// Message headers protogate sets on what it publishes, so that other
+// protogate nodes and curious NATS clients can see who published and how.
+const (
+	HeaderFrom = "Protogate-From" // publisher's client id
+	HeaderQoS  = "Protogate-Qos"  // QoS as published, omitted for 0
+	HeaderID   = "Protogate-Id"   // message id
+	HeaderTime = "Protogate-Time" // publish time, ms since the epoch
+	// headerMQTTQoS is what nats-server sets on messages from its MQTT
+	// clients.
+	headerMQTTQoS = "Nmqtt-Pub"
+)
+
+// Config configures the embedded server. The zero value runs an in-process
+// only server named "protogate".
+type Config struct {
+	// Node names the server (and Message.Node). Default: "protogate".
+	Node string
+	// DataDir holds JetStream data when MQTT is enabled. Default: "./data".
+	DataDir string
+	// NATSListen opens the server to NATS clients on host:port ("" keeps
+	// it in-process only; port 0 picks a free port).
+	NATSListen string
+	// MQTTListen opens an MQTT 3.1.1 listener on host:port ("" for none).
+	// MQTT needs JetStream, which is then enabled under DataDir.
+	MQTTListen string
+	// MaxPayload is the largest payload accepted. Default: 1 MiB.
+	MaxPayload int
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Shards is the number of delivery goroutines. Default: 4.
+	Shards int
+}
+
+// Broker is a running embedded NATS server and the gateway's connection to
+// it. It is safe for concurrent use.
+type Broker struct {
+	cfg  Config
+	log  *slog.Logger
+	ns   *server.Server
+	opts *server.Options
+	nc   *nats.Conn
+
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	mu   sync.Mutex
+	subs map[subKey]*natsSub
+
+	shards []chan *nats.Msg
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+type subKey struct{ subject, queue string }
+
+// natsSub is one NATS subscription and the local subscribers sharing it.
+type natsSub struct {
+	key     subKey
+	sub     *nats.Subscription
+	members atomic.Pointer[[]gateway.Subscriber] // copy-on-write
+	next    atomic.Uint32                        // round robin for queue groups
+}
+
+var _ gateway.PubSub = (*Broker)(nil)
+
+// Start starts the embedded server and connects to it in-process.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.Node == "" {
+		cfg.Node = "protogate"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./data"
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 4
+	}
+	opts := &server.Options{
+		ServerName:             cfg.Node,
+		NoSigs:                 true, // the gateway owns signals
+		MaxPayload:             int32(cfg.MaxPayload),
+		MaxPending:             max(64<<20, 2*int64(cfg.MaxPayload)),
+		DisableJetStreamBanner: true,
+	}
+	if cfg.NATSListen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitHostPort(cfg.NATSListen)
+		if err != nil {
+			return nil, fmt.Errorf("broker: nats_listen: %w", err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if cfg.MQTTListen != "" {
+		host, port, err := splitHostPort(cfg.MQTTListen)
+		if err != nil {
+			return nil, fmt.Errorf("broker: mqtt_listen: %w", err)
+		}
+		opts.MQTT.Host, opts.MQTT.Port = host, port
+		opts.JetStream = true
+		opts.StoreDir = filepath.Join(cfg.DataDir, "nats")
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	log := cfg.Logger.With("component", "nats")
+	ns.SetLoggerV2(natsLogger{log}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, errors.New("broker: embedded nats server did not start (is a port in use?)")
+	}
+	nc, err := nats.Connect("",
+		nats.InProcessServer(ns),
+		nats.Name("protogate-"+cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("broker: subscription error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("broker: connection error", "err", err)
+		}),
+	)
+	if err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("broker: connect in-process: %w", err)
+	}
+	var p [8]byte
+	rand.Read(p[:])
+	b := &Broker{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ns:       ns,
+		opts:     opts,
+		nc:       nc,
+		idPrefix: strings.ToUpper(hex.EncodeToString(p[:])),
+		subs:     make(map[subKey]*natsSub),
+		quit:     make(chan struct{}),
+	}
+	b.shards = make([]chan *nats.Msg, cfg.Shards)
+	for i := range b.shards {
+		ch := make(chan *nats.Msg, 4096)
+		b.shards[i] = ch
+		b.wg.Add(1)
+		go b.deliverLoop(ch)
+	}
+	return b, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// NATSAddr returns the address NATS clients connect to, or nil when the
+// server is in-process only.
+func (b *Broker) NATSAddr() net.Addr {
+	if b.opts.DontListen {
+		return nil
+	}
+	return b.ns.Addr()
+}
+
+// MQTTAddr returns the host:port of the MQTT listener, or "" when there is none.
+func (b *Broker) MQTTAddr() string {
+	if b.cfg.MQTTListen == "" {
+		return ""
+	}
+	return net.JoinHostPort(b.opts.MQTT.Host, strconv.Itoa(b.opts.MQTT.Port))
+}
+
+// Server returns the embedded NATS server, for monitoring.
+func (b *Broker) Server() *server.Server { return b.ns }
+
+// MaxPayload returns the largest payload Publish accepts.
+func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
+
+// newID returns a unique message id of 32 uppercase hex digits.
+func (b *Broker) newID() string {
+	var buf [32]byte
+	copy(buf[:16], b.idPrefix)
+	n := b.idSeq.Add(1)
+	const digits = "0123456789ABCDEF"
+	for i := 31; i >= 16; i-- {
+		buf[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(buf[:])
+}
+
+// Publish implements gateway.PubSub.
+func (b *Broker) Publish(m *gateway.Message) error {
+	subject, err := topic.PublishSubject(m.Topic)
+	if err != nil {
+		return fmt.Errorf("broker: publish to %q: %w: %w", m.Topic, gateway.ErrBadTopic, err)
+	}
+	if max := b.nc.MaxPayload(); int64(len(m.Payload)) > max {
+		return fmt.Errorf("broker: %w: %d bytes, the limit is %d", gateway.ErrPayloadTooLarge, len(m.Payload), max)
+	}
+	if m.ID == "" {
+		m.ID = b.newID()
+	}
+	if m.Timestamp == 0 {
+		m.Timestamp = time.Now().UnixMilli()
+	}
+	h := nats.Header{
+		HeaderID:   []string{m.ID},
+		HeaderTime: []string{strconv.FormatInt(m.Timestamp, 10)},
+	}
+	if m.From != "" {
+		h[HeaderFrom] = []string{m.From}
+	}
+	if m.QoS != 0 {
+		h[HeaderQoS] = []string{strconv.Itoa(int(m.QoS))}
+	}
+	err = b.nc.PublishMsg(&nats.Msg{Subject: subject, Header: h, Data: m.Payload})
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("broker: %w: %w", gateway.ErrPayloadTooLarge, err)
+	}
+	if err != nil {
+		return fmt.Errorf("broker: publish: %w", err)
+	}
+	return nil
+}
+
+// Subscribe implements gateway.PubSub. It returns once the server has the
+// subscription, so a message published after it returns is delivered.
+func (b *Broker) Subscribe(filter string, s gateway.Subscriber) (gateway.Subscription, error) {
+	f, err := topic.ParseFilter(filter)
+	if err != nil {
+		return nil, fmt.Errorf("broker: subscribe to %q: %w: %w", filter, gateway.ErrBadTopic, err)
+	}
+	if b.closed.Load() {
+		return nil, errors.New("broker: closed")
+	}
+	sub := &subscription{b: b, s: s}
+	added := false
+	for _, subject := range f.Subjects {
+		ns, created, err := b.join(subKey{subject, f.Queue}, s)
+		if err != nil {
+			sub.Unsubscribe()
+			return nil, err
+		}
+		added = added || created
+		sub.joined = append(sub.joined, ns)
+	}
+	if added {
+		// Round trip to the server so the new NATS subscription is in place
+		// before the caller acknowledges it to its device.
+		if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+			sub.Unsubscribe()
+			return nil, fmt.Errorf("broker: subscribe: %w", err)
+		}
+	}
+	return sub, nil
+}
+
+// join adds s to the NATS subscription for k, creating it if needed.
+func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ns := b.subs[k]
+	created := false
+	if ns == nil {
+		ns = &natsSub{key: k}
+		ch := b.shards[shardOf(k.subject, len(b.shards))]
+		var err error
+		if k.queue != "" {
+			ns.sub, err = b.nc.ChanQueueSubscribe(k.subject, k.queue, ch)
+		} else {
+			ns.sub, err = b.nc.ChanSubscribe(k.subject, ch)
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("broker: subscribe %q: %w", k.subject, err)
+		}
+		b.subs[k] = ns
+		created = true
+	}
+	var members []gateway.Subscriber
+	if p := ns.members.Load(); p != nil {
+		members = append(members, *p...)
+	}
+	members = append(members, s)
+	ns.members.Store(&members)
+	return ns, created, nil
+}
+
+// leave removes s from ns, dropping the NATS subscription with its last member.
+func (b *Broker) leave(ns *natsSub, s gateway.Subscriber) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := ns.members.Load()
+	if p == nil {
+		return nil
+	}
+	members := make([]gateway.Subscriber, 0, len(*p))
+	removed := false
+	for _, m := range *p {
+		if m == s && !removed {
+			removed = true
+			continue
+		}
+		members = append(members, m)
+	}
+	if len(members) > 0 {
+		ns.members.Store(&members)
+		return nil
+	}
+	ns.members.Store(nil)
+	if b.subs[ns.key] == ns {
+		delete(b.subs, ns.key)
+	}
+	if b.closed.Load() {
+		return nil
+	}
+	return ns.sub.Unsubscribe()
+}
+
+func shardOf(s string, n int) int {
+	// FNV-1a: cheap, and keeps one subject's messages on one shard so they
+	// stay in order.
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// subscription is what Subscribe returns: one subscriber's membership in one
+// or two NATS subscriptions (a/# needs a.> and a).
+type subscription struct {
+	b      *Broker
+	s      gateway.Subscriber
+	once   sync.Once
+	joined []*natsSub
+}
+
+func (sub *subscription) Unsubscribe() error {
+	var err error
+	sub.once.Do(func() {
+		for _, ns := range sub.joined {
+			err = errors.Join(err, sub.b.leave(ns, sub.s))
+		}
+	})
+	return err
+}
+
+// deliverLoop turns NATS messages of one shard into gateway messages and hands
+// them to the local subscribers.
+func (b *Broker) deliverLoop(ch chan *nats.Msg) {
+	defer b.wg.Done()
+	for {
+		var nm *nats.Msg
+		select {
+		case nm = <-ch:
+		case <-b.quit:
+			return
+		}
+		if strings.HasPrefix(nm.Subject, "$") {
+			// Internal traffic ($JS, $MQTT, $SYS) seen through a wildcard:
+			// never for devices (MQTT-4.7.2-1).
+			continue
+		}
+		ns := b.lookup(nm.Sub)
+		if ns == nil {
+			continue
+		}
+		p := ns.members.Load()
+		if p == nil || len(*p) == 0 {
+			continue
+		}
+		m := b.toMessage(nm)
+		members := *p
+		if ns.key.queue != "" {
+			// NATS picked this node for the group; pick one member here.
+			members[int(ns.next.Add(1))%len(members)].Deliver(m)
+			continue
+		}
+		for _, s := range members {
+			s.Deliver(m)
+		}
+	}
+}
+
+func (b *Broker) lookup(s *nats.Subscription) *natsSub {
+	if s == nil {
+		return nil
+	}
+	k := subKey{s.Subject, s.Queue}
+	b.mu.Lock()
+	ns := b.subs[k]
+	b.mu.Unlock()
+	if ns == nil || ns.sub != s {
+		return nil
+	}
+	return ns
+}
+
+func (b *Broker) toMessage(nm *nats.Msg) *gateway.Message {
+	m := &gateway.Message{
+		Node:    b.cfg.Node,
+		Topic:   topic.TopicOf(nm.Subject),
+		Payload: nm.Data,
+	}
+	if h := nm.Header; h != nil {
+		m.ID = h.Get(HeaderID)
+		m.From = h.Get(HeaderFrom)
+		if q := h.Get(HeaderQoS); q != "" {
+			n, _ := strconv.Atoi(q)
+			m.QoS = uint8(min(max(n, 0), 2))
+		} else if q := h.Get(headerMQTTQoS); q != "" {
+			m.QoS = uint8(min(max(int(q[0]-'0'), 0), 2))
+		}
+		if t := h.Get(HeaderTime); t != "" {
+			m.Timestamp, _ = strconv.ParseInt(t, 10, 64)
+		}
+	}
+	if m.ID == "" {
+		m.ID = b.newID()
+	}
+	if m.Timestamp == 0 {
+		m.Timestamp = time.Now().UnixMilli()
+	}
+	return m
+}
+
+// Shutdown drains the in-process connection (pending publishes are
+// flushed, subscriptions end), stops the delivery goroutines and shuts the
+// server down. It is safe to call more than once.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	var err error
+	done := make(chan struct{})
+	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if derr := b.nc.Drain(); derr != nil {
+		b.nc.Close()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		b.nc.Close()
+	}
+	// nats.go may still hold a shard channel, so stop the loops with quit
+	// rather than by closing the channels.
+	close(b.quit)
+	b.wg.Wait()
+	b.ns.Shutdown()
+	b.ns.WaitForShutdown()
+	return err
+}
+
+// natsLogger sends nats-server's logs to slog. Its Fatalf only logs: the
+// standard logger's Fatalf would exit the whole gateway.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Warnf(f string, a ...any)   { n.l.Warn(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Fatalf(f string, a ...any)  { n.l.Error("fatal: " + fmt.Sprintf(f, a...)) }
+func (n natsLogger) Errorf(f string, a ...any)  { n.l.Error(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Debugf(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Tracef(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,497 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/protogate/protogate/gateway"
+	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+)
+
+// testCase is one behaviour of the suite; each runs on every transport.
+type testCase struct {
+	name string
+	// slow cases wait for timers and run in parallel with each other.
+	slow bool
+	opts envOptions
+	run  func(t *testing.T, env *Env)
+}
+
+var cases = []testCase{
+	{name: "ConnectSubscribePublishEcho", run: testEcho},
+	{name: "MessageFields", run: testMessageFields},
+	{name: "PubSubRefusedBeforeAuthenticate", run: testBeforeAuth},
+	{name: "SecondAuthenticateRefused", run: testSecondAuth},
+	{name: "DuplicateClientIDDiscardsOlder", run: testDuplicateClientID},
+	{name: "Mountpoint", opts: envOptions{mountpoint: "ct/${clientid}/"}, run: testMountpoint},
+	{name: "RawPublishIgnoresMountpoint", opts: envOptions{mountpoint: "ct/"}, run: testRawPublish},
+	{name: "NATSInterop", run: testNATSInterop},
+	{name: "WildcardFilters", run: testWildcards},
+	{name: "Unsubscribe", run: testUnsubscribe},
+	{name: "BadRequests", opts: envOptions{maxPayload: 4096}, run: testBadRequests},
+	{name: "AuthnDenied", opts: envOptions{auth: passwordAuth("s3cret")}, run: testAuthnDenied},
+	{name: "AuthnDisabledOnListener", opts: envOptions{auth: passwordAuth("s3cret"), disableAuthn: true}, run: testAuthnDisabled},
+	{name: "ConnInfo", opts: envOptions{clientCert: true}, run: testConnInfo},
+	{name: "ConnInfoWithoutClientCert", run: testConnInfoNoCert},
+	{name: "PeerCloseReason", run: testPeerClose},
+	{name: "DisconnectClosesSocket", run: testDisconnect},
+	{name: "HandlerFaultClosesOnlyThatConnection", run: testHandlerFault},
+	{name: "DeliveriesInOrder", run: testDeliveriesInOrder},
+	{name: "ByteByByteAndCoalesced", run: testChunking},
+	{name: "StaleHandle", run: testStaleHandle},
+	{name: "ShutdownClosesEveryConnection", run: testShutdown},
+	{name: "KeepaliveTimeout", slow: true, run: testKeepaliveTimeout},
+	{name: "KeepaliveKeptByTraffic", slow: true, run: testKeepaliveKept},
+	{name: "IdleTimeout", slow: true, opts: envOptions{idle: 700 * time.Millisecond}, run: testIdleTimeout},
+}
+
+// Run runs the suite against b on TCP and TLS listeners.
+func Run(t *testing.T, b Backend) {
+	for _, typ := range []gateway.SocketType{gateway.TCP, gateway.SSL} {
+		t.Run(typ.String(), func(t *testing.T) {
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					if tc.slow {
+						t.Parallel()
+					}
+					env := newEnv(t, b, typ, tc.opts)
+					tc.run(t, env)
+				})
+			}
+		})
+	}
+}
+
+func testEcho(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("echo-1", 0, 0)
+	c.subscribe("t/dn", 1, 0)
+	c.publish("t/dn", 1, "hello", 0)
+	// No-local is off: the connection receives its own publish.
+	f := c.expect(jp.Publish, 0)
+	if f.Topic != "t/dn" || f.Payload != "hello" || f.QoS != 1 {
+		t.Fatalf("delivery = %+v, want t/dn hello qos 1", f)
+	}
+}
+
+var msgID = regexp.MustCompile(`^[0-9A-F]{32}$`)
+
+func testMessageFields(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("fields-1", 0, 0)
+	c.subscribe("f/+", 2, 0)
+	before := time.Now().UnixMilli()
+	c.publish("f/x", 2, "p", 0)
+	c.expect(jp.Publish, 0)
+	evs := env.Rec.waitKind(t, c.handle, "messages", 1)
+	m := evs[0].Messages[0]
+	if m.Topic != "f/x" || m.From != "fields-1" || m.QoS != 2 || string(m.Payload) != "p" {
+		t.Errorf("message = %+v", m)
+	}
+	if !msgID.MatchString(m.ID) {
+		t.Errorf("id %q is not 32 uppercase hex digits", m.ID)
+	}
+	if m.Node == "" {
+		t.Error("node is empty")
+	}
+	if now := time.Now().UnixMilli(); m.Timestamp < before-1000 || m.Timestamp > now+1000 {
+		t.Errorf("timestamp %d not within [%d, %d]", m.Timestamp, before, now)
+	}
+}
+
+func testBeforeAuth(t *testing.T, env *Env) {
+	c := env.dial(t)
+	// Send works before Authenticate (the acks arrive); pub/sub does not.
+	c.subscribe("t/x", 0, 1)
+	c.publish("t/x", 0, "early", 1)
+	c.send(jp.Frame{Type: jp.Unsubscribe, Topic: "t/x"})
+	c.expect(jp.Unsuback, 1)
+	c.connect("late-1", 0, 0)
+	c.subscribe("t/x", 0, 0)
+}
+
+func testSecondAuth(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("twice-1", 0, 0)
+	// The second Authenticate is refused; the handler answers CONNACK 1
+	// and closes.
+	c.connect("twice-2", 0, 1)
+	c.expectClosed()
+	if r := env.Rec.waitClosed(t, c.handle); r != gateway.ReasonNormal {
+		t.Errorf("reason %q, want %q", r, gateway.ReasonNormal)
+	}
+}
+
+func testDuplicateClientID(t *testing.T, env *Env) {
+	a := env.dial(t)
+	a.connect("dup", 0, 0)
+	b := env.dial(t)
+	b.connect("dup", 0, 0)
+	a.expectClosed()
+	if r := env.Rec.waitClosed(t, a.handle); !strings.Contains(r, "discarded") {
+		t.Errorf("older connection closed with %q, want discarded", r)
+	}
+	b.subscribe("dup/x", 0, 0)
+	b.publish("dup/x", 0, "still here", 0)
+	b.expect(jp.Publish, 0)
+}
+
+func testMountpoint(t *testing.T, env *Env) {
+	up := env.natsSub(t, "ct.dev1.t.up")
+	c := env.dial(t)
+	c.connect("dev1", 0, 0)
+	c.subscribe("t/dn", 0, 0)
+	if err := env.NATS.Publish("ct.dev1.t.dn", []byte("down")); err != nil {
+		t.Fatal(err)
+	}
+	f := c.expect(jp.Publish, 0)
+	if f.Topic != "t/dn" || f.Payload != "down" {
+		t.Errorf("delivery = %+v, want unmounted t/dn", f)
+	}
+	c.publish("t/up", 0, "up", 0)
+	if m := recvNATS(t, up); string(m.Data) != "up" {
+		t.Errorf("nats got %q", m.Data)
+	}
+}
+
+func testRawPublish(t *testing.T, env *Env) {
+	raw := env.natsSub(t, "raw.up")
+	c := env.dial(t)
+	c.connect("raw-1", 0, 0)
+	c.send(jp.Frame{Type: jp.RawPublish, Topic: "raw/up", QoS: 0, Payload: "r"})
+	c.expect(jp.Puback, 0)
+	m := recvNATS(t, raw)
+	if string(m.Data) != "r" || m.Header.Get("Protogate-From") != "exproto" {
+		t.Errorf("raw publish = %q from %q", m.Data, m.Header.Get("Protogate-From"))
+	}
+}
+
+func testNATSInterop(t *testing.T, env *Env) {
+	ab := env.natsSub(t, "a.b")
+	c := env.dial(t)
+	c.connect("interop-1", 0, 0)
+	c.publish("a/b", 1, "to nats", 0)
+	if m := recvNATS(t, ab); string(m.Data) != "to nats" {
+		t.Errorf("nats got %q", m.Data)
+	}
+	c.subscribe("sensors/+/temp", 0, 0)
+	if err := env.NATS.Publish("sensors.d1.temp", []byte("21.5")); err != nil {
+		t.Fatal(err)
+	}
+	f := c.expect(jp.Publish, 0)
+	if f.Topic != "sensors/d1/temp" || f.Payload != "21.5" {
+		t.Errorf("delivery = %+v", f)
+	}
+}
+
+func testWildcards(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("wild-1", 0, 0)
+	c.subscribe("a/#", 0, 0)
+	// a/# matches the parent level a too.
+	for _, subj := range []string{"a", "a.x", "a.x.y", "b.x"} {
+		if err := env.NATS.Publish(subj, []byte(subj)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"a", "a/x", "a/x/y"} {
+		if f := c.expect(jp.Publish, 0); f.Topic != want {
+			t.Errorf("got %q, want %q", f.Topic, want)
+		}
+	}
+}
+
+func testUnsubscribe(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("unsub-1", 0, 0)
+	c.subscribe("u/1", 0, 0)
+	c.subscribe("u/2", 0, 0)
+	c.send(jp.Frame{Type: jp.Unsubscribe, Topic: "u/1"})
+	c.expect(jp.Unsuback, 0)
+	// Unsubscribing what is not subscribed succeeds, as in EMQX.
+	c.send(jp.Frame{Type: jp.Unsubscribe, Topic: "never/subscribed"})
+	c.expect(jp.Unsuback, 0)
+	c.publish("u/1", 0, "gone", 0)
+	c.publish("u/2", 0, "kept", 0)
+	if f := c.expect(jp.Publish, 0); f.Topic != "u/2" {
+		t.Errorf("got delivery on %q after unsubscribing it", f.Topic)
+	}
+}
+
+func testBadRequests(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("bad-1", 0, 0)
+	for _, tc := range []struct {
+		name   string
+		frame  jp.Frame
+		answer jp.Type
+	}{
+		{"qos 3", jp.Frame{Type: jp.Publish, Topic: "a", QoS: 3, Payload: "x"}, jp.Puback},
+		{"empty topic", jp.Frame{Type: jp.Publish, Topic: "", Payload: "x"}, jp.Puback},
+		{"wildcard publish", jp.Frame{Type: jp.Publish, Topic: "a/+", Payload: "x"}, jp.Puback},
+		{"reserved topic", jp.Frame{Type: jp.Publish, Topic: "$SYS/x", Payload: "x"}, jp.Puback},
+		{"space in topic", jp.Frame{Type: jp.Publish, Topic: "a b", Payload: "x"}, jp.Puback},
+		{"oversized payload", jp.Frame{Type: jp.Publish, Topic: "a", Payload: strings.Repeat("x", 5000)}, jp.Puback},
+		{"subscribe qos 3", jp.Frame{Type: jp.Subscribe, Topic: "a", QoS: 3}, jp.Suback},
+		{"subscribe bad filter", jp.Frame{Type: jp.Subscribe, Topic: "a/#/b"}, jp.Suback},
+		{"subscribe reserved", jp.Frame{Type: jp.Subscribe, Topic: "$JS/API/#"}, jp.Suback},
+		{"unsubscribe empty", jp.Frame{Type: jp.Unsubscribe, Topic: ""}, jp.Unsuback},
+		{"raw publish reserved", jp.Frame{Type: jp.RawPublish, Topic: "$SYS/x", Payload: "x"}, jp.Puback},
+	} {
+		c.send(tc.frame)
+		c.expect(tc.answer, 1)
+	}
+	// Nothing broke: the connection still works.
+	c.subscribe("ok/1", 0, 0)
+	c.publish("ok/1", 0, "fine", 0)
+	c.expect(jp.Publish, 0)
+}
+
+// passwordAuth accepts any client whose password is pw.
+type passwordAuth string
+
+func (p passwordAuth) Authenticate(_ context.Context, _ *gateway.ClientInfo, password string) error {
+	if password != string(p) {
+		return errors.New("not_authorized")
+	}
+	return nil
+}
+
+func testAuthnDenied(t *testing.T, env *Env) {
+	c := env.dial(t)
+	ci := jp.ClientInfo{ProtoName: "exproto", ProtoVer: "1.0", ClientID: "authn-1"}
+	c.connectAs(ci, "wrong", 1)
+	// The handler closes after a refused CONNECT.
+	c.expectClosed()
+	c2 := env.dial(t)
+	c2.connectAs(ci, "s3cret", 0)
+	c2.alive(0)
+}
+
+func testAuthnDisabled(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connectAs(jp.ClientInfo{ProtoName: "any-proto", ProtoVer: "9", ClientID: "noauthn-1"}, "wrong", 0)
+	c.alive(0)
+}
+
+func testConnInfo(t *testing.T, env *Env) {
+	c := env.dial(t)
+	info := env.Rec.Events(c.handle)[0].Info
+	if info.SockType != env.Type {
+		t.Errorf("socktype %v, want %v", info.SockType, env.Type)
+	}
+	if want := netip.MustParseAddrPort(c.nc.LocalAddr().String()); info.Peer != want {
+		t.Errorf("peer %v, want %v", info.Peer, want)
+	}
+	if want := netip.MustParseAddrPort(env.Addr); info.Local != want {
+		t.Errorf("local %v, want %v", info.Local, want)
+	}
+	if env.Type == gateway.SSL {
+		if info.PeerCert == nil || info.PeerCert.CN != ClientCN || info.PeerCert.DN != ClientDN {
+			t.Errorf("peercert %+v, want CN %q DN %q", info.PeerCert, ClientCN, ClientDN)
+		}
+	} else if info.PeerCert != nil {
+		t.Errorf("peercert %+v on plain TCP", info.PeerCert)
+	}
+}
+
+func testConnInfoNoCert(t *testing.T, env *Env) {
+	c := env.dial(t)
+	if info := env.Rec.Events(c.handle)[0].Info; info.PeerCert != nil {
+		t.Errorf("peercert %+v without a client certificate", info.PeerCert)
+	}
+}
+
+func testPeerClose(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("peer-close", 0, 0)
+	c.nc.Close()
+	want := gateway.ReasonTCPClosed
+	if env.Type == gateway.SSL {
+		want = gateway.ReasonSSLClosed
+	}
+	if r := env.Rec.waitClosed(t, c.handle); r != want {
+		t.Errorf("reason %q, want %q", r, want)
+	}
+}
+
+func testDisconnect(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("bye-1", 0, 0)
+	c.send(jp.Frame{Type: jp.Disconnect})
+	c.expectClosed()
+	if r := env.Rec.waitClosed(t, c.handle); r != gateway.ReasonNormal {
+		t.Errorf("reason %q, want %q", r, gateway.ReasonNormal)
+	}
+	env.waitGone(t, c.handle)
+}
+
+func testHandlerFault(t *testing.T, env *Env) {
+	bad := env.dial(t)
+	good := env.dial(t)
+	good.connect("good-1", 0, 0)
+	bad.write([]byte(FailMarker))
+	bad.expectClosed()
+	if r := env.Rec.waitClosed(t, bad.handle); !strings.Contains(r, "on_received_bytes") || !strings.Contains(r, "injected fault") {
+		t.Errorf("reason %q does not name the callback and the fault", r)
+	}
+	good.subscribe("still/ok", 0, 0)
+	good.publish("still/ok", 0, "yes", 0)
+	good.expect(jp.Publish, 0)
+}
+
+func testDeliveriesInOrder(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("order-1", 0, 0)
+	c.subscribe("seq", 0, 0)
+	const n = 300
+	for i := range n {
+		if err := env.NATS.Publish("seq", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		f := c.expect(jp.Publish, 0)
+		if want := fmt.Sprint(i); f.Payload != want {
+			t.Fatalf("delivery %d has payload %q", i, f.Payload)
+		}
+	}
+}
+
+func testChunking(t *testing.T, env *Env) {
+	c := env.dial(t)
+	// One frame written byte by byte, then three frames in one write: the
+	// gateway passes bytes through unframed and the handler reassembles.
+	for _, b := range jp.Encode(jp.Frame{Type: jp.Connect, ClientInfo: jp.ClientInfo{ProtoName: "exproto", ProtoVer: "1.0", ClientID: "chunks"}}) {
+		c.write([]byte{b})
+	}
+	c.expect(jp.Connack, 0)
+	var burst []byte
+	burst = append(burst, jp.Encode(jp.Frame{Type: jp.Subscribe, Topic: "c/1"})...)
+	burst = append(burst, jp.Encode(jp.Frame{Type: jp.Subscribe, Topic: "c/2"})...)
+	burst = append(burst, jp.Encode(jp.Frame{Type: jp.Publish, Topic: "c/2", Payload: "x"})...)
+	c.write(burst)
+	c.expect(jp.Suback, 0)
+	c.expect(jp.Suback, 0)
+	c.expect(jp.Puback, 0)
+	c.expect(jp.Publish, 0)
+	var got []byte
+	for _, ev := range env.Rec.Events(c.handle) {
+		if ev.Kind == "bytes" {
+			got = append(got, ev.Bytes...)
+		}
+	}
+	want := append(jp.Encode(jp.Frame{Type: jp.Connect, ClientInfo: jp.ClientInfo{ProtoName: "exproto", ProtoVer: "1.0", ClientID: "chunks"}}), burst...)
+	if string(got) != string(want) {
+		t.Errorf("handler received %q, want %q", got, want)
+	}
+}
+
+func testStaleHandle(t *testing.T, env *Env) {
+	a := env.dial(t)
+	b := env.dial(t)
+	if a.handle == b.handle {
+		t.Fatalf("two connections share handle %q", a.handle)
+	}
+	a.send(jp.Frame{Type: jp.Disconnect})
+	a.expectClosed()
+	env.Rec.waitClosed(t, a.handle)
+	c := env.dial(t)
+	if c.handle == a.handle || c.handle == b.handle {
+		t.Fatalf("handle %q reused", c.handle)
+	}
+	env.waitGone(t, a.handle)
+	for _, h := range []string{"garbage", "zzzzzzzzzzzzzzzz", strings.Repeat("f", 17)} {
+		if _, err := env.Server.Lookup(h); gateway.CodeOf(err) != gateway.CodeParamsTypeError {
+			t.Errorf("handle %q: %v, want PARAMS_TYPE_ERROR", h, err)
+		}
+	}
+	c.connect("fresh", 0, 0)
+}
+
+func testShutdown(t *testing.T, env *Env) {
+	a := env.dial(t)
+	b := env.dial(t)
+	a.connect("shut-a", 0, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := env.Server.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	a.expectClosed()
+	b.expectClosed()
+	for _, c := range []*client{a, b} {
+		if r := env.Rec.waitClosed(t, c.handle); r != gateway.ReasonShutdown {
+			t.Errorf("reason %q, want %q", r, gateway.ReasonShutdown)
+		}
+	}
+}
+
+func testKeepaliveTimeout(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("ka-1", 1, 0)
+	// Silence: after about 1.5 s the handler hears OnTimerTimeout and the
+	// gateway closes the socket itself.
+	c.expectClosed()
+	r := env.Rec.waitClosed(t, c.handle)
+	if r != gateway.ReasonKeepaliveTimeout {
+		t.Errorf("reason %q, want %q", r, gateway.ReasonKeepaliveTimeout)
+	}
+	evs := env.Rec.Events(c.handle)
+	if len(evs) < 2 || evs[len(evs)-2].Kind != "timeout" {
+		t.Errorf("OnTimerTimeout did not come right before OnSocketClosed: %v", kinds(evs))
+	}
+	if n := len(env.Rec.waitKind(t, c.handle, "timeout", 1)); n != 1 {
+		t.Errorf("%d OnTimerTimeout, want 1", n)
+	}
+}
+
+func testKeepaliveKept(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.connect("ka-2", 2, 0)
+	// Traffic for twice the 3 s limit keeps the connection alive.
+	end := time.Now().Add(6 * time.Second)
+	for time.Now().Before(end) {
+		c.alive(0)
+		time.Sleep(200 * time.Millisecond) // pacing the device, not waiting for a result
+	}
+	c.alive(0)
+	for _, ev := range env.Rec.Events(c.handle) {
+		if ev.Kind == "timeout" || ev.Kind == "closed" {
+			t.Fatalf("keepalive fired despite traffic: %v", kinds(env.Rec.Events(c.handle)))
+		}
+	}
+}
+
+func testIdleTimeout(t *testing.T, env *Env) {
+	talker := env.dial(t)
+	talker.alive(1) // one byte is enough to disarm the idle timer
+	// silent was created after talker, so once it is closed for idleness
+	// talker's own idle deadline has passed too.
+	silent := env.dial(t)
+	silent.expectClosed()
+	if r := env.Rec.waitClosed(t, silent.handle); r != gateway.ReasonIdleTimeout {
+		t.Errorf("reason %q, want %q", r, gateway.ReasonIdleTimeout)
+	}
+	// The talker outlives the idle timeout although it never authenticated.
+	talker.alive(1)
+	for _, ev := range env.Rec.Events(talker.handle) {
+		if ev.Kind == "closed" {
+			t.Fatalf("a connection that sent bytes was closed: %q", ev.Reason)
+		}
+	}
+}
+
+func kinds(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Kind
+	}
+	return out
+}

@@ -1,0 +1,767 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/protogate/protogate/gateway/topic"
+)
+
+// Close reasons, in the format EMQX used, so handlers that match on them keep
+// working.
+const (
+	ReasonNormal           = "{shutdown,normal}"
+	ReasonTCPClosed        = "{shutdown,tcp_closed}"
+	ReasonSSLClosed        = "{shutdown,ssl_closed}"
+	ReasonKeepaliveTimeout = "{shutdown,keepalive_timeout}"
+	ReasonIdleTimeout      = "{shutdown,idle_timeout}"
+	ReasonDiscarded        = "{shutdown,discarded}"
+	ReasonKicked           = "{shutdown,kicked}"
+)
+
+// maxKeepalive caps StartTimer intervals, as MQTT and EMQX do.
+const maxKeepalive = 65535
+
+type connState uint8
+
+const (
+	stateOpen    connState = iota // serving
+	stateClosing                  // socket closed or closing; events still drain
+	stateDead                     // OnSocketClosed delivered; handle is dead
+)
+
+type eventKind uint8
+
+const (
+	evCreated eventKind = iota
+	evBytes
+	evTimeout
+	evMessages
+	evClosed
+)
+
+// event is one entry of a connection's queue.
+type event struct {
+	kind  eventKind
+	ack   bool // the socket reader waits for this event to be handled
+	bytes []byte
+	msgs  []*Message
+}
+
+// Conn is one device connection. Handlers act on it through its methods,
+// which are safe for concurrent use and may be called from inside any
+// callback: they never wait for the connection's event queue.
+type Conn struct {
+	id     uint64
+	handle string
+	srv    *Server
+	l      *Listener
+	nc     net.Conn
+	info   ConnInfo
+	start  time.Time
+
+	wmu sync.Mutex // serializes socket writes
+
+	// subMu serializes subscription changes; taken before mu.
+	subMu sync.Mutex
+	subs  map[string]*subEntry
+
+	lastRecv atomic.Int64 // nanoseconds since start of the last read; 0: none yet
+	ack      chan struct{}
+
+	mu          sync.Mutex
+	state       connState
+	reason      string // why the connection closes; set once
+	queue       []event
+	spare       []event
+	draining    bool
+	pending     int  // messages queued
+	failed      bool // a callback failed: only OnSocketClosed remains
+	authing     bool
+	authed      bool
+	clientID    string
+	username    string
+	mountpoint  string
+	keepalive   time.Duration // max idle time: 1.5 x the StartTimer interval
+	kaBase      time.Duration // since start: when the keepalive was started
+	timer       *time.Timer
+	closedEvent bool // the evClosed event has been queued
+}
+
+type subEntry struct {
+	qos uint8
+	sub Subscription
+}
+
+// ID returns the connection's unique 64-bit id. Ids are never reused.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Handle returns the opaque conn string handlers use to name the connection.
+func (c *Conn) Handle() string { return c.handle }
+
+// Info returns what is known of the connection's socket.
+func (c *Conn) Info() *ConnInfo { return &c.info }
+
+// ClientID returns the client id registered by Authenticate, or "".
+func (c *Conn) ClientID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clientID
+}
+
+// Listener returns the listener that accepted the connection.
+func (c *Conn) Listener() *Listener { return c.l }
+
+// serveStream owns a TCP or TLS connection: it runs the handshake, creates the
+// Conn, reads the socket and drains the queue inline.
+func (s *Server) serveStream(nc net.Conn, l *Listener) {
+	defer s.wg.Done()
+	info := ConnInfo{SockType: l.Type, Listener: l.Name}
+	info.Peer = addrPort(nc.RemoteAddr())
+	info.Local = addrPort(nc.LocalAddr())
+	if l.Type == SSL {
+		tc := tls.Server(nc, l.TLSConfig)
+		ctx, cancel := context.WithTimeout(s.stopCtx, s.opts.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			// A failed handshake never reaches the handler.
+			s.log.Debug("gateway: tls handshake failed", "listener", l.Name, "peer", info.Peer, "err", err)
+			nc.Close()
+			return
+		}
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			info.PeerCert = &CertInfo{CN: certs[0].Subject.CommonName, DN: certs[0].Subject.String()}
+		}
+		nc = tc
+	}
+	c := s.newConn(nc, l, info)
+	if !s.register(c) {
+		nc.Close()
+		return
+	}
+	c.armIdle()
+	c.enqueueAndDrain(event{kind: evCreated})
+
+	buf := make([]byte, s.opts.ReadBufferSize)
+	var reason string
+	for {
+		n, err := nc.Read(buf)
+		if n > 0 {
+			c.lastRecv.Store(int64(time.Since(c.start)) | 1)
+			if !c.enqueueBytes(buf[:n]) {
+				break
+			}
+		}
+		if err != nil {
+			reason = readErrReason(err, l.Type)
+			break
+		}
+	}
+	c.terminate(reason)
+}
+
+func (s *Server) newConn(nc net.Conn, l *Listener, info ConnInfo) *Conn {
+	id := s.nextID.Add(1)
+	return &Conn{
+		id:     id,
+		handle: formatHandle(id),
+		srv:    s,
+		l:      l,
+		nc:     nc,
+		info:   info,
+		start:  time.Now(),
+		ack:    make(chan struct{}, 1),
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return netip.AddrPortFrom(unmap(a.AddrPort().Addr()), uint16(a.Port))
+	case *net.UDPAddr:
+		return netip.AddrPortFrom(unmap(a.AddrPort().Addr()), uint16(a.Port))
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
+
+// readErrReason names why a read ended, as EMQX did.
+func readErrReason(err error, t SocketType) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		if t == SSL {
+			return ReasonSSLClosed
+		}
+		return ReasonTCPClosed
+	case errors.Is(err, syscall.ECONNRESET):
+		return "{shutdown,econnreset}"
+	case errors.Is(err, net.ErrClosed):
+		return ReasonNormal
+	}
+	return "{shutdown," + err.Error() + "}"
+}
+
+// enqueueAndDrain queues ev and, if no one is draining, drains the queue on
+// the calling goroutine.
+func (c *Conn) enqueueAndDrain(ev event) {
+	c.mu.Lock()
+	c.queue = append(c.queue, ev)
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	c.mu.Unlock()
+	c.drain()
+}
+
+// enqueueBytes hands a read chunk to the handler and returns once the handler
+// is done with it, so the reader can reuse its buffer. It reports false when
+// the connection no longer takes bytes.
+func (c *Conn) enqueueBytes(b []byte) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	wait := c.draining
+	c.queue = append(c.queue, event{kind: evBytes, ack: wait, bytes: b})
+	c.draining = true
+	c.mu.Unlock()
+	if wait {
+		<-c.ack
+	} else {
+		c.drain()
+	}
+	return true
+}
+
+// enqueueAsync queues ev from a goroutine that must not run handler code
+// (timers, deliveries) and starts a drainer if needed.
+func (c *Conn) enqueueAsyncLocked(ev event) {
+	c.queue = append(c.queue, ev)
+	if !c.draining {
+		c.draining = true
+		c.srv.goDrain(c)
+	}
+}
+
+// drain runs queued events until the queue is empty. Only the goroutine that
+// set draining calls it.
+func (c *Conn) drain() {
+	var batch []event
+	for {
+		c.mu.Lock()
+		if batch != nil {
+			clear(batch)
+			c.spare = batch[:0]
+		}
+		if len(c.queue) == 0 {
+			c.draining = false
+			c.mu.Unlock()
+			return
+		}
+		batch = c.queue
+		c.queue, c.spare = c.spare, nil
+		for i := range batch {
+			if batch[i].kind == evMessages {
+				c.pending -= len(batch[i].msgs)
+			}
+		}
+		c.mu.Unlock()
+		for i := range batch {
+			c.dispatch(&batch[i])
+		}
+	}
+}
+
+// dispatch delivers one event to the handler.
+func (c *Conn) dispatch(ev *event) {
+	h := c.l.Handler
+	ctx := c.srv.ctx
+	if ev.kind == evClosed {
+		c.mu.Lock()
+		reason := c.reason
+		c.mu.Unlock()
+		if err := h.OnSocketClosed(ctx, c, reason); err != nil {
+			c.srv.log.Warn("gateway: OnSocketClosed failed", "conn", c.handle, "err", err)
+		}
+		c.finish()
+		return
+	}
+	c.mu.Lock()
+	skip := c.failed
+	c.mu.Unlock()
+	if !skip {
+		var err error
+		var name string
+		switch ev.kind {
+		case evCreated:
+			name = "on_socket_created"
+			err = h.OnSocketCreated(ctx, c, &c.info)
+		case evBytes:
+			name = "on_received_bytes"
+			err = h.OnReceivedBytes(ctx, c, ev.bytes)
+		case evTimeout:
+			name = "on_timer_timeout"
+			err = h.OnTimerTimeout(ctx, c, KeepAlive)
+		case evMessages:
+			name = "on_received_messages"
+			err = h.OnReceivedMessages(ctx, c, ev.msgs)
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.failed = true
+			c.mu.Unlock()
+			c.srv.log.Warn("gateway: handler callback failed; closing connection",
+				"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
+			c.closeWith(fmt.Sprintf("{shutdown,{error,{%s,%s}}}", name, strings.ReplaceAll(err.Error(), "}", ")")))
+		}
+	}
+	if ev.ack {
+		c.ack <- struct{}{}
+	}
+}
+
+// closeWith starts closing the connection with reason, unless it is already
+// closing. It never waits for the handler.
+func (c *Conn) closeWith(reason string) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosing
+	c.reason = reason
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	// Closing the socket ends the reader's Read; the reader then queues
+	// OnSocketClosed behind whatever is still queued.
+	c.nc.Close()
+}
+
+// terminate runs on the reader once it stops reading: it releases the
+// connection's resources and queues the final OnSocketClosed.
+func (c *Conn) terminate(readReason string) {
+	c.mu.Lock()
+	if c.state == stateOpen {
+		c.state = stateClosing
+		c.reason = readReason
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	if c.reason == "" {
+		c.reason = ReasonNormal
+	}
+	clientID, authed := c.clientID, c.authed
+	c.mu.Unlock()
+	c.nc.Close()
+	if authed {
+		c.srv.releaseClientID(clientID, c)
+	}
+	c.unsubscribeAll()
+
+	c.mu.Lock()
+	if c.closedEvent {
+		c.mu.Unlock()
+		return
+	}
+	c.closedEvent = true
+	// Deliveries not yet started are dropped: nobody subscribed anymore.
+	c.queue = dropMessages(c.queue)
+	c.queue = append(c.queue, event{kind: evClosed})
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	c.mu.Unlock()
+	c.drain()
+}
+
+func dropMessages(q []event) []event {
+	out := q[:0]
+	for _, ev := range q {
+		if ev.kind != evMessages {
+			out = append(out, ev)
+		}
+	}
+	clear(q[len(out):])
+	return out
+}
+
+// finish marks the connection dead once OnSocketClosed has been delivered.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	c.state = stateDead
+	c.mu.Unlock()
+	c.srv.unregister(c)
+}
+
+// armIdle starts the idle timer if the listener has an idle timeout.
+func (c *Conn) armIdle() {
+	if c.l.IdleTimeout <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateOpen {
+		c.timer = time.AfterFunc(c.l.IdleTimeout, c.onTimer)
+	}
+}
+
+// onTimer checks the idle timeout and the keepalive, and re-arms itself for
+// the earliest deadline still pending. It runs on the timer's goroutine.
+func (c *Conn) onTimer() {
+	now := time.Since(c.start)
+	last := time.Duration(c.lastRecv.Load())
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	next := time.Duration(-1)
+	expired := ""
+	if idle := c.l.IdleTimeout; idle > 0 && last == 0 {
+		if now >= idle {
+			expired = ReasonIdleTimeout
+		}
+		next = idle - now
+	}
+	if c.keepalive > 0 && expired == "" {
+		base := max(last, c.kaBase)
+		if now-base >= c.keepalive {
+			expired = ReasonKeepaliveTimeout
+			// The handler hears of it first; the gateway closes the
+			// socket itself either way.
+			c.enqueueAsyncLocked(event{kind: evTimeout})
+		} else if d := base + c.keepalive - now; next < 0 || d < next {
+			next = d
+		}
+	}
+	if expired != "" {
+		c.state = stateClosing
+		c.reason = expired
+		c.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	if next >= 0 {
+		c.timer.Reset(next)
+	}
+	c.mu.Unlock()
+}
+
+// Send writes b to the socket as one write. Like EMQX it succeeds on a
+// connection that is closing (the bytes are discarded); a write error closes
+// the connection and is not reported to the caller.
+func (c *Conn) Send(b []byte) error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch st {
+	case stateDead:
+		return ErrNotAlive
+	case stateClosing:
+		return nil
+	}
+	c.wmu.Lock()
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	_, err := c.nc.Write(b)
+	c.wmu.Unlock()
+	if err != nil {
+		c.closeWith("{shutdown,send_error}")
+		c.srv.log.Debug("gateway: write failed", "conn", c.handle, "err", err)
+	}
+	return nil
+}
+
+// Close closes the connection; the handler sees OnSocketClosed with
+// ReasonNormal.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	dead := c.state == stateDead
+	c.mu.Unlock()
+	if dead {
+		return ErrNotAlive
+	}
+	c.closeWith(ReasonNormal)
+	return nil
+}
+
+// Kick closes the connection with ReasonKicked, as an operator would.
+func (c *Conn) Kick() { c.closeWith(ReasonKicked) }
+
+// StartTimer starts or updates the keepalive: when no bytes arrive for 1.5 x
+// interval seconds, the handler gets OnTimerTimeout and the gateway closes
+// the connection. It is allowed before Authenticate.
+func (c *Conn) StartTimer(t TimerType, interval uint32) error {
+	if t != KeepAlive {
+		return Errorf(CodeParamsTypeError, "gateway: unknown timer type %d", t)
+	}
+	if interval == 0 {
+		return Errorf(CodeParamsTypeError, "gateway: keepalive interval must be > 0")
+	}
+	interval = min(interval, maxKeepalive)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateDead:
+		return ErrNotAlive
+	case stateClosing:
+		return nil
+	}
+	c.keepalive = time.Duration(interval) * 1500 * time.Millisecond
+	c.kaBase = time.Since(c.start)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.keepalive, c.onTimer)
+	} else {
+		c.timer.Stop()
+		// onTimer computes the earliest pending deadline and re-arms.
+		c.timer.Reset(0)
+	}
+	return nil
+}
+
+// Authenticate registers ci.ClientID for the connection after the Server's
+// Authenticator (if any, and unless the listener disables it) accepts the
+// credentials. Another connection holding the same client id is closed with
+// ReasonDiscarded. A failed Authenticate leaves the connection open and may be
+// retried; a second successful one is refused.
+func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string) error {
+	if ci == nil {
+		return Errorf(CodeRequiredParamsMissed, "gateway: clientinfo is missing")
+	}
+	c.mu.Lock()
+	switch {
+	case c.state == stateDead:
+		c.mu.Unlock()
+		return ErrNotAlive
+	case c.state != stateOpen:
+		c.mu.Unlock()
+		return ErrDisconnected
+	case c.authed || c.authing:
+		c.mu.Unlock()
+		return ErrAlreadyAuthenticated
+	}
+	c.authing = true
+	c.mu.Unlock()
+
+	if a := c.srv.opts.Authenticator; a != nil && !c.l.DisableAuthn {
+		if err := a.Authenticate(ctx, ci, password); err != nil {
+			c.mu.Lock()
+			c.authing = false
+			c.mu.Unlock()
+			if CodeOf(err) == CodeUnknown {
+				err = &Error{Code: CodePermissionDeny, Err: err}
+			}
+			return err
+		}
+	}
+	mp := topic.ExpandMountpoint(c.l.Mountpoint, ci.ClientID, ci.Username)
+	old := c.srv.claimClientID(ci.ClientID, c)
+	if old != nil {
+		c.srv.log.Info("gateway: client id taken over; discarding older connection",
+			"clientid", ci.ClientID, "old", old.handle, "new", c.handle)
+		old.closeWith(ReasonDiscarded)
+	}
+	c.mu.Lock()
+	c.authing = false
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		c.srv.releaseClientID(ci.ClientID, c)
+		return ErrDisconnected
+	}
+	c.authed = true
+	c.clientID = ci.ClientID
+	c.username = ci.Username
+	c.mountpoint = mp
+	c.mu.Unlock()
+	return nil
+}
+
+// pubsubState returns the mountpoint and client id for a pub/sub call, or
+// the error refusing it.
+func (c *Conn) pubsubState() (mountpoint, clientID string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.state == stateDead:
+		return "", "", ErrNotAlive
+	case c.state != stateOpen:
+		return "", "", ErrClosing
+	case !c.authed:
+		return "", "", ErrNotAuthenticated
+	}
+	if c.srv.opts.PubSub == nil {
+		return "", "", ErrNoPubSub
+	}
+	return c.mountpoint, c.clientID, nil
+}
+
+func checkTopicQoS(t string, qos uint32) error {
+	if t == "" {
+		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
+	}
+	if qos > 2 {
+		return Errorf(CodeParamsTypeError, "gateway: qos %d is not 0, 1 or 2", qos)
+	}
+	return nil
+}
+
+// Publish publishes payload on the mounted topic, From the connection's
+// client id. The connection must be authenticated. Like all subscribers, the
+// connection itself receives the message if it is subscribed.
+func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
+	if err := checkTopicQoS(t, qos); err != nil {
+		return err
+	}
+	mp, clientID, err := c.pubsubState()
+	if err != nil {
+		return err
+	}
+	return c.srv.opts.PubSub.Publish(&Message{
+		QoS:     uint8(qos),
+		From:    clientID,
+		Topic:   topic.Mount(mp, t),
+		Payload: payload,
+	})
+}
+
+// Subscribe subscribes the connection to the mounted filter. Subscribing
+// again to the same filter updates its QoS. Deliveries arrive as
+// OnReceivedMessages with the mountpoint stripped from their topics.
+func (c *Conn) Subscribe(filter string, qos uint32) error {
+	if err := checkTopicQoS(filter, qos); err != nil {
+		return err
+	}
+	mp, _, err := c.pubsubState()
+	if err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if e, ok := c.subs[filter]; ok {
+		e.qos = uint8(qos)
+		return nil
+	}
+	sub, err := c.srv.opts.PubSub.Subscribe(mountFilter(mp, filter), c)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	open := c.state == stateOpen
+	c.mu.Unlock()
+	if !open {
+		// Lost a race with close: terminate may already have run
+		// unsubscribeAll, so undo here.
+		sub.Unsubscribe()
+		return ErrClosing
+	}
+	if c.subs == nil {
+		c.subs = make(map[string]*subEntry)
+	}
+	c.subs[filter] = &subEntry{qos: uint8(qos), sub: sub}
+	return nil
+}
+
+// Unsubscribe removes a subscription. Removing a filter the connection is not
+// subscribed to succeeds.
+func (c *Conn) Unsubscribe(filter string) error {
+	if filter == "" {
+		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
+	}
+	if _, _, err := c.pubsubState(); err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	e, ok := c.subs[filter]
+	delete(c.subs, filter)
+	c.subMu.Unlock()
+	if ok {
+		return e.sub.Unsubscribe()
+	}
+	return nil
+}
+
+func (c *Conn) unsubscribeAll() {
+	c.subMu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.subMu.Unlock()
+	for _, e := range subs {
+		e.sub.Unsubscribe()
+	}
+}
+
+// mountFilter applies the mountpoint to a filter, inside a $share/group/
+// prefix when there is one.
+func mountFilter(mp, filter string) string {
+	if mp == "" {
+		return filter
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		if group, f, ok := strings.Cut(rest, "/"); ok {
+			return "$share/" + group + "/" + mp + f
+		}
+	}
+	return mp + filter
+}
+
+// Deliver queues m for the handler. It never blocks: when the connection has
+// MaxPendingMessages queued, m is dropped and counted.
+func (c *Conn) Deliver(m *Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return
+	}
+	if c.pending >= c.srv.opts.MaxPendingMessages {
+		c.srv.dropped.Add(1)
+		return
+	}
+	if c.mountpoint != "" {
+		t, ok := topic.Unmount(c.mountpoint, m.Topic)
+		if ok {
+			cp := *m
+			cp.Topic = t
+			m = &cp
+		}
+	}
+	c.pending++
+	// Deliveries that queue up while the handler is busy go out as one
+	// OnReceivedMessages batch.
+	if n := len(c.queue); n > 0 && c.queue[n-1].kind == evMessages {
+		c.queue[n-1].msgs = append(c.queue[n-1].msgs, m)
+		return
+	}
+	c.enqueueAsyncLocked(event{kind: evMessages, msgs: []*Message{m}})
+}
+
+// String returns the connection's handle and peer, for logs.
+func (c *Conn) String() string {
+	return c.handle + "@" + c.info.Peer.String()
+}
+
+// LogValue implements slog.LogValuer.
+func (c *Conn) LogValue() slog.Value { return slog.StringValue(c.String()) }

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Handler is a protocol handler back end: the remote gRPC client in
+// gateway/remote or the Wasm host in wasmhost. The gateway calls it with the
+// events of every connection it serves.
+//
+// For one connection the gateway makes at most one call at a time and in
+// event order: OnSocketCreated first, OnSocketClosed last and exactly once,
+// the others in between. Calls for different connections may run
+// concurrently, so implementations must be safe for concurrent use. A handler
+// may call the connection's methods (Send, Authenticate, Subscribe, ...) from
+// inside a callback; they never wait for a callback to finish. Slices passed
+// in (b, msgs) are valid only until the call returns.
+//
+// A non-nil error from any callback but OnSocketClosed closes the connection;
+// its reason names the callback and the error. The context carries no deadline:
+// each back end applies its own (remote: timeout, wasm: call_timeout).
+type Handler interface {
+	OnSocketCreated(ctx context.Context, c *Conn, info *ConnInfo) error
+	OnReceivedBytes(ctx context.Context, c *Conn, b []byte) error
+	OnTimerTimeout(ctx context.Context, c *Conn, t TimerType) error
+	OnReceivedMessages(ctx context.Context, c *Conn, msgs []*Message) error
+	OnSocketClosed(ctx context.Context, c *Conn, reason string) error
+}
+
+// SocketType is the transport of a connection. Its values are those of
+// emqx.exproto.v1.SocketType.
+type SocketType int32
+
+// The socket types of ExProto v1.
+const (
+	TCP  SocketType = 0
+	SSL  SocketType = 1
+	UDP  SocketType = 2
+	DTLS SocketType = 3
+)
+
+// String returns the lowercase name used in config files.
+func (t SocketType) String() string {
+	switch t {
+	case TCP:
+		return "tcp"
+	case SSL:
+		return "ssl"
+	case UDP:
+		return "udp"
+	case DTLS:
+		return "dtls"
+	}
+	return "unknown"
+}
+
+// TimerType names a connection timer. ExProto v1 defines only KEEPALIVE.
+type TimerType int32
+
+// KeepAlive is the keepalive timer started by StartTimer.
+const KeepAlive TimerType = 0
+
+// ConnInfo describes a new connection; it is passed to OnSocketCreated.
+type ConnInfo struct {
+	SockType SocketType
+	Peer     netip.AddrPort
+	Local    netip.AddrPort
+	// PeerCert is set only when the peer presented a certificate.
+	PeerCert *CertInfo
+	// Listener is the name of the listener that accepted the connection.
+	Listener string
+}
+
+// CertInfo is the subject of a peer certificate.
+type CertInfo struct {
+	CN string // common name
+	DN string // distinguished name, RFC 2253 form
+}
+
+// ClientInfo is what a handler passes to Authenticate.
+type ClientInfo struct {
+	ProtoName string
+	ProtoVer  string
+	ClientID  string
+	Username  string
+}
+
+// Message is one pub/sub delivery. Messages handed to a Handler or a
+// Subscriber may be shared between connections and must not be modified.
+type Message struct {
+	Node      string // the node that delivers it
+	ID        string // unique message id, 32 uppercase hex digits
+	QoS       uint8  // 0, 1 or 2, as published
+	From      string // publisher's client id; "exproto" for RawPublish
+	Topic     string // MQTT-style topic; unmounted when handed to a Handler
+	Payload   []byte
+	Timestamp int64 // milliseconds since the Unix epoch
+}
+
+// Authenticator checks a client's credentials. A nil Authenticator on the
+// Server allows every client. Implementations must be safe for concurrent use.
+type Authenticator interface {
+	Authenticate(ctx context.Context, ci *ClientInfo, password string) error
+}
+
+// PubSub is the pub/sub port of the gateway; gateway/broker implements it on
+// an embedded NATS server. Topics are MQTT-style and already carry the
+// connection's mountpoint. Implementations must be safe for concurrent use.
+type PubSub interface {
+	// Publish publishes m on m.Topic. Invalid topics are reported with an
+	// error wrapping ErrBadTopic, oversized payloads with ErrPayloadTooLarge.
+	Publish(m *Message) error
+	// Subscribe delivers every message matching filter to s until the
+	// returned Subscription is removed. A filter may be a shared
+	// subscription ($share/group/filter).
+	Subscribe(filter string, s Subscriber) (Subscription, error)
+}
+
+// Subscriber receives deliveries. Deliver must not block and must not modify m.
+type Subscriber interface {
+	Deliver(m *Message)
+}
+
+// Subscription is an active subscription.
+type Subscription interface {
+	// Unsubscribe stops deliveries. It is safe to call more than once.
+	Unsubscribe() error
+}

@@ -1,0 +1,232 @@
+// Package remote is protogate's gRPC back end: Handler calls a handler
+// service written for EMQX's ExProto (emqx.exproto.v1.ConnectionUnaryHandler
+// or the legacy streaming ConnectionHandler), and Adapter serves the
+// ConnectionAdapter that such handlers call back.
+package remote
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/protogate/protogate/gateway"
+	pb "github.com/protogate/protogate/proto/exprotov1"
+)
+
+// Service names accepted in Config.ServiceName.
+const (
+	ServiceUnary     = "ConnectionUnaryHandler"
+	ServiceStreaming = "ConnectionHandler"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Address is the handler's URL: http://host:port or https://host:port.
+	// Host names are allowed.
+	Address string
+	// ServiceName selects ServiceUnary (default) or ServiceStreaming.
+	ServiceName string
+	// Timeout bounds each callback. EMQX had none; a handler that hangs
+	// then closes only the connection whose callback hung. Default: 30s.
+	Timeout time.Duration
+	// TLS configures https addresses. Default: system roots.
+	TLS *tls.Config
+	// Logger receives the handler's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler implements gateway.Handler by calling a remote gRPC handler. It is
+// safe for concurrent use. The gRPC connection is made lazily and re-made
+// quickly after the handler restarts.
+type Handler struct {
+	cfg    Config
+	log    *slog.Logger
+	cc     *grpc.ClientConn
+	unary  pb.ConnectionUnaryHandlerClient
+	stream *streams // nil for the unary service
+}
+
+var _ gateway.Handler = (*Handler)(nil)
+
+// New returns a Handler for cfg. It does not wait for the handler to be up.
+func New(cfg Config) (*Handler, error) {
+	if cfg.ServiceName == "" {
+		cfg.ServiceName = ServiceUnary
+	}
+	if cfg.ServiceName != ServiceUnary && cfg.ServiceName != ServiceStreaming {
+		return nil, fmt.Errorf("remote: unknown service_name %q (want %s or %s)", cfg.ServiceName, ServiceUnary, ServiceStreaming)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	target, creds, err := dialTarget(cfg.Address, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(creds),
+		// Reconnect fast: a handler that restarts should serve new
+		// connections within a second or two, not after gRPC's default
+		// two-minute backoff ceiling.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   2 * time.Second,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %w", err)
+	}
+	h := &Handler{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		cc:    cc,
+		unary: pb.NewConnectionUnaryHandlerClient(cc),
+	}
+	if cfg.ServiceName == ServiceStreaming {
+		h.stream = newStreams(pb.NewConnectionHandlerClient(cc), cfg.Timeout, cfg.Logger)
+	}
+	return h, nil
+}
+
+// dialTarget turns a handler URL into a gRPC target and credentials.
+func dialTarget(address string, tc *tls.Config) (string, credentials.TransportCredentials, error) {
+	u, err := url.Parse(address)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", nil, fmt.Errorf("remote: address %q: want http://host:port or https://host:port", address)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" {
+		return "", nil, fmt.Errorf("remote: address %q: want http://host:port or https://host:port", address)
+	}
+	target := "dns:///" + net.JoinHostPort(host, port)
+	if u.Scheme == "http" {
+		return target, insecure.NewCredentials(), nil
+	}
+	if tc == nil {
+		tc = &tls.Config{}
+	} else {
+		tc = tc.Clone()
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	return target, credentials.NewTLS(tc), nil
+}
+
+// Close closes the gRPC connection; callbacks in flight fail.
+func (h *Handler) Close() error {
+	if h.stream != nil {
+		h.stream.close()
+	}
+	return h.cc.Close()
+}
+
+// call runs one unary callback with the configured deadline.
+func call[Req any](h *Handler, ctx context.Context, f func(context.Context, *Req, ...grpc.CallOption) (*pb.EmptySuccess, error), req *Req) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	_, err := f(ctx, req)
+	return err
+}
+
+// OnSocketCreated implements gateway.Handler.
+func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *gateway.ConnInfo) error {
+	req := &pb.SocketCreatedRequest{Conn: c.Handle(), Conninfo: ConnInfo(info)}
+	if h.stream != nil {
+		return h.stream.send(c.ID(), kindCreated, req)
+	}
+	return call(h, ctx, h.unary.OnSocketCreated, req)
+}
+
+// OnReceivedBytes implements gateway.Handler.
+func (h *Handler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
+	req := &pb.ReceivedBytesRequest{Conn: c.Handle(), Bytes: b}
+	if h.stream != nil {
+		return h.stream.send(c.ID(), kindBytes, req)
+	}
+	return call(h, ctx, h.unary.OnReceivedBytes, req)
+}
+
+// OnTimerTimeout implements gateway.Handler.
+func (h *Handler) OnTimerTimeout(ctx context.Context, c *gateway.Conn, t gateway.TimerType) error {
+	req := &pb.TimerTimeoutRequest{Conn: c.Handle(), Type: pb.TimerType(t)}
+	if h.stream != nil {
+		return h.stream.send(c.ID(), kindTimeout, req)
+	}
+	return call(h, ctx, h.unary.OnTimerTimeout, req)
+}
+
+// OnReceivedMessages implements gateway.Handler.
+func (h *Handler) OnReceivedMessages(ctx context.Context, c *gateway.Conn, msgs []*gateway.Message) error {
+	req := &pb.ReceivedMessagesRequest{Conn: c.Handle(), Messages: Messages(msgs)}
+	if h.stream != nil {
+		return h.stream.send(c.ID(), kindMessages, req)
+	}
+	return call(h, ctx, h.unary.OnReceivedMessages, req)
+}
+
+// OnSocketClosed implements gateway.Handler.
+func (h *Handler) OnSocketClosed(ctx context.Context, c *gateway.Conn, reason string) error {
+	req := &pb.SocketClosedRequest{Conn: c.Handle(), Reason: reason}
+	if h.stream != nil {
+		return h.stream.send(c.ID(), kindClosed, req)
+	}
+	err := call(h, ctx, h.unary.OnSocketClosed, req)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// ConnInfo converts connection details to their wire form.
+func ConnInfo(info *gateway.ConnInfo) *pb.ConnInfo {
+	ci := &pb.ConnInfo{
+		Socktype: pb.SocketType(info.SockType),
+		Peername: address(info.Peer),
+		Sockname: address(info.Local),
+	}
+	if info.PeerCert != nil {
+		ci.Peercert = &pb.CertificateInfo{Cn: info.PeerCert.CN, Dn: info.PeerCert.DN}
+	}
+	return ci
+}
+
+func address(ap netip.AddrPort) *pb.Address {
+	return &pb.Address{Host: ap.Addr().String(), Port: uint32(ap.Port())}
+}
+
+// Messages converts deliveries to their wire form.
+func Messages(msgs []*gateway.Message) []*pb.Message {
+	out := make([]*pb.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = &pb.Message{
+			Node:      m.Node,
+			Id:        m.ID,
+			Qos:       uint32(m.QoS),
+			From:      m.From,
+			Topic:     m.Topic,
+			Payload:   m.Payload,
+			Timestamp: uint64(m.Timestamp),
+		}
+	}
+	return out
+}

@@ -1,0 +1,384 @@
+// Package gateway is the core of protogate: it owns device sockets, turns
+// what happens on them into the five ExProto callbacks of a Handler, and
+// serves the calls a handler makes back (Send, Close, Authenticate,
+// StartTimer, Publish, Subscribe, Unsubscribe) on top of a PubSub.
+//
+// The package knows its handler back ends (gateway/remote, wasmhost) and its
+// pub/sub (gateway/broker) only through the Handler and PubSub interfaces;
+// cmd/protogate wires them together.
+//
+// # Event model
+//
+// Each connection has one event queue. Socket reads, keepalive expiry, pub/sub
+// deliveries and the final close all become events in that queue, and exactly
+// one goroutine at a time drains it, calling the Handler in order. The
+// goroutine that reads the socket drains inline, so a slow handler slows the
+// reader (backpressure) instead of growing a queue; deliveries and timers
+// start a short-lived drainer only when the queue is idle. Calls a handler
+// makes on a connection never take the drain role, so a handler can call
+// Authenticate or Send from inside any callback without deadlock.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a Server. The zero value of every field but PubSub is a
+// usable default.
+type Options struct {
+	// PubSub carries Publish, Subscribe and deliveries. Without it pub/sub
+	// calls fail with ErrNoPubSub.
+	PubSub PubSub
+	// Authenticator checks credentials in Authenticate. Default: nil, which
+	// allows every client.
+	Authenticator Authenticator
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// WriteTimeout bounds one socket write of Send; a write that cannot
+	// finish in time closes the connection. Default: 15s.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds a TLS handshake. Default: 10s.
+	HandshakeTimeout time.Duration
+	// MaxPendingMessages bounds the deliveries queued for one connection
+	// while its handler is busy; further deliveries are dropped and counted.
+	// Default: 1000.
+	MaxPendingMessages int
+	// ReadBufferSize is the size of each connection's read buffer, the
+	// largest chunk one OnReceivedBytes carries on TCP and TLS. Default: 4096.
+	ReadBufferSize int
+}
+
+// Listener describes how the connections accepted from one net.Listener are
+// served. It must not be modified once passed to Serve.
+type Listener struct {
+	// Name identifies the listener in logs and ConnInfo.
+	Name string
+	// Type is TCP or SSL.
+	Type SocketType
+	// Handler receives the events of every connection.
+	Handler Handler
+	// TLSConfig is required for SSL. Client certificates it verifies reach
+	// the handler as ConnInfo.PeerCert.
+	TLSConfig *tls.Config
+	// IdleTimeout closes a connection that has not sent a single byte this
+	// long after it was created. Default: 0, no limit.
+	IdleTimeout time.Duration
+	// Mountpoint prefixes every topic the connection publishes or
+	// subscribes to. ${clientid} and ${username} are replaced at
+	// Authenticate.
+	Mountpoint string
+	// DisableAuthn skips the Server's Authenticator for this listener.
+	DisableAuthn bool
+}
+
+// Server serves connections from any number of listeners. It is safe for
+// concurrent use; create it with New.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // canceled by Close: aborts handler calls
+	cancel context.CancelFunc
+
+	stopCtx context.Context // canceled by Shutdown: aborts handshakes
+	stop    context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closing   bool
+
+	conns  sync.Map // uint64 -> *Conn
+	nconns atomic.Int64
+	nextID atomic.Uint64
+
+	clientsMu sync.Mutex
+	clients   map[string]*Conn // client id -> authenticated connection
+
+	wg sync.WaitGroup // every goroutine the server starts
+
+	dropped atomic.Uint64 // deliveries dropped because a queue was full
+}
+
+// New returns a Server with opts.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 15 * time.Second
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
+	if opts.MaxPendingMessages <= 0 {
+		opts.MaxPendingMessages = 1000
+	}
+	if opts.ReadBufferSize <= 0 {
+		opts.ReadBufferSize = 4096
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		clients:   make(map[string]*Conn),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.stopCtx, s.stop = context.WithCancel(s.ctx)
+	// Handles are never reused, not even across restarts: the counter starts
+	// at the wall clock in nanoseconds, which a restart cannot go back past
+	// unless connections arrived faster than one per nanosecond.
+	s.nextID.Store(uint64(time.Now().UnixNano()))
+	return s
+}
+
+// Serve accepts connections on ln and serves them as l describes, until
+// Shutdown or Close. It always returns a non-nil error; after Shutdown or
+// Close it is ErrServerClosed. Serve takes ownership of ln and closes it.
+func (s *Server) Serve(ln net.Listener, l *Listener) error {
+	if l == nil || l.Handler == nil {
+		ln.Close()
+		return errors.New("gateway: listener without a handler")
+	}
+	if l.Type == SSL && l.TLSConfig == nil {
+		ln.Close()
+		return fmt.Errorf("gateway: listener %q: ssl needs a TLS config", l.Name)
+	}
+	if l.Type != TCP && l.Type != SSL {
+		ln.Close()
+		return fmt.Errorf("gateway: listener %q: unsupported type %s", l.Name, l.Type)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off and retry,
+				// as net/http does, instead of spinning or giving up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("gateway: accept failed; retrying", "listener", l.Name, "err", err, "backoff", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-s.ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
+			return fmt.Errorf("gateway: listener %q: %w", l.Name, err)
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go s.serveStream(nc, l)
+	}
+}
+
+// isTemporary reports errors an accept loop should retry, such as EMFILE.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Lookup returns the live connection named by handle, the opaque string a
+// handler receives as conn. A malformed handle yields ErrBadHandle, an empty
+// one ErrNoHandle, and the handle of a connection that is gone ErrNotAlive.
+func (s *Server) Lookup(handle string) (*Conn, error) {
+	if handle == "" {
+		return nil, ErrNoHandle
+	}
+	id, ok := parseHandle(handle)
+	if !ok {
+		return nil, ErrBadHandle
+	}
+	if c := s.Conn(id); c != nil {
+		return c, nil
+	}
+	return nil, ErrNotAlive
+}
+
+// Conn returns the connection with the given id, or nil when there is none.
+func (s *Server) Conn(id uint64) *Conn {
+	v, ok := s.conns.Load(id)
+	if !ok {
+		return nil
+	}
+	return v.(*Conn)
+}
+
+// NumConns returns the number of connections currently registered.
+func (s *Server) NumConns() int { return int(s.nconns.Load()) }
+
+// Dropped returns how many deliveries were dropped because a connection's
+// queue was full.
+func (s *Server) Dropped() uint64 { return s.dropped.Load() }
+
+// RawPublish publishes without a connection: no mountpoint, no
+// authorization, From "exproto", as ExProto's RawPublish.
+func (s *Server) RawPublish(topic string, qos uint32, payload []byte) error {
+	if topic == "" {
+		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
+	}
+	if qos > 2 {
+		return Errorf(CodeParamsTypeError, "gateway: qos %d is not 0, 1 or 2", qos)
+	}
+	if s.opts.PubSub == nil {
+		return ErrNoPubSub
+	}
+	return s.opts.PubSub.Publish(&Message{QoS: uint8(qos), From: "exproto", Topic: topic, Payload: payload})
+}
+
+// ReasonShutdown is the close reason handlers see when the gateway shuts down.
+const ReasonShutdown = "{shutdown,gateway_shutdown}"
+
+// Shutdown stops the server gracefully: it closes every listener, closes
+// every connection with ReasonShutdown, and waits until their handlers have
+// seen OnSocketClosed. If ctx ends first, Shutdown aborts the remaining
+// handler calls as Close does and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stop()
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	s.conns.Range(func(_, v any) bool {
+		v.(*Conn).closeWith(ReasonShutdown)
+		return true
+	})
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: listeners and connections are closed and
+// handler calls in flight are canceled. Handlers still see OnSocketClosed,
+// with a canceled context. Close waits for every goroutine of the server.
+func (s *Server) Close() error {
+	s.cancel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// register makes c reachable by its handle.
+func (s *Server) register(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns.Store(c.id, c)
+	s.nconns.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *Conn) {
+	if _, ok := s.conns.LoadAndDelete(c.id); ok {
+		s.nconns.Add(-1)
+	}
+}
+
+// claimClientID makes c the owner of id and returns the connection it took
+// the id from, if any.
+func (s *Server) claimClientID(id string, c *Conn) *Conn {
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	old := s.clients[id]
+	s.clients[id] = c
+	if old == c {
+		return nil
+	}
+	return old
+}
+
+func (s *Server) releaseClientID(id string, c *Conn) {
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	if s.clients[id] == c {
+		delete(s.clients, id)
+	}
+}
+
+// goDrain runs c's queue on a new goroutine owned by the server.
+func (s *Server) goDrain(c *Conn) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.drain()
+	}()
+}
+
+// formatHandle and parseHandle convert between a connection id and the
+// opaque conn string handlers see: 16 lowercase hex digits.
+func formatHandle(id uint64) string {
+	var b [16]byte
+	const digits = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[id&0xf]
+		id >>= 4
+	}
+	return string(b[:])
+}
+
+func parseHandle(h string) (uint64, bool) {
+	if len(h) != 16 {
+		return 0, false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseUint(h, 16, 64)
+	return id, err == nil
+}

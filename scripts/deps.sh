@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# deps.sh installs the real peers the tests drive, when they are missing:
+# protoc and grpc_python_plugin (to generate Python stubs at test time),
+# python3-grpcio/python3-protobuf (a handler written in Python, as EMQX's
+# examples are), and mosquitto-clients. It needs root for apt-get; without it,
+# it only says what is missing.
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
