@@ -213,7 +213,6 @@ func launchPyHandler(t *testing.T, script, stubs, listenAddr, adapterAddr string
 			return
 		default:
 		}
-		t.Logf("TIMING cancel %v", time.Now())
 		p.cancel()
 		<-p.done // bounded by WaitDelay
 		if st := cmd.ProcessState; st == nil || !st.Success() {
@@ -344,5 +343,4 @@ func TestPythonEchoHandlerKick(t *testing.T) {
 
 	pyEcho(t, second, "second")
 	pyEcho(t, second, "hello protogate")
-	t.Logf("TIMING end of body %v", time.Now())
 }

@@ -188,8 +188,9 @@ type Authentication struct {
 	// username or clientid. Default: "username".
 	UserIDType string `yaml:"user_id_type"`
 	// Users maps a user id to its password: either the password in plain
-	// text, or "sha256:" followed by the 64 hex digits of the SHA-256 digest
-	// of the password. At least one user is required. Default: none.
+	// text, or "sha256:" (any case) followed by the 64 hex digits of the
+	// SHA-256 digest of the password. At least one user is required; use
+	// Verify to check a password. Default: none.
 	Users map[string]string `yaml:"users"`
 }
 
@@ -207,7 +208,8 @@ type Handler struct {
 type GRPCHandler struct {
 	// Address is the handler's URL: http:// or https:// followed by
 	// host:port (host names allowed), e.g. "http://127.0.0.1:9001".
-	// https:// enables TLS. Required. Default: "".
+	// https:// enables TLS. Use Target for the dial address. Required.
+	// Default: "".
 	Address string `yaml:"address"`
 	// ServiceName is the gRPC service called: ConnectionUnaryHandler or
 	// ConnectionHandler (streaming). Default: "ConnectionUnaryHandler".

@@ -478,6 +478,14 @@ func TestFullExample(t *testing.T) {
 		},
 	}
 	assertConfig(t, c, want)
+	for name, w := range map[string]struct {
+		target string
+		tls    bool
+	}{"tracker": {"127.0.0.1:9001", false}, "meter": {"handlers.example.com:9443", true}} {
+		if target, tls := c.Handlers[name].GRPC.Target(); target != w.target || tls != w.tls {
+			t.Errorf("%s: Target() = %q, %v; want %q, %v", name, target, tls, w.target, w.tls)
+		}
+	}
 	if !c.Authentication.Verify("alice", "secret") || !c.Authentication.Verify("bob", "secret") ||
 		c.Authentication.Verify("bob", "Secret") || c.Authentication.Verify("carol", "secret") || c.Authentication.Verify("alice", "") {
 		t.Error("Verify gave a wrong answer")

@@ -480,6 +480,17 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
+// Target returns the host:port to dial for g.Address and whether the
+// connection uses TLS (https://). It is meaningful only for a validated
+// config; for an invalid address it returns "", false.
+func (g *GRPCHandler) Target() (hostport string, useTLS bool) {
+	u, err := url.Parse(g.Address)
+	if err != nil {
+		return "", false
+	}
+	return u.Host, strings.EqualFold(u.Scheme, "https")
+}
+
 // Verify reports whether password is correct for the user id, comparing in
 // constant time. Passwords stored as "sha256:<hex>" are compared by
 // digest. A nil Authentication (the block is absent) allows everyone.
