@@ -36,6 +36,11 @@ var kindNames = [numKinds]string{"OnSocketCreated", "OnReceivedBytes", "OnTimerT
 // one kind stay in order. Callbacks of different kinds travel on different
 // streams, and the handler may see them out of order: that is the flaw of the
 // streaming service that ConnectionUnaryHandler fixed.
+//
+// Some handlers end a stream after reading one message (EMQX's own early Go
+// example does). A watcher per stream notices when the handler ends it, and
+// the next callback opens a fresh stream, as EMQX reopened streams that were
+// gone.
 type streams struct {
 	client  pb.ConnectionHandlerClient
 	timeout time.Duration
@@ -43,12 +48,19 @@ type streams struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers []*worker
+	wg      sync.WaitGroup // watchers
 }
 
 type worker struct {
-	mu     [numKinds]sync.Mutex
-	cs     [numKinds]grpc.ClientStream
-	cancel [numKinds]context.CancelFunc
+	mu [numKinds]sync.Mutex
+	s  [numKinds]*stream
+}
+
+// stream is one open client stream.
+type stream struct {
+	cs     grpc.ClientStream
+	cancel context.CancelFunc
+	ended  atomic.Bool // the handler has ended the stream
 }
 
 func newStreams(client pb.ConnectionHandlerClient, timeout time.Duration, log *slog.Logger) *streams {
@@ -77,84 +89,103 @@ func (st *streams) open(ctx context.Context, k kind) (grpc.ClientStream, error) 
 	return nil, fmt.Errorf("remote: unknown callback kind %d", k)
 }
 
+// watch waits for the handler to end s (its EmptySuccess or an error).
+func (st *streams) watch(s *stream) {
+	defer st.wg.Done()
+	s.cs.RecvMsg(new(pb.EmptySuccess))
+	s.ended.Store(true)
+}
+
 // send writes req on the stream of kind k of the worker that owns connection
 // id. It returns once gRPC has taken the message: the streaming service has no
-// per-message acknowledgement. Opening the stream or a send that blocks longer
-// than the timeout (flow control against a stuck handler) fails, and the
-// stream is dropped; the next send opens a new one.
+// per-message acknowledgement. Opening the stream, or a send that blocks
+// longer than the timeout (flow control against a stuck handler), fails the
+// callback and drops the stream; a stream the handler has ended is replaced
+// and the message sent again, once.
 func (st *streams) send(id uint64, k kind, req any) error {
 	w := st.workers[id%uint64(len(st.workers))]
 	w.mu[k].Lock()
 	defer w.mu[k].Unlock()
-
-	cs, cancel := w.cs[k], w.cancel[k]
-	fresh := cs == nil
-	var ctx context.Context
-	if fresh {
-		ctx, cancel = context.WithCancel(st.ctx)
-		w.cancel[k] = cancel
-	}
-	var timedOut atomic.Bool
-	watchdog := time.AfterFunc(st.timeout, func() {
-		timedOut.Store(true)
-		cancel()
-	})
 	var err error
-	if fresh {
-		cs, err = st.open(ctx, k)
-		if err == nil {
-			w.cs[k] = cs
+	for attempt := 0; attempt < 2; attempt++ {
+		s := w.s[k]
+		if s != nil && s.ended.Load() {
+			s.cancel()
+			s, w.s[k] = nil, nil
 		}
-	}
-	if err == nil {
-		err = cs.SendMsg(req)
-		if errors.Is(err, io.EOF) {
-			// The real reason comes with the stream's final status.
-			if rerr := cs.RecvMsg(new(pb.EmptySuccess)); rerr != nil {
-				err = rerr
+		if s == nil {
+			if s, err = st.openBounded(k); err != nil {
+				return fmt.Errorf("remote: %s stream: %w", kindNames[k], err)
 			}
+			w.s[k] = s
 		}
+		watchdog := time.AfterFunc(st.timeout, s.cancel)
+		err = s.cs.SendMsg(req)
+		stopped := watchdog.Stop()
+		if err == nil {
+			return nil
+		}
+		s.cancel()
+		w.s[k] = nil
+		if !stopped {
+			return fmt.Errorf("remote: %s stream: blocked for %v: %w", kindNames[k], st.timeout, err)
+		}
+		if !errors.Is(err, io.EOF) {
+			break
+		}
+		// io.EOF: the handler ended the stream before this message went out;
+		// open a new one and try again.
 	}
-	watchdog.Stop()
-	if err == nil && timedOut.Load() {
+	return fmt.Errorf("remote: %s stream: %w", kindNames[k], err)
+}
+
+// openBounded opens a stream of kind k, giving up after the timeout, and
+// starts its watcher.
+func (st *streams) openBounded(k kind) (*stream, error) {
+	ctx, cancel := context.WithCancel(st.ctx)
+	watchdog := time.AfterFunc(st.timeout, cancel)
+	cs, err := st.open(ctx, k)
+	if !watchdog.Stop() && err == nil {
 		err = context.DeadlineExceeded
 	}
 	if err != nil {
 		cancel()
-		w.cs[k], w.cancel[k] = nil, nil
-		if timedOut.Load() {
-			err = fmt.Errorf("blocked for %v: %w", st.timeout, err)
-		}
-		return fmt.Errorf("remote: %s stream: %w", kindNames[k], err)
+		return nil, err
 	}
-	return nil
+	s := &stream{cs: cs, cancel: cancel}
+	st.wg.Add(1)
+	go st.watch(s)
+	return s, nil
 }
 
-// close ends every stream: half-close, then wait briefly for the handler's
-// EmptySuccess.
+// close ends every stream: half-close, wait briefly for the handler's
+// EmptySuccess, then cancel, and waits for the watchers.
 func (st *streams) close() {
-	var wg sync.WaitGroup
+	var open []*stream
 	for _, w := range st.workers {
 		for k := range numKinds {
 			w.mu[k].Lock()
-			cs, cancel := w.cs[k], w.cancel[k]
-			w.cs[k], w.cancel[k] = nil, nil
-			w.mu[k].Unlock()
-			if cs == nil {
-				continue
+			if s := w.s[k]; s != nil {
+				open = append(open, s)
+				s.cs.CloseSend()
+				w.s[k] = nil
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t := time.AfterFunc(2*time.Second, cancel)
-				defer t.Stop()
-				if cs.CloseSend() == nil {
-					cs.RecvMsg(new(pb.EmptySuccess))
-				}
-				cancel()
-			}()
+			w.mu[k].Unlock()
 		}
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		st.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		st.cancel()
+		<-done
+	}
 	st.cancel()
+	for _, s := range open {
+		s.cancel()
+	}
 }

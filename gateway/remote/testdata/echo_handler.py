@@ -100,7 +100,7 @@ def main(argv):
 
         def OnReceivedMessages(self, request, context):
             for m in request.messages:
-                pass
+                self._call("Send", pb.SendBytesRequest(conn=request.conn, bytes=m.payload))
             return pb.EmptySuccess()
 
         def OnTimerTimeout(self, request, context):
