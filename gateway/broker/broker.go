@@ -41,6 +41,10 @@ const (
 	// headerMQTTQoS is what nats-server sets on messages from its MQTT
 	// clients.
 	headerMQTTQoS = "Nmqtt-Pub"
+	// headerRoom is added to the server's max_payload for the headers
+	// above, which NATS counts against it: a payload of exactly
+	// Config.MaxPayload bytes must still be accepted.
+	headerRoom = 1024
 )
 
 // Config configures the embedded server. The zero value runs an in-process
@@ -117,7 +121,7 @@ func Start(cfg Config) (*Broker, error) {
 	opts := &server.Options{
 		ServerName:             cfg.Node,
 		NoSigs:                 true, // the gateway owns signals
-		MaxPayload:             int32(cfg.MaxPayload),
+		MaxPayload:             int32(cfg.MaxPayload + headerRoom),
 		MaxPending:             max(64<<20, 2*int64(cfg.MaxPayload)),
 		DisableJetStreamBanner: true,
 	}
@@ -229,7 +233,7 @@ func (b *Broker) MQTTAddr() string {
 func (b *Broker) Server() *server.Server { return b.ns }
 
 // MaxPayload returns the largest payload Publish accepts.
-func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
+func (b *Broker) MaxPayload() int { return b.cfg.MaxPayload }
 
 // newID returns a unique message id of 32 uppercase hex digits.
 func (b *Broker) newID() string {
@@ -250,7 +254,7 @@ func (b *Broker) Publish(m *gateway.Message) error {
 	if err != nil {
 		return fmt.Errorf("broker: publish to %q: %w: %w", m.Topic, gateway.ErrBadTopic, err)
 	}
-	if max := b.nc.MaxPayload(); int64(len(m.Payload)) > max {
+	if max := b.cfg.MaxPayload; len(m.Payload) > max {
 		return fmt.Errorf("broker: %w: %d bytes, the limit is %d", gateway.ErrPayloadTooLarge, len(m.Payload), max)
 	}
 	if m.ID == "" {
@@ -290,33 +294,29 @@ func (b *Broker) Subscribe(filter string, s gateway.Subscriber) (gateway.Subscri
 		return nil, errors.New("broker: closed")
 	}
 	sub := &subscription{b: b, s: s}
-	added := false
 	for _, subject := range f.Subjects {
-		ns, created, err := b.join(subKey{subject, f.Queue}, s)
+		ns, err := b.join(subKey{subject, f.Queue}, s)
 		if err != nil {
 			sub.Unsubscribe()
 			return nil, err
 		}
-		added = added || created
 		sub.joined = append(sub.joined, ns)
 	}
-	if added {
-		// Round trip to the server so the new NATS subscription is in place
-		// before the caller acknowledges it to its device.
-		if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
-			sub.Unsubscribe()
-			return nil, fmt.Errorf("broker: subscribe: %w", err)
-		}
+	// Round trip to the server so the NATS subscription is in place before
+	// the caller acknowledges it to its device. Even when this subscriber
+	// joined an existing one: its creator may not have flushed yet.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}
 	return sub, nil
 }
 
 // join adds s to the NATS subscription for k, creating it if needed.
-func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, bool, error) {
+func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ns := b.subs[k]
-	created := false
 	if ns == nil {
 		ns = &natsSub{key: k}
 		ch := b.shards[shardOf(k.subject, len(b.shards))]
@@ -327,10 +327,9 @@ func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, bool, error) {
 			ns.sub, err = b.nc.ChanSubscribe(k.subject, ch)
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("broker: subscribe %q: %w", k.subject, err)
+			return nil, fmt.Errorf("broker: subscribe %q: %w", k.subject, err)
 		}
 		b.subs[k] = ns
-		created = true
 	}
 	var members []gateway.Subscriber
 	if p := ns.members.Load(); p != nil {
@@ -338,7 +337,7 @@ func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, bool, error) {
 	}
 	members = append(members, s)
 	ns.members.Store(&members)
-	return ns, created, nil
+	return ns, nil
 }
 
 // leave removes s from ns, dropping the NATS subscription with its last member.
@@ -418,6 +417,12 @@ func (b *Broker) deliverLoop(ch chan *nats.Msg) {
 			// never for devices (MQTT-4.7.2-1).
 			continue
 		}
+		t := topic.TopicOf(nm.Subject)
+		if subj, err := topic.PublishSubject(t); err != nil || subj != nm.Subject {
+			// A NATS client published on a subject no MQTT topic maps to
+			// (a.*, a.>, a.+): a device could not tell what it is.
+			continue
+		}
 		ns := b.lookup(nm.Sub)
 		if ns == nil {
 			continue
@@ -426,11 +431,11 @@ func (b *Broker) deliverLoop(ch chan *nats.Msg) {
 		if p == nil || len(*p) == 0 {
 			continue
 		}
-		m := b.toMessage(nm)
+		m := b.toMessage(nm, t)
 		members := *p
 		if ns.key.queue != "" {
 			// NATS picked this node for the group; pick one member here.
-			members[int(ns.next.Add(1))%len(members)].Deliver(m)
+			members[ns.next.Add(1)%uint32(len(members))].Deliver(m)
 			continue
 		}
 		for _, s := range members {
@@ -453,10 +458,10 @@ func (b *Broker) lookup(s *nats.Subscription) *natsSub {
 	return ns
 }
 
-func (b *Broker) toMessage(nm *nats.Msg) *gateway.Message {
+func (b *Broker) toMessage(nm *nats.Msg, t string) *gateway.Message {
 	m := &gateway.Message{
 		Node:    b.cfg.Node,
-		Topic:   topic.TopicOf(nm.Subject),
+		Topic:   t,
 		Payload: nm.Data,
 	}
 	if h := nm.Header; h != nil {

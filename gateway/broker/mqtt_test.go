@@ -1,0 +1,502 @@
+package broker_test
+
+// MQTT interop tests against the embedded server's MQTT listener.
+//
+// The client is a minimal MQTT 3.1.1 implementation written here (CONNECT,
+// SUBSCRIBE, PUBLISH at QoS 0 and 1, PUBACK, DISCONNECT). nats-server speaks
+// MQTT 3.1.1 only (protocol level 4; reference §2.2), and
+// github.com/eclipse/paho.golang implements MQTT 5 only: its maintainers
+// declined 3.1.1 support (eclipse-paho/paho.golang#89, PR #104), so it
+// cannot connect here. A hand-written client keeps the tests free of new
+// dependencies and lets them wait for CONNACK, SUBACK and PUBACK explicitly
+// instead of guessing when a subscription is live.
+//
+// TestMQTTMosquittoClients additionally drives Debian's mosquitto_pub and
+// mosquitto_sub (installed by scripts/deps.sh) as an independent client
+// implementation; it is skipped when they are not on PATH.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/gateway/broker"
+)
+
+// MQTT 3.1.1 control packet types.
+const (
+	mqttCONNECT     = 1
+	mqttCONNACK     = 2
+	mqttPUBLISH     = 3
+	mqttPUBACK      = 4
+	mqttSUBSCRIBE   = 8
+	mqttSUBACK      = 9
+	mqttDISCONNECT  = 14
+	mqttMaxPacketSz = 1 << 20
+)
+
+type mqttPublish struct {
+	topic   string
+	qos     byte
+	payload []byte
+}
+
+type mqttClient struct {
+	t       *testing.T
+	id      string
+	conn    net.Conn
+	r       *bufio.Reader
+	pid     uint16
+	pending []mqttPublish // PUBLISHes read while waiting for something else
+}
+
+// dialMQTT connects with a clean session and waits for a successful CONNACK.
+func dialMQTT(t *testing.T, addr, clientID string) *mqttClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatalf("mqtt %s: dial %s: %v", clientID, addr, err)
+	}
+	c := &mqttClient{t: t, id: clientID, conn: conn, r: bufio.NewReader(conn)}
+	t.Cleanup(func() { conn.Close() })
+
+	var vh bytes.Buffer
+	writeString(&vh, "MQTT")
+	vh.WriteByte(4)    // protocol level: 3.1.1
+	vh.WriteByte(0x02) // clean session
+	binary.Write(&vh, binary.BigEndian, uint16(60))
+	writeString(&vh, clientID)
+	c.write(mqttCONNECT<<4, vh.Bytes())
+
+	typ, _, body := c.read(mqttTimeout)
+	if typ != mqttCONNACK || len(body) != 2 || body[1] != 0 {
+		t.Fatalf("mqtt %s: CONNECT answered with type %d %x, want CONNACK accepted", clientID, typ, body)
+	}
+	return c
+}
+
+func writeString(b *bytes.Buffer, s string) {
+	binary.Write(b, binary.BigEndian, uint16(len(s)))
+	b.WriteString(s)
+}
+
+func (c *mqttClient) write(header byte, body []byte) {
+	c.t.Helper()
+	var pkt bytes.Buffer
+	pkt.WriteByte(header)
+	n := len(body)
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		pkt.WriteByte(d)
+		if n == 0 {
+			break
+		}
+	}
+	pkt.Write(body)
+	c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+	if _, err := c.conn.Write(pkt.Bytes()); err != nil {
+		c.t.Fatalf("mqtt %s: write: %v", c.id, err)
+	}
+}
+
+// read reads one control packet, waiting at most timeout.
+func (c *mqttClient) read(timeout time.Duration) (typ, flags byte, body []byte) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	h, err := c.r.ReadByte()
+	if err != nil {
+		c.t.Fatalf("mqtt %s: read: %v", c.id, err)
+	}
+	n, mul := 0, 1
+	for i := 0; ; i++ {
+		d, err := c.r.ReadByte()
+		if err != nil {
+			c.t.Fatalf("mqtt %s: read length: %v", c.id, err)
+		}
+		n += int(d&0x7f) * mul
+		mul *= 128
+		if d&0x80 == 0 {
+			break
+		}
+		if i == 3 {
+			c.t.Fatalf("mqtt %s: malformed remaining length", c.id)
+		}
+	}
+	if n > mqttMaxPacketSz {
+		c.t.Fatalf("mqtt %s: %d byte packet", c.id, n)
+	}
+	body = make([]byte, n)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		c.t.Fatalf("mqtt %s: read body: %v", c.id, err)
+	}
+	return h >> 4, h & 0x0f, body
+}
+
+// await reads packets until one of type want arrives. PUBLISHes that arrive
+// meanwhile are acknowledged and kept for readPublish.
+func (c *mqttClient) await(want byte, deadline time.Time) (flags byte, body []byte) {
+	c.t.Helper()
+	for {
+		typ, flags, body := c.read(time.Until(deadline))
+		if typ == want {
+			return flags, body
+		}
+		if typ != mqttPUBLISH {
+			c.t.Fatalf("mqtt %s: got packet type %d while waiting for %d", c.id, typ, want)
+		}
+		c.pending = append(c.pending, c.decodePublish(flags, body))
+	}
+}
+
+func (c *mqttClient) decodePublish(flags byte, body []byte) mqttPublish {
+	c.t.Helper()
+	if len(body) < 2 {
+		c.t.Fatalf("mqtt %s: short PUBLISH", c.id)
+	}
+	tl := int(binary.BigEndian.Uint16(body))
+	if len(body) < 2+tl {
+		c.t.Fatalf("mqtt %s: short PUBLISH topic", c.id)
+	}
+	p := mqttPublish{topic: string(body[2 : 2+tl]), qos: flags >> 1 & 3}
+	rest := body[2+tl:]
+	if p.qos > 0 {
+		if len(rest) < 2 {
+			c.t.Fatalf("mqtt %s: PUBLISH without packet id", c.id)
+		}
+		if p.qos == 1 {
+			c.write(mqttPUBACK<<4, rest[:2])
+		}
+		rest = rest[2:]
+	}
+	p.payload = rest
+	return p
+}
+
+func (c *mqttClient) nextID() []byte {
+	c.pid++
+	if c.pid == 0 {
+		c.pid = 1
+	}
+	return binary.BigEndian.AppendUint16(nil, c.pid)
+}
+
+// subscribe subscribes and waits for a SUBACK granting the subscription.
+func (c *mqttClient) subscribe(filter string, qos byte) {
+	c.t.Helper()
+	id := c.nextID()
+	var b bytes.Buffer
+	b.Write(id)
+	writeString(&b, filter)
+	b.WriteByte(qos)
+	c.write(mqttSUBSCRIBE<<4|0x02, b.Bytes())
+	_, body := c.await(mqttSUBACK, time.Now().Add(mqttTimeout))
+	if len(body) != 3 || !bytes.Equal(body[:2], id) || body[2] == 0x80 || body[2] > qos {
+		c.t.Fatalf("mqtt %s: SUBSCRIBE %q QoS %d answered with SUBACK %x", c.id, filter, qos, body)
+	}
+}
+
+// publish publishes; at QoS 1 it waits for the PUBACK.
+func (c *mqttClient) publish(topic string, qos byte, payload []byte) {
+	c.t.Helper()
+	var b bytes.Buffer
+	writeString(&b, topic)
+	var id []byte
+	if qos > 0 {
+		id = c.nextID()
+		b.Write(id)
+	}
+	b.Write(payload)
+	c.write(mqttPUBLISH<<4|qos<<1, b.Bytes())
+	if qos == 1 {
+		_, body := c.await(mqttPUBACK, time.Now().Add(mqttTimeout))
+		if !bytes.Equal(body, id) {
+			c.t.Fatalf("mqtt %s: PUBACK %x for packet id %x", c.id, body, id)
+		}
+	}
+}
+
+// readPublish returns the next PUBLISH the server sends.
+func (c *mqttClient) readPublish() mqttPublish {
+	c.t.Helper()
+	if len(c.pending) > 0 {
+		p := c.pending[0]
+		c.pending = c.pending[1:]
+		return p
+	}
+	flags, body := c.await(mqttPUBLISH, time.Now().Add(waitTimeout))
+	return c.decodePublish(flags, body)
+}
+
+func (c *mqttClient) close() {
+	c.write(mqttDISCONNECT<<4, nil)
+	c.conn.Close()
+}
+
+// startMQTTBroker starts a broker with NATS and MQTT listeners on loopback
+// and JetStream under a temporary directory.
+func startMQTTBroker(t *testing.T) *broker.Broker {
+	t.Helper()
+	return startBroker(t, broker.Config{
+		Node:       "mqtt-node",
+		DataDir:    t.TempDir(),
+		NATSListen: "127.0.0.1:0",
+		MQTTListen: "127.0.0.1:0",
+	})
+}
+
+func TestMQTTAddr(t *testing.T) {
+	b := startBroker(t, broker.Config{})
+	if a := b.MQTTAddr(); a != "" {
+		t.Errorf("broker without MQTT: MQTTAddr() = %q, want empty", a)
+	}
+	b = startMQTTBroker(t)
+	addr := b.MQTTAddr()
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("MQTTAddr() = %q: %v", addr, err)
+	}
+	port, err := strconv.Atoi(ps)
+	if host != "127.0.0.1" || err != nil || port <= 0 || port > 65535 {
+		t.Fatalf("MQTTAddr() = %q, want 127.0.0.1 and the real port (0 was asked)", addr)
+	}
+	c, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatalf("dial MQTTAddr() %s: %v", addr, err)
+	}
+	c.Close()
+}
+
+// TestMQTTSubscriberGetsGatewayPublish: an MQTT subscriber on a/b receives a
+// gateway publish on a/b, always as QoS 0 (reference §2.4).
+func TestMQTTSubscriberGetsGatewayPublish(t *testing.T) {
+	b := startMQTTBroker(t)
+	for _, qos := range []byte{0, 1} {
+		t.Run(fmt.Sprint("sub-qos", qos), func(t *testing.T) {
+			mc := dialMQTT(t, b.MQTTAddr(), fmt.Sprint("sub-", qos))
+			defer mc.close()
+			mc.subscribe("a/b", qos)
+			for _, gq := range []uint8{0, 1} {
+				payload := fmt.Sprintf("gateway qos %d", gq)
+				publish(t, b, &gateway.Message{From: "dev-1", QoS: gq, Topic: "a/b", Payload: []byte(payload)})
+				p := mc.readPublish()
+				if p.topic != "a/b" || string(p.payload) != payload || p.qos != 0 {
+					t.Fatalf("MQTT got %q %q QoS %d, want a/b %q QoS 0", p.topic, p.payload, p.qos, payload)
+				}
+			}
+		})
+	}
+}
+
+// TestMQTTPublishReachesGateway: MQTT publishes at QoS 0 and 1 reach a
+// gateway subscriber, with Message.QoS from the Nmqtt-Pub header.
+func TestMQTTPublishReachesGateway(t *testing.T) {
+	b := startMQTTBroker(t)
+	s := newChanSub(t, "x/+")
+	subscribe(t, b, "x/+", s)
+	// Everything the "#" subscriber sees, JetStream and $MQTT traffic
+	// included, must be device topics.
+	all := newChanSub(t, "#")
+	subscribe(t, b, "#", all)
+	nc := natsConnect(t, b)
+	natsSub := natsSubscribe(t, nc, "x.y")
+
+	mc := dialMQTT(t, b.MQTTAddr(), "pub-1")
+	defer mc.close()
+	for _, qos := range []byte{0, 1} {
+		before := time.Now().UnixMilli()
+		payload := fmt.Sprint("mqtt qos ", qos)
+		mc.publish("x/y", qos, []byte(payload))
+		m := s.next(t)
+		after := time.Now().UnixMilli()
+		if m.Topic != "x/y" || string(m.Payload) != payload || m.QoS != qos {
+			t.Errorf("gateway got %s=%q QoS %d, want x/y=%q QoS %d", m.Topic, m.Payload, m.QoS, payload, qos)
+		}
+		if m.Node != "mqtt-node" || !idRE.MatchString(m.ID) || m.From != "" || m.Timestamp < before || m.Timestamp > after {
+			t.Errorf("message from MQTT: %+v", m)
+		}
+		nm := natsNext(t, natsSub)
+		if got := nm.Header.Get("Nmqtt-Pub"); got != fmt.Sprint(qos) {
+			t.Errorf("NATS view of the MQTT publish: Nmqtt-Pub %q, want %d", got, qos)
+		}
+	}
+	mc.publish("x/end", 0, []byte("end"))
+	got := all.until(t, "end")
+	if len(got) != 2 {
+		t.Errorf("# subscriber got %q, want the two x/y messages", topics(got))
+	}
+	for _, m := range got {
+		if strings.HasPrefix(m.Topic, "$") {
+			t.Errorf("# subscriber got internal topic %q", m.Topic)
+		}
+	}
+}
+
+// TestMQTTDotMapping checks the "." <-> "//" rule with a Sparkplug-style
+// topic across MQTT, the gateway and NATS.
+func TestMQTTDotMapping(t *testing.T) {
+	b := startMQTTBroker(t)
+	nc := natsConnect(t, b)
+	natsSub := natsSubscribe(t, nc, "spBv1//0.>")
+	gw := newChanSub(t, "spBv1.0/#")
+	subscribe(t, b, "spBv1.0/#", gw)
+	mc := dialMQTT(t, b.MQTTAddr(), "edge-node")
+	defer mc.close()
+	mc.subscribe("spBv1.0/group/+/edge1", 0)
+
+	// Gateway -> MQTT and NATS.
+	pub(t, b, "spBv1.0/group/NBIRTH/edge1", "birth")
+	if p := mc.readPublish(); p.topic != "spBv1.0/group/NBIRTH/edge1" || string(p.payload) != "birth" {
+		t.Errorf("MQTT got %q %q, want spBv1.0/group/NBIRTH/edge1", p.topic, p.payload)
+	}
+	if m := natsNext(t, natsSub); m.Subject != "spBv1//0.group.NBIRTH.edge1" {
+		t.Errorf("NATS got subject %q, want spBv1//0.group.NBIRTH.edge1", m.Subject)
+	}
+	if m := gw.next(t); m.Topic != "spBv1.0/group/NBIRTH/edge1" {
+		t.Errorf("gateway got %q", m.Topic)
+	}
+
+	// MQTT -> gateway and NATS. "spBv1.0/group" is the parent level of the
+	// gateway's "spBv1.0/#".
+	mc.publish("spBv1.0/group", 1, []byte("state"))
+	if m := gw.next(t); m.Topic != "spBv1.0/group" || string(m.Payload) != "state" || m.QoS != 1 {
+		t.Errorf("gateway got %s=%s QoS %d, want spBv1.0/group=state QoS 1", m.Topic, m.Payload, m.QoS)
+	}
+	if m := natsNext(t, natsSub); m.Subject != "spBv1//0.group" || m.Header.Get("Nmqtt-Pub") != "1" {
+		t.Errorf("NATS got subject %q Nmqtt-Pub %q, want spBv1//0.group and 1", m.Subject, m.Header.Get("Nmqtt-Pub"))
+	}
+
+	// NATS -> MQTT.
+	if err := nc.Publish("spBv1//0.group.DDATA.edge1", []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	if p := mc.readPublish(); p.topic != "spBv1.0/group/DDATA/edge1" || string(p.payload) != "data" {
+		t.Errorf("MQTT got %q %q, want spBv1.0/group/DDATA/edge1", p.topic, p.payload)
+	}
+}
+
+// TestMQTTMappingVectors sends the reference §2.3 vectors from the gateway
+// to an MQTT "#" subscriber, and from MQTT to the gateway, so that the
+// server's own conversion is the oracle.
+func TestMQTTMappingVectors(t *testing.T) {
+	b := startMQTTBroker(t)
+	gw := newChanSub(t, "#")
+	subscribe(t, b, "#", gw)
+	mc := dialMQTT(t, b.MQTTAddr(), "vectors")
+	defer mc.close()
+	mc.subscribe("#", 0)
+	for _, v := range mappingVectors {
+		pub(t, b, v.topic, "gw")
+		if p := mc.readPublish(); p.topic != v.topic || string(p.payload) != "gw" {
+			t.Errorf("gateway publish on %q reached MQTT as %q %q", v.topic, p.topic, p.payload)
+		}
+		if m := gw.next(t); m.Topic != v.topic {
+			t.Errorf("gateway publish on %q came back as %q", v.topic, m.Topic)
+		}
+		mc.publish(v.topic, 0, []byte("mqtt"))
+		if p := mc.readPublish(); p.topic != v.topic || string(p.payload) != "mqtt" {
+			t.Errorf("MQTT echo of %q: %q %q", v.topic, p.topic, p.payload)
+		}
+		if m := gw.next(t); m.Topic != v.topic || string(m.Payload) != "mqtt" {
+			t.Errorf("MQTT publish on %q reached the gateway as %q %q", v.topic, m.Topic, m.Payload)
+		}
+	}
+}
+
+// TestMQTTMosquittoClients repeats the basic interop with mosquitto_pub and
+// mosquitto_sub, an independent MQTT 3.1.1 implementation.
+func TestMQTTMosquittoClients(t *testing.T) {
+	for _, bin := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (scripts/deps.sh installs mosquitto-clients)", bin)
+		}
+	}
+	b := startMQTTBroker(t)
+	host, port, err := net.SplitHostPort(b.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mqttTimeout)
+	defer cancel()
+
+	// mosquitto_pub -> gateway, QoS 0 and 1.
+	s := newChanSub(t, "x/+")
+	subscribe(t, b, "x/+", s)
+	for _, qos := range []int{0, 1} {
+		payload := fmt.Sprint("mosquitto qos ", qos)
+		cmd := exec.CommandContext(ctx, "mosquitto_pub", "-V", "mqttv311", "-h", host, "-p", port,
+			"-i", fmt.Sprint("mpub-", qos), "-q", fmt.Sprint(qos), "-t", "x/y", "-m", payload)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+		}
+		m := s.next(t)
+		if m.Topic != "x/y" || string(m.Payload) != payload || m.QoS != uint8(qos) {
+			t.Errorf("gateway got %s=%q QoS %d, want x/y=%q QoS %d", m.Topic, m.Payload, m.QoS, payload, qos)
+		}
+	}
+
+	// gateway -> mosquitto_sub. Its subscription is live once the server
+	// holds the NATS subscription the MQTT SUBSCRIBE creates.
+	cmd := exec.CommandContext(ctx, "mosquitto_sub", "-V", "mqttv311", "-h", host, "-p", port,
+		"-i", "msub", "-q", "1", "-t", "spBv1.0/+", "-C", "1", "-v")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited { // a failed wait: kill it and reap it
+			cancel()
+			cmd.Wait()
+		}
+	})
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	waitNATSSubs(t, b, "spBv1//0.*", "", 1)
+	pub(t, b, "spBv1.0/group", "to mosquitto")
+	var l string
+	select {
+	case l = <-lines:
+	case <-ctx.Done():
+	}
+	if l == "" {
+		t.Fatalf("mosquitto_sub: no message: %v\n%s", ctx.Err(), stderr.String())
+	}
+	if l != "spBv1.0/group to mosquitto" {
+		t.Errorf("mosquitto_sub printed %q, want %q", l, "spBv1.0/group to mosquitto")
+	}
+	for range lines { // it exits after one message (-C 1)
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("mosquitto_sub: %v\n%s", err, stderr.String())
+	}
+}
