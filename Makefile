@@ -41,9 +41,20 @@ test: deps ## Run every test with the race detector
 bench: ## Run the Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# The Wasm guests are built reproducibly: the same bytes on every machine
+# with the same Go version (no paths, VCS stamps or build ids in the module,
+# and none of the caller's GOFLAGS, GOWASM or GOEXPERIMENT).
+GUESTS := echo linepubsub exproto-json
+GUEST_ENV := GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOFLAGS= GOWASM= GOEXPERIMENT=
+GUEST_BUILD := $(GUEST_ENV) $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -ldflags='-s -w -buildid='
+
 .PHONY: guests
-guests: ## Rebuild the Wasm guests (none yet)
-	@true
+guests: ## Rebuild the Wasm guests into guests/builtin/ and the host's fault fixtures
+	@for g in $(GUESTS); do \
+		echo "$(GUEST_BUILD) -o guests/builtin/$$g.wasm ./guests/$$g"; \
+		$(GUEST_BUILD) -o guests/builtin/$$g.wasm ./guests/$$g; \
+	done
+	$(GUEST_BUILD) -o wasmhost/testdata/faulty.wasm ./wasmhost/testdata/faulty
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

@@ -48,6 +48,7 @@ const (
 	evBytes
 	evTimeout
 	evMessages
+	evFlush // write what Queue buffered
 	evClosed
 )
 
@@ -71,7 +72,15 @@ type Conn struct {
 	info   ConnInfo
 	start  time.Time
 
-	wmu sync.Mutex // serializes socket writes
+	wmu sync.Mutex // serializes socket writes; taken before omu
+
+	omu       sync.Mutex // guards out, spareOut, flushing, lingering
+	out       []byte     // bytes queued by Queue, not yet written
+	spareOut  []byte
+	flushing  bool // an evFlush is queued or running
+	lingering bool // closing: the flush closes the socket once out is written
+
+	hstate any // the back end's per-connection state; see SetHandlerState
 
 	// subMu serializes subscription changes; taken before mu.
 	subMu sync.Mutex
@@ -119,6 +128,9 @@ func (c *Conn) ClientID() string {
 	defer c.mu.Unlock()
 	return c.clientID
 }
+
+// Server returns the server the connection belongs to.
+func (c *Conn) Server() *Server { return c.srv }
 
 // Listener returns the listener that accepted the connection.
 func (c *Conn) Listener() *Listener { return c.l }
@@ -306,6 +318,10 @@ func (c *Conn) dispatch(ev *event) {
 		c.finish()
 		return
 	}
+	if ev.kind == evFlush {
+		c.flush()
+		return
+	}
 	c.mu.Lock()
 	skip := c.failed
 	c.mu.Unlock()
@@ -354,6 +370,15 @@ func (c *Conn) closeWith(reason string) {
 		c.timer.Stop()
 	}
 	c.mu.Unlock()
+	c.omu.Lock()
+	linger := c.flushing
+	c.lingering = linger
+	c.omu.Unlock()
+	if linger {
+		// Bytes a handler queued before closing still go out: the pending
+		// flush closes the socket once they are written.
+		return
+	}
 	// Closing the socket ends the reader's Read; the reader then queues
 	// OnSocketClosed behind whatever is still queued.
 	c.nc.Close()
@@ -375,7 +400,12 @@ func (c *Conn) terminate(readReason string) {
 	}
 	clientID, authed := c.clientID, c.authed
 	c.mu.Unlock()
-	c.nc.Close()
+	c.omu.Lock()
+	linger := c.lingering
+	c.omu.Unlock()
+	if !linger {
+		c.nc.Close()
+	}
 	if authed {
 		c.srv.releaseClientID(clientID, c)
 	}
@@ -472,29 +502,145 @@ func (c *Conn) onTimer() {
 	c.mu.Unlock()
 }
 
-// Send writes b to the socket as one write. Like EMQX it succeeds on a
-// connection that is closing (the bytes are discarded); a write error closes
-// the connection and is not reported to the caller.
+// Send writes b to the socket now, after any bytes queued by Queue, and
+// returns when it is written (or WriteTimeout passed). Like EMQX it succeeds
+// on a connection that is closing (the bytes are discarded); a write error
+// closes the connection and is not reported to the caller.
 func (c *Conn) Send(b []byte) error {
-	c.mu.Lock()
-	st := c.state
-	c.mu.Unlock()
-	switch st {
-	case stateDead:
-		return ErrNotAlive
-	case stateClosing:
-		return nil
+	if err := c.sendable(); err != nil || c.isClosing() {
+		return err
 	}
 	c.wmu.Lock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	_, err := c.nc.Write(b)
-	c.wmu.Unlock()
-	if err != nil {
-		c.closeWith("{shutdown,send_error}")
-		c.srv.log.Debug("gateway: write failed", "conn", c.handle, "err", err)
+	defer c.wmu.Unlock()
+	c.omu.Lock()
+	pending := c.out
+	c.out = c.spareOut[:0]
+	c.spareOut = nil
+	c.omu.Unlock()
+	if c.write(pending) {
+		c.write(b)
+	}
+	c.recycleOut(pending)
+	return nil
+}
+
+// Queue appends b to the connection's output without blocking and without
+// keeping b. The bytes are written by the connection's event goroutine:
+// right after the current callback when called from one (so a callback's
+// sends go out in one write), or soon otherwise. More than
+// Options.MaxQueuedBytes pending closes the connection as a slow consumer.
+// Handlers that must never block, such as Wasm guests, send with Queue.
+func (c *Conn) Queue(b []byte) error {
+	if err := c.sendable(); err != nil || c.isClosing() {
+		return err
+	}
+	c.omu.Lock()
+	if len(c.out)+len(b) > c.srv.opts.MaxQueuedBytes {
+		c.omu.Unlock()
+		c.closeWith("{shutdown,send_queue_full}")
+		return nil
+	}
+	c.out = append(c.out, b...)
+	schedule := !c.flushing
+	c.flushing = true
+	c.omu.Unlock()
+	if schedule {
+		c.mu.Lock()
+		if c.state != stateDead {
+			c.enqueueAsyncLocked(event{kind: evFlush})
+		}
+		c.mu.Unlock()
 	}
 	return nil
 }
+
+// sendable returns ErrNotAlive once the connection is dead.
+func (c *Conn) sendable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateDead {
+		return ErrNotAlive
+	}
+	return nil
+}
+
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
+// flush writes what Queue buffered, until nothing is left. It runs as an
+// event, on the goroutine draining the connection's queue.
+func (c *Conn) flush() {
+	c.wmu.Lock()
+	closeNow := false
+	for {
+		c.omu.Lock()
+		if len(c.out) == 0 {
+			c.flushing = false
+			closeNow, c.lingering = c.lingering, false
+			c.omu.Unlock()
+			break
+		}
+		data := c.out
+		c.out = c.spareOut[:0]
+		c.spareOut = nil
+		c.omu.Unlock()
+		ok := c.write(data)
+		c.recycleOut(data)
+		if !ok {
+			c.omu.Lock()
+			c.out = c.out[:0]
+			c.omu.Unlock()
+		}
+	}
+	c.wmu.Unlock()
+	if closeNow {
+		c.nc.Close()
+	}
+}
+
+// write writes b under wmu and reports whether it worked; a failed write
+// closes the connection.
+func (c *Conn) write(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		c.srv.log.Debug("gateway: write failed", "conn", c.handle, "err", err)
+		c.closeWith("{shutdown,send_error}")
+		return false
+	}
+	return true
+}
+
+// recycleOut keeps b's storage for the next Queue, unless it grew large.
+func (c *Conn) recycleOut(b []byte) {
+	if cap(b) > 64<<10 {
+		return
+	}
+	c.omu.Lock()
+	if c.spareOut == nil {
+		c.spareOut = b[:0]
+	}
+	c.omu.Unlock()
+}
+
+// SetHandlerState stores v with the connection for its handler back end,
+// which typically sets it in OnSocketCreated and reads it in later
+// callbacks. Callbacks of one connection never overlap, and the gateway
+// orders them, so no further synchronization is needed between callbacks;
+// other goroutines must not call it.
+func (c *Conn) SetHandlerState(v any) { c.hstate = v }
+
+// HandlerState returns what SetHandlerState stored.
+func (c *Conn) HandlerState() any { return c.hstate }
+
+// CloseWithReason closes the connection; its handler sees OnSocketClosed
+// with reason. Back ends use it to name a fault, such as a Wasm trap.
+func (c *Conn) CloseWithReason(reason string) { c.closeWith(reason) }
 
 // Close closes the connection; the handler sees OnSocketClosed with
 // ReasonNormal.

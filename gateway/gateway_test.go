@@ -500,3 +500,44 @@ func TestMountFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueThenCloseDeliversBytes(t *testing.T) {
+	h := newChecker(t)
+	h.onBytes = func(c *Conn, b []byte) error {
+		// Queued bytes go out in order and before the close.
+		for _, part := range []string{"one ", "two ", "three"} {
+			if err := c.Queue([]byte(part)); err != nil {
+				return err
+			}
+		}
+		return c.Close()
+	}
+	_, addr := serve(t, h, Options{}, Listener{})
+	nc := dial(t, addr)
+	nc.Write([]byte("go"))
+	nc.SetReadDeadline(time.Now().Add(wait))
+	b, err := io.ReadAll(nc)
+	if err != nil || string(b) != "one two three" {
+		t.Fatalf("device read %q, %v", b, err)
+	}
+}
+
+func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
+	h := newChecker(t)
+	h.onBytes = func(c *Conn, b []byte) error {
+		big := make([]byte, 600)
+		for range 10 {
+			c.Queue(big) // more than MaxQueuedBytes within one callback
+		}
+		return nil
+	}
+	_, addr := serve(t, h, Options{MaxQueuedBytes: 4096}, Listener{})
+	nc := dial(t, addr)
+	nc.Write([]byte("go"))
+	c := recv(t, h.closed)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.reasons[c.ID()]; r != "{shutdown,send_queue_full}" {
+		t.Errorf("reason %q", r)
+	}
+}

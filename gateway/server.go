@@ -52,6 +52,10 @@ type Options struct {
 	// while its handler is busy; further deliveries are dropped and counted.
 	// Default: 1000.
 	MaxPendingMessages int
+	// MaxQueuedBytes bounds the bytes Conn.Queue may hold for one
+	// connection; beyond it the connection is closed as a slow consumer.
+	// Default: 4 MiB.
+	MaxQueuedBytes int
 	// ReadBufferSize is the size of each connection's read buffer, the
 	// largest chunk one OnReceivedBytes carries on TCP and TLS. Default: 4096.
 	ReadBufferSize int
@@ -121,6 +125,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxPendingMessages <= 0 {
 		opts.MaxPendingMessages = 1000
+	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = 4 << 20
 	}
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 4096

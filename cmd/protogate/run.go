@@ -10,8 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/tetratelabs/wazero"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -21,6 +27,8 @@ import (
 	"github.com/protogate/protogate/gateway/authn"
 	"github.com/protogate/protogate/gateway/broker"
 	"github.com/protogate/protogate/gateway/remote"
+	"github.com/protogate/protogate/guests/builtin"
+	"github.com/protogate/protogate/wasmhost"
 )
 
 // shutdownGrace bounds the graceful part of a shutdown: handlers get this
@@ -43,6 +51,7 @@ type running struct {
 	listeners map[string]net.Addr
 	broker    *broker.Broker
 	server    *gateway.Server
+	reload    func() // reloads Wasm modules, as SIGHUP does
 }
 
 // run starts everything cfg describes, calls ready (if not nil) once every
@@ -117,21 +126,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	}()
 	log.Info("protogate: adapter listening", "addr", aln.Addr().String(), "tls", cfg.Adapter.TLS != nil)
 
-	handlers := make(map[string]gateway.Handler, len(cfg.Handlers))
-	defer func() {
-		for _, h := range handlers {
-			if c, ok := h.(io.Closer); ok {
-				c.Close()
-			}
-		}
-	}()
-	for name, hc := range cfg.Handlers {
-		h, err := newHandler(name, hc, log)
-		if err != nil {
-			return err
-		}
-		handlers[name] = h
+	hs, err := newHandlerSet(cfg, log)
+	if err != nil {
+		return err
 	}
+	defer hs.Close()
+	handlers := hs.handlers
+	r.reload = hs.reload
 
 	failed := make(chan error, len(cfg.Listeners))
 	var lnWG sync.WaitGroup
@@ -172,12 +173,23 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		ready(r)
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("protogate: shutting down", "connections", srv.NumConns())
-	case runErr = <-failed:
-		log.Error("protogate: listener failed; shutting down", "err", runErr)
+wait:
+	for {
+		select {
+		case <-hup:
+			log.Info("protogate: SIGHUP: reloading wasm modules")
+			hs.reload()
+		case <-ctx.Done():
+			log.Info("protogate: shutting down", "connections", srv.NumConns())
+			break wait
+		case runErr = <-failed:
+			log.Error("protogate: listener failed; shutting down", "err", runErr)
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -195,30 +207,114 @@ func stopGRPC(gs *grpc.Server, d time.Duration) {
 	t.Stop()
 }
 
-func newHandler(name string, hc config.Handler, log *slog.Logger) (gateway.Handler, error) {
-	if hc.Wasm != nil {
-		return nil, fmt.Errorf("handlers %s: wasm handlers are not supported yet", name)
-	}
-	g := hc.GRPC
-	var tc *tls.Config
-	if g.TLS != nil {
-		var err error
-		if tc, err = clientTLS(g.TLS); err != nil {
-			return nil, fmt.Errorf("handlers %s: grpc.tls: %w", name, err)
+// handlerSet builds the configured handlers and owns what they share.
+type handlerSet struct {
+	log      *slog.Logger
+	dataDir  string
+	cache    wazero.CompilationCache
+	handlers map[string]gateway.Handler
+	wasm     []*wasmhost.Handler
+	closers  []io.Closer
+}
+
+func newHandlerSet(cfg *config.Config, log *slog.Logger) (*handlerSet, error) {
+	hs := &handlerSet{log: log, dataDir: cfg.Node.DataDir, handlers: make(map[string]gateway.Handler)}
+	for name, hc := range cfg.Handlers {
+		if err := hs.add(name, hc); err != nil {
+			hs.Close()
+			return nil, err
 		}
 	}
-	h, err := remote.New(remote.Config{
-		Address:     g.Address,
-		ServiceName: g.ServiceName,
-		Timeout:     time.Duration(g.Timeout),
-		TLS:         tc,
-		Logger:      log.With("handler", name),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("handlers %s: %w", name, err)
+	return hs, nil
+}
+
+func (hs *handlerSet) add(name string, hc config.Handler) error {
+	var grpcHandler gateway.Handler
+	if g := hc.GRPC; g != nil {
+		var tc *tls.Config
+		if g.TLS != nil {
+			var err error
+			if tc, err = clientTLS(g.TLS); err != nil {
+				return fmt.Errorf("handlers %s: grpc.tls: %w", name, err)
+			}
+		}
+		h, err := remote.New(remote.Config{
+			Address:     g.Address,
+			ServiceName: g.ServiceName,
+			Timeout:     time.Duration(g.Timeout),
+			TLS:         tc,
+			Logger:      hs.log.With("handler", name),
+		})
+		if err != nil {
+			return fmt.Errorf("handlers %s: %w", name, err)
+		}
+		hs.closers = append(hs.closers, h)
+		grpcHandler = h
+		hs.log.Info("protogate: handler", "name", name, "address", g.Address, "service", g.ServiceName, "timeout", time.Duration(g.Timeout))
 	}
-	log.Info("protogate: handler", "name", name, "address", g.Address, "service", g.ServiceName, "timeout", time.Duration(g.Timeout))
-	return h, nil
+	w := hc.Wasm
+	if w == nil {
+		hs.handlers[name] = grpcHandler
+		return nil
+	}
+	wc := wasmhost.Config{
+		Name:        name,
+		Instances:   w.Instances,
+		MemoryLimit: uint64(w.MemoryLimit),
+		CallTimeout: time.Duration(w.CallTimeout),
+		Fallback:    grpcHandler,
+		Logger:      hs.log.With("handler", name),
+	}
+	if b, ok := strings.CutPrefix(w.Path, "builtin:"); ok {
+		wasm, found := builtin.Lookup(b)
+		if !found {
+			return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
+		}
+		wc.Wasm = wasm
+	} else {
+		wc.Path = w.Path
+	}
+	if hs.cache == nil {
+		dir := filepath.Join(hs.dataDir, "wasm-cache")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			hs.log.Warn("protogate: no wasm compile cache", "dir", dir, "err", err)
+			hs.cache = wazero.NewCompilationCache()
+		} else if hs.cache, err = wazero.NewCompilationCacheWithDir(dir); err != nil {
+			hs.log.Warn("protogate: no wasm compile cache", "dir", dir, "err", err)
+			hs.cache = wazero.NewCompilationCache()
+		}
+	}
+	wc.Cache = hs.cache
+	h, err := wasmhost.New(wc)
+	if err != nil {
+		return fmt.Errorf("handlers %s: %w", name, err)
+	}
+	hs.closers = append(hs.closers, h)
+	hs.wasm = append(hs.wasm, h)
+	hs.handlers[name] = h
+	hs.log.Info("protogate: wasm handler", "name", name, "module", w.Path, "instances", h.Stats().Instances,
+		"memory_limit", w.MemoryLimit.String(), "call_timeout", time.Duration(w.CallTimeout), "fallback", grpcHandler != nil)
+	return nil
+}
+
+// reload reloads every Wasm handler from its file (SIGHUP).
+func (hs *handlerSet) reload() {
+	for _, h := range hs.wasm {
+		if err := h.Reload(); err != nil {
+			hs.log.Error("protogate: reload failed; the running version stays", "err", err)
+		}
+	}
+}
+
+// Close closes every handler (Wasm instances, gRPC connections).
+func (hs *handlerSet) Close() error {
+	for i := len(hs.closers) - 1; i >= 0; i-- {
+		hs.closers[i].Close()
+	}
+	if hs.cache != nil {
+		hs.cache.Close(context.Background())
+	}
+	return nil
 }
 
 func serverTLS(c *config.ServerTLS) (*tls.Config, error) {

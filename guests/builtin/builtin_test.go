@@ -1,0 +1,38 @@
+package builtin
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+
+	"github.com/protogate/protogate/abi"
+)
+
+func TestNames(t *testing.T) {
+	if got, want := Names(), []string{"echo", "exproto-json", "linepubsub"}; !slices.Equal(got, want) {
+		t.Errorf("Names() = %q, want %q", got, want)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	for _, name := range Names() {
+		b, ok := Lookup(name)
+		if !ok {
+			t.Fatalf("Lookup(%q) failed", name)
+		}
+		if !bytes.HasPrefix(b, []byte("\x00asm\x01\x00\x00\x00")) {
+			t.Errorf("%s is not a WebAssembly module", name)
+		}
+		// Export names are stored as plain strings in the export section.
+		for _, export := range []string{abi.ExportMarker, abi.ExportInbox, abi.ExportOnReceivedBytes, abi.ExportReactorInitialize} {
+			if !bytes.Contains(b, []byte(export)) {
+				t.Errorf("%s lacks %s", name, export)
+			}
+		}
+	}
+	for _, name := range []string{"", "nope", "echo.wasm", "../builtin/echo", "."} {
+		if _, ok := Lookup(name); ok {
+			t.Errorf("Lookup(%q) succeeded", name)
+		}
+	}
+}

@@ -1,0 +1,487 @@
+package wasmhost
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/protogate/protogate/abi"
+	"github.com/protogate/protogate/gateway"
+)
+
+// instance is one instantiated module. Its lock serializes every guest call;
+// the fields after mu are guarded by it.
+type instance struct {
+	v     *version
+	id    int
+	mod   api.Module
+	ctx   context.Context    // per instance, carries the instance to host functions
+	kill  context.CancelFunc // aborts the call in progress, for good
+	out   *guestLog
+	start time.Time
+
+	// Guest exports, looked up once: a lookup per call would cost
+	// microseconds (wasm-measurements.md).
+	fInbox, fInit, fCreated, fBytes, fTimeout, fMessages, fClosed, fTimer api.Function
+
+	nconns atomic.Int64 // pinned connections
+	dead   atomic.Bool  // faulted or closed: takes no calls
+
+	// Call deadline: watchdog fires if a call runs past deadline.
+	calling  atomic.Uint64 // sequence number of the call in progress; 0: none
+	deadline atomic.Int64  // since start, of the call in progress
+	watchdog *time.Timer
+
+	mu        sync.Mutex
+	seq       uint64
+	stack     [3]uint64
+	inboxPtr  uint32
+	inboxCap  uint32
+	buf       []byte // encoding scratch
+	conns     map[uint64]*gateway.Conn
+	timers    map[int64]*guestTimer
+	nextTimer int64
+	current   *gateway.Conn // the connection whose callback runs
+	lastErr   string        // explains the last failed host call
+	fault     string        // set by a host function before it aborts the call
+	closed    bool
+}
+
+// guestTimer is a timer set by the guest with set_timer.
+type guestTimer struct {
+	conn uint64
+	t    *time.Timer
+}
+
+type instanceKey struct{}
+
+// instanceOf returns the instance whose call is running on ctx.
+func instanceOf(ctx context.Context) *instance {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	return in
+}
+
+// newInstance instantiates the version's module and initialises it.
+func (v *version) newInstance() (*instance, error) {
+	h := v.h
+	v.mu.Lock()
+	v.nextID++
+	id := v.nextID
+	v.mu.Unlock()
+	in := &instance{
+		v:      v,
+		id:     id,
+		start:  time.Now(),
+		conns:  make(map[uint64]*gateway.Conn),
+		timers: make(map[int64]*guestTimer),
+		buf:    make([]byte, 0, 4096),
+	}
+	in.out = newGuestLog(h.log.With("version", v.gen, "instance", id))
+	var cctx context.Context
+	cctx, in.kill = context.WithCancel(h.ctx)
+	in.ctx = context.WithValue(cctx, instanceKey{}, in)
+	in.watchdog = time.AfterFunc(time.Hour, in.onWatchdog)
+	in.watchdog.Stop()
+
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		// Real clocks: with wazero's fake ones a Go guest's GC stops
+		// completing (wasm-measurements.md).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStdout(in.out.stdout()).WithStderr(in.out.stderr())
+	if _, ok := v.cm.ExportedFunctions()[abi.ExportReactorInitialize]; ok {
+		cfg = cfg.WithStartFunctions(abi.ExportReactorInitialize)
+	} else {
+		cfg = cfg.WithStartFunctions()
+	}
+	ictx, cancel := context.WithTimeout(in.ctx, h.cfg.InitTimeout)
+	defer cancel()
+	mod, err := h.rt.InstantiateModule(ictx, v.cm, cfg)
+	if err != nil {
+		in.kill()
+		return nil, fmt.Errorf("instantiate: %w%s", err, in.out.tail())
+	}
+	in.mod = mod
+	in.fInbox = mod.ExportedFunction(abi.ExportInbox)
+	in.fInit = mod.ExportedFunction(abi.ExportInit)
+	in.fCreated = mod.ExportedFunction(abi.ExportOnSocketCreated)
+	in.fBytes = mod.ExportedFunction(abi.ExportOnReceivedBytes)
+	in.fTimeout = mod.ExportedFunction(abi.ExportOnTimerTimeout)
+	in.fMessages = mod.ExportedFunction(abi.ExportOnReceivedMsgs)
+	in.fClosed = mod.ExportedFunction(abi.ExportOnSocketClosed)
+	in.fTimer = mod.ExportedFunction(abi.ExportOnTimer)
+	if in.fInit != nil {
+		in.mu.Lock()
+		st, err := in.callLocked(in.fInit, "protogate_init", h.cfg.InitTimeout, 0, 0, 0)
+		in.mu.Unlock()
+		if err == nil && st != abi.StatusSuccess {
+			err = fmt.Errorf("protogate_init returned %v%s", st, in.out.tail())
+		}
+		if err != nil {
+			in.close()
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// errFault wraps every error that discards an instance.
+var errFault = errors.New("wasm fault")
+
+// callRawLocked calls f with up to three parameters under a deadline and
+// returns its first result. An error (wrapping errFault) means the instance
+// faulted; the caller must then call faultLocked. in.mu is held.
+func (in *instance) callRawLocked(f api.Function, name string, timeout time.Duration, a, b, c uint64) (uint64, error) {
+	in.seq++
+	seq := in.seq
+	in.stack = [3]uint64{a, b, c}
+	in.fault = ""
+	in.deadline.Store(int64(time.Since(in.start) + timeout))
+	in.calling.Store(seq)
+	in.watchdog.Reset(timeout)
+	err := f.CallWithStack(in.ctx, in.stack[:])
+	in.watchdog.Stop()
+	timedOut := !in.calling.CompareAndSwap(seq, 0)
+	switch {
+	case timedOut:
+		return 0, fmt.Errorf("%w: %s ran past call_timeout %v", errFault, name, timeout)
+	case in.fault != "":
+		return 0, fmt.Errorf("%w: %s: %s", errFault, name, in.fault)
+	case err != nil:
+		return 0, fmt.Errorf("%w: %s: %s%s", errFault, name, describeTrap(err), in.out.tail())
+	}
+	return in.stack[0], nil
+}
+
+// callLocked is callRawLocked for exports that return a status.
+func (in *instance) callLocked(f api.Function, name string, timeout time.Duration, a, b, c uint64) (abi.Status, error) {
+	r, err := in.callRawLocked(f, name, timeout, a, b, c)
+	if err != nil {
+		return 0, err
+	}
+	st := abi.Status(int32(uint32(r)))
+	if !st.Valid() {
+		return 0, fmt.Errorf("%w: %s returned %d, not an ABI v1 status", errFault, name, int32(uint32(r)))
+	}
+	return st, nil
+}
+
+// describeTrap turns a wazero error into a short reason.
+func describeTrap(err error) string {
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Sprintf("guest exited with code %d", ee.ExitCode())
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "\nwasm stack trace"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+// onWatchdog interrupts a call that ran past its deadline. The instance
+// cannot be used afterwards: its context is canceled for good.
+func (in *instance) onWatchdog() {
+	seq := in.calling.Load()
+	if seq == 0 {
+		return
+	}
+	if now := time.Since(in.start); int64(now) < in.deadline.Load() {
+		in.watchdog.Reset(time.Duration(in.deadline.Load() - int64(now)))
+		return
+	}
+	if in.calling.CompareAndSwap(seq, 0) {
+		in.kill()
+	}
+}
+
+// faultLocked discards the instance after err: it closes every connection
+// pinned to it except the one whose callback failed (the gateway closes that
+// one when the callback returns the error). in.mu is held; the caller must
+// call v.faulted after unlocking.
+func (in *instance) faultLocked(err error) {
+	if in.dead.Swap(true) {
+		return
+	}
+	reason := "{shutdown,{wasm_fault," + err.Error() + "}}"
+	in.v.h.log.Error("wasmhost: instance faulted; closing its connections", "version", in.v.gen,
+		"instance", in.id, "connections", len(in.conns), "err", err)
+	for _, c := range in.conns {
+		if c != in.current {
+			c.CloseWithReason(reason)
+		}
+	}
+	for id, t := range in.timers {
+		t.t.Stop()
+		delete(in.timers, id)
+	}
+	in.closeModuleLocked()
+}
+
+func (in *instance) closeModuleLocked() {
+	if in.closed {
+		return
+	}
+	in.closed = true
+	in.dead.Store(true)
+	in.kill()
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
+}
+
+// close closes the instance for good.
+func (in *instance) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for id, t := range in.timers {
+		t.t.Stop()
+		delete(in.timers, id)
+	}
+	in.closeModuleLocked()
+}
+
+func (in *instance) isClosed() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.closed
+}
+
+// closeIfIdle closes an instance of a retired version once it has no
+// connections.
+func (in *instance) closeIfIdle() {
+	if in.nconns.Load() == 0 {
+		in.close()
+	}
+}
+
+// deadErr is what callbacks on a dead instance return.
+func (in *instance) deadErr() error {
+	return fmt.Errorf("wasmhost: %s: instance %d of version %d is gone", in.v.h.cfg.Name, in.id, in.v.gen)
+}
+
+// inboxLocked returns the guest address of an inbox of at least n bytes.
+func (in *instance) inboxLocked(n int) (uint32, error) {
+	if n <= int(in.inboxCap) && in.inboxPtr != 0 {
+		return in.inboxPtr, nil
+	}
+	if n > in.v.h.cfg.MaxCallBytes+64<<10 {
+		return 0, fmt.Errorf("wasmhost: payload of %d bytes over the limit", n)
+	}
+	size := uint32(4096)
+	for int(size) < n {
+		size *= 2
+	}
+	r, err := in.callRawLocked(in.fInbox, abi.ExportInbox, in.v.h.cfg.CallTimeout, uint64(size), 0, 0)
+	if err != nil {
+		return 0, err
+	}
+	ptr := uint32(r)
+	if ptr == 0 {
+		return 0, fmt.Errorf("%w: %s(%d) returned a null pointer", errFault, abi.ExportInbox, size)
+	}
+	if end := uint64(ptr) + uint64(size); end > uint64(in.mod.Memory().Size()) {
+		return 0, fmt.Errorf("%w: %s(%d) returned %#x, past the end of memory", errFault, abi.ExportInbox, size, ptr)
+	}
+	in.inboxPtr, in.inboxCap = ptr, size
+	return ptr, nil
+}
+
+// deliverLocked runs one callback for c: it writes payload into the inbox
+// (if not nil) and calls f(conn, arg), where arg is the payload's length
+// when there is one. A non-success status fails the callback. If the
+// instance faulted, faulted is true and the caller must call v.faulted once
+// it has unlocked in.mu.
+func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, payload []byte, arg uint64) (err error, faulted bool) {
+	if in.dead.Load() {
+		return in.deadErr(), false
+	}
+	if f == nil {
+		return nil, false
+	}
+	if payload != nil {
+		var ptr uint32
+		if ptr, err = in.inboxLocked(len(payload)); err == nil {
+			if !in.mod.Memory().Write(ptr, payload) {
+				err = fmt.Errorf("%w: inbox at %#x is out of memory", errFault, ptr)
+			}
+			arg = uint64(len(payload))
+		}
+	}
+	var st abi.Status
+	if err == nil {
+		in.current = c
+		st, err = in.callLocked(f, name, in.v.h.cfg.CallTimeout, c.ID(), arg, 0)
+	}
+	if err != nil {
+		if errors.Is(err, errFault) {
+			in.current = c
+			in.faultLocked(err)
+			in.current = nil
+			return err, true
+		}
+		in.current = nil
+		return err, false
+	}
+	in.current = nil
+	if st != abi.StatusSuccess {
+		return fmt.Errorf("wasmhost: %s returned %v", name, st), false
+	}
+	return nil, false
+}
+
+// deliver is deliverLocked with the locking done.
+func (in *instance) deliver(c *gateway.Conn, f api.Function, name string, payload []byte, arg uint64) error {
+	in.mu.Lock()
+	err, faulted := in.deliverLocked(c, f, name, payload, arg)
+	in.mu.Unlock()
+	if faulted {
+		in.v.faulted(in)
+	}
+	return err
+}
+
+// created pins c to the instance and runs the guest's on_socket_created. It
+// reports false if the instance died before c could be pinned.
+func (in *instance) created(c *gateway.Conn, info *gateway.ConnInfo) (bool, error) {
+	in.mu.Lock()
+	if in.dead.Load() {
+		in.mu.Unlock()
+		return false, nil
+	}
+	in.conns[c.ID()] = c
+	in.nconns.Add(1)
+	if in.fCreated == nil {
+		in.mu.Unlock()
+		return true, nil
+	}
+	ci := abi.ConnInfo{
+		SockType: int32(info.SockType),
+		Peer:     abi.Address{Host: info.Peer.Addr().String(), Port: uint32(info.Peer.Port())},
+		Local:    abi.Address{Host: info.Local.Addr().String(), Port: uint32(info.Local.Port())},
+	}
+	if info.PeerCert != nil {
+		ci.HasPeerCert = true
+		ci.PeerCert = abi.CertInfo{CN: info.PeerCert.CN, DN: info.PeerCert.DN}
+	}
+	in.buf = abi.AppendSocketCreated(in.buf[:0], c.Handle(), &ci)
+	err, faulted := in.deliverLocked(c, in.fCreated, abi.ExportOnSocketCreated, in.buf, 0)
+	in.mu.Unlock()
+	if faulted {
+		in.v.faulted(in)
+	}
+	return true, err
+}
+
+func (in *instance) receivedBytes(c *gateway.Conn, b []byte) error {
+	if b == nil {
+		b = []byte{}
+	}
+	return in.deliver(c, in.fBytes, abi.ExportOnReceivedBytes, b, 0)
+}
+
+func (in *instance) timerTimeout(c *gateway.Conn, t gateway.TimerType) error {
+	return in.deliver(c, in.fTimeout, abi.ExportOnTimerTimeout, nil, uint64(t))
+}
+
+// receivedMessages encodes msgs as ReceivedMessagesRequest batches that fit
+// the call limit and delivers them.
+func (in *instance) receivedMessages(c *gateway.Conn, msgs []*gateway.Message) error {
+	if in.fMessages == nil {
+		return nil
+	}
+	limit := in.v.h.cfg.MaxCallBytes
+	for len(msgs) > 0 {
+		in.mu.Lock()
+		buf := abi.AppendReceivedMessages(in.buf[:0], c.Handle())
+		n := 0
+		for _, m := range msgs {
+			am := abi.Message{Node: m.Node, ID: m.ID, QoS: uint32(m.QoS), From: m.From, Topic: m.Topic, Payload: m.Payload, Timestamp: uint64(m.Timestamp)}
+			before := len(buf)
+			buf = abi.AppendMessageField(buf, &am)
+			if len(buf) > limit && n > 0 {
+				buf = buf[:before]
+				break
+			}
+			n++
+		}
+		in.buf = buf
+		err, faulted := in.deliverLocked(c, in.fMessages, abi.ExportOnReceivedMsgs, buf, 0)
+		in.mu.Unlock()
+		if faulted {
+			in.v.faulted(in)
+		}
+		if err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
+// socketClosed tells the guest and unpins c.
+func (in *instance) socketClosed(c *gateway.Conn, reason string) error {
+	in.mu.Lock()
+	var err error
+	var faulted bool
+	if in.fClosed != nil && !in.dead.Load() {
+		in.buf = abi.AppendSocketClosed(in.buf[:0], c.Handle(), reason)
+		err, faulted = in.deliverLocked(c, in.fClosed, abi.ExportOnSocketClosed, in.buf, 0)
+	}
+	if _, ok := in.conns[c.ID()]; ok {
+		delete(in.conns, c.ID())
+		in.nconns.Add(-1)
+	}
+	for id, t := range in.timers {
+		if t.conn == c.ID() {
+			t.t.Stop()
+			delete(in.timers, id)
+		}
+	}
+	in.mu.Unlock()
+	if faulted {
+		in.v.faulted(in)
+	}
+	v := in.v
+	v.mu.Lock()
+	retired := v.retired
+	v.mu.Unlock()
+	if retired {
+		in.closeIfIdle()
+		v.closeIfDrained()
+	}
+	return err
+}
+
+// fireTimer runs a guest timer: on_timer(conn, id) on the instance, unless
+// the timer was canceled or its connection is gone.
+func (in *instance) fireTimer(id int64) {
+	in.mu.Lock()
+	t, ok := in.timers[id]
+	if ok {
+		delete(in.timers, id)
+	}
+	var c *gateway.Conn
+	if ok {
+		c = in.conns[t.conn]
+	}
+	in.mu.Unlock()
+	if c == nil || in.fTimer == nil {
+		return
+	}
+	// The gateway does not know of this callback, so a failure is reported
+	// by closing the connection here.
+	if err := in.deliver(c, in.fTimer, abi.ExportOnTimer, nil, uint64(id)); err != nil {
+		c.CloseWithReason("{shutdown,{error,{on_timer," + err.Error() + "}}}")
+	}
+}
