@@ -30,6 +30,7 @@ type guestLog struct {
 	dropped int
 	partial [2][]byte // unterminated stdout and stderr lines
 	tailBuf []string  // last stderr lines
+	fatal   string    // first "panic:" or "fatal error:" line on stderr
 }
 
 func newGuestLog(l *slog.Logger) *guestLog {
@@ -70,6 +71,9 @@ func (g *guestLog) write(idx int, p []byte) {
 
 func (g *guestLog) lineLocked(idx int, line string) {
 	if idx == 1 {
+		if g.fatal == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
+			g.fatal = line
+		}
 		g.tailBuf = append(g.tailBuf, line)
 		if len(g.tailBuf) > tailLines {
 			g.tailBuf = g.tailBuf[1:]
@@ -103,10 +107,14 @@ func (g *guestLog) emitLocked(level slog.Level, msg, stream string) {
 	g.l.Log(nil, level, "guest: "+msg, "stream", stream)
 }
 
-// tail returns the last stderr lines, formatted to append to an error.
+// tail returns what stderr says about a crash, formatted to append to an
+// error: a Go guest's "panic:" or "fatal error:" line, else the last lines.
 func (g *guestLog) tail() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.fatal != "" {
+		return "; guest stderr: " + g.fatal
+	}
 	lines := g.tailBuf
 	if p := g.partial[1]; len(p) > 0 {
 		lines = append(lines[:len(lines):len(lines)], string(p))

@@ -79,6 +79,9 @@ type Config struct {
 	// WatchInterval is how often Path is checked for changes; negative
 	// disables watching. Default: 1s.
 	WatchInterval time.Duration
+	// Env is the environment of every instance (for example GOGC for Go
+	// guests). Default: empty.
+	Env map[string]string
 	// Logger receives the handler's and the guests' logs.
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -313,7 +316,12 @@ type Stats struct {
 // Stats returns a snapshot of h.
 func (h *Handler) Stats() Stats {
 	h.mu.Lock()
-	s := Stats{Versions: len(h.versions)}
+	var s Stats
+	for _, v := range h.versions {
+		if !v.isClosed() {
+			s.Versions++
+		}
+	}
 	if h.lastErr != nil {
 		s.LastError = h.lastErr.Error()
 	}

@@ -83,12 +83,16 @@ func (in *instance) read(mod api.Module, ptr, n uint32, what string) (b []byte, 
 	if n == 0 {
 		return nil, nil, true
 	}
+	if end := uint64(ptr) + uint64(n); end > uint64(mod.Memory().Size()) {
+		in.abort(fmt.Sprintf("%s: bytes [%#x, %#x) are outside linear memory (%d bytes)", what, ptr, end, mod.Memory().Size()))
+		return nil, nil, false
+	}
 	if int(n) > in.v.h.cfg.MaxCallBytes {
 		return nil, gateway.Errorf(gateway.CodeParamsTypeError, "wasmhost: %s of %d bytes is over the %d-byte limit", what, n, in.v.h.cfg.MaxCallBytes), true
 	}
 	b, ok = mod.Memory().Read(ptr, n)
 	if !ok {
-		in.abort(fmt.Sprintf("%s: bytes [%#x, %#x) are outside linear memory (%d bytes)", what, ptr, uint64(ptr)+uint64(n), mod.Memory().Size()))
+		in.abort(fmt.Sprintf("%s: bytes [%#x, +%d) are outside linear memory", what, ptr, n))
 		return nil, nil, false
 	}
 	return b, nil, true

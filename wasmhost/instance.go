@@ -99,6 +99,9 @@ func (v *version) newInstance() (*instance, error) {
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
 		WithStdout(in.out.stdout()).WithStderr(in.out.stderr())
+	for k, val := range h.cfg.Env {
+		cfg = cfg.WithEnv(k, val)
+	}
 	if _, ok := v.cm.ExportedFunctions()[abi.ExportReactorInitialize]; ok {
 		cfg = cfg.WithStartFunctions(abi.ExportReactorInitialize)
 	} else {
@@ -125,7 +128,7 @@ func (v *version) newInstance() (*instance, error) {
 		st, err := in.callLocked(in.fInit, "protogate_init", h.cfg.InitTimeout, 0, 0, 0)
 		in.mu.Unlock()
 		if err == nil && st != abi.StatusSuccess {
-			err = fmt.Errorf("protogate_init returned %v%s", st, in.out.tail())
+			err = fmt.Errorf("protogate_init returned %s%s", st.String(), in.out.tail())
 		}
 		if err != nil {
 			in.close()
@@ -335,7 +338,7 @@ func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, 
 	}
 	in.current = nil
 	if st != abi.StatusSuccess {
-		return fmt.Errorf("wasmhost: %s returned %v", name, st), false
+		return fmt.Errorf("wasmhost: %s returned %s", name, st.String()), false
 	}
 	return nil, false
 }
