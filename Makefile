@@ -26,8 +26,12 @@ build: ## Build the binaries into .bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: run
-run: build ## Run the gateway with the reference JSON handler (quickstart)
-	@scripts/run-quickstart.sh $(BIN) $(RUN_CONFIG)
+run: build ## Run the gateway on its embedded defaults (builtin:linepubsub on :7993)
+	$(BIN)/protogate run $(if $(RUN_CONFIG),-c $(RUN_CONFIG))
+
+.PHONY: run-grpc
+run-grpc: build ## Run the gateway with the reference remote gRPC handler (JSON protocol)
+	@scripts/run-quickstart.sh $(BIN) cmd/exproto-json-handler/protogate.yaml
 
 .PHONY: deps
 deps: ## Install the test peers (apt) when missing

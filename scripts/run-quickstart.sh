@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-quickstart.sh starts the reference JSON handler (cmd/exproto-json-handler)
-# on 127.0.0.1:9001 and the gateway on its embedded default config in the
-# foreground: devices on 0.0.0.0:7993, the ConnectionAdapter on 127.0.0.1:9100.
+# on 127.0.0.1:9001 and the gateway (with the config given, normally
+# cmd/exproto-json-handler/protogate.yaml) in the foreground: devices on
+# 0.0.0.0:7993, the ConnectionAdapter on 127.0.0.1:9100.
 # Ctrl-C stops both.
 set -euo pipefail
 bin=${1:-.bin}

@@ -116,7 +116,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := gs.Serve(aln); err != nil {
+		if err := gs.Serve(aln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			log.Error("protogate: adapter stopped", "err", err)
 		}
 	}()
@@ -263,7 +263,7 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		MemoryLimit: uint64(w.MemoryLimit),
 		CallTimeout: time.Duration(w.CallTimeout),
 		Fallback:    grpcHandler,
-		Logger:      hs.log.With("handler", name),
+		Logger:      hs.log,
 	}
 	if b, ok := strings.CutPrefix(w.Path, "builtin:"); ok {
 		wasm, found := builtin.Lookup(b)

@@ -360,7 +360,7 @@ func TestDefaultFile(t *testing.T) {
 		t.Errorf("node/adapter = %+v %+v", c.Node, c.Adapter)
 	}
 	h, ok := c.Handlers["default"]
-	if len(c.Handlers) != 1 || !ok || h.GRPC == nil || h.GRPC.Address != "http://127.0.0.1:9001" || h.Wasm != nil {
+	if len(c.Handlers) != 1 || !ok || h.Wasm == nil || h.Wasm.Path != "builtin:linepubsub" || h.GRPC != nil {
 		t.Errorf("handlers = %+v", c.Handlers)
 	}
 	if len(c.Listeners) != 1 {

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/protogate/protogate/guests/builtin"
 )
 
 // nameRE is the syntax of node, handler and listener names.
@@ -225,6 +227,8 @@ func (v *validator) handler(p, name string, h Handler) {
 		case strings.HasPrefix(w.Path, "builtin:"):
 			if !builtinRE.MatchString(w.Path) {
 				v.errf(wp+".path", "invalid builtin module %q (want builtin:<name>)", w.Path)
+			} else if _, ok := builtin.Lookup(strings.TrimPrefix(w.Path, "builtin:")); !ok {
+				v.errf(wp+".path", "no built-in module %q (have builtin:%s)", w.Path, strings.Join(builtin.Names(), ", builtin:"))
 			}
 		default:
 			v.file(wp+".path", w.Path)
