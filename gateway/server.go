@@ -207,6 +207,27 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 	}
 }
 
+// ServeConn serves one already-accepted connection as l describes and
+// returns when it has closed (its handler has seen OnSocketClosed). It suits
+// transports without a listener, such as net.Pipe in tests and benchmarks.
+func (s *Server) ServeConn(nc net.Conn, l *Listener) error {
+	if l == nil || l.Handler == nil {
+		nc.Close()
+		return errors.New("gateway: listener without a handler")
+	}
+	if l.Type == SSL && l.TLSConfig == nil {
+		nc.Close()
+		return fmt.Errorf("gateway: listener %q: ssl needs a TLS config", l.Name)
+	}
+	if s.isClosing() {
+		nc.Close()
+		return ErrServerClosed
+	}
+	s.wg.Add(1)
+	s.serveStream(nc, l)
+	return nil
+}
+
 // isTemporary reports errors an accept loop should retry, such as EMFILE.
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }

@@ -10,3 +10,23 @@ func InstanceOf(c *gateway.Conn) int {
 	}
 	return 0
 }
+
+// MemoryBytes returns the linear memory size of every live instance of the
+// current version.
+func MemoryBytes(h *Handler) []uint32 {
+	v := h.cur.Load()
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []uint32
+	for _, in := range v.insts {
+		if in != nil && !in.dead.Load() {
+			in.mu.Lock()
+			out = append(out, in.mod.Memory().Size())
+			in.mu.Unlock()
+		}
+	}
+	return out
+}
