@@ -103,6 +103,11 @@ func newRig(t *testing.T, cfg wasmhost.Config) *rig {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CallTimeout == 0 {
+		// A loaded machine running -race can stall a thread for longer
+		// than the 100ms default; only the tests about timeouts use less.
+		cfg.CallTimeout = 5 * time.Second
+	}
 	h, err := wasmhost.New(cfg)
 	if err != nil {
 		t.Fatal(err)

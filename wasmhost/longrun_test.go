@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/protogate/protogate/gateway"
 	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
@@ -20,7 +21,7 @@ func TestGuestMemorySettles(t *testing.T) {
 	// Several KB of guest garbage per message: dozens of guest GC cycles.
 	// make bench runs the long version (millions of messages).
 	n := 3_000
-	h, err := wasmhost.New(wasmhost.Config{Name: "json", Wasm: mustBuiltin(t, "exproto-json"), Instances: 1, Cache: sharedCache(), Logger: slog.New(slog.DiscardHandler)})
+	h, err := wasmhost.New(wasmhost.Config{Name: "json", Wasm: mustBuiltin(t, "exproto-json"), Instances: 1, CallTimeout: 5 * time.Second, Cache: sharedCache(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

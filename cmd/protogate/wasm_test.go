@@ -105,6 +105,8 @@ func TestDefaultConfigServesLinePubSub(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Node.DataDir = sharedDataDir
+	// Roomy for -race on a loaded machine (the default is 100ms).
+	cfg.Handlers["default"].Wasm.CallTimeout = config.Duration(5 * time.Second)
 	cfg.Adapter.Bind = "127.0.0.1:0"
 	cfg.Listeners[0].Bind = "127.0.0.1:0"
 	r := startRun(t, cfg)
@@ -144,7 +146,7 @@ node: {data_dir: ` + dir + `}
 adapter: {bind: "127.0.0.1:0"}
 handlers:
   h:
-    wasm: {path: ` + bad + `}
+    wasm: {path: ` + bad + `, call_timeout: 5s}
     grpc: {address: "http://` + hln.Addr().String() + `"}
 listeners:
   - {name: l, type: tcp, bind: "127.0.0.1:0", handler: h}
@@ -204,7 +206,7 @@ func TestReloadSwapsModule(t *testing.T) {
 node: {data_dir: ` + sharedDataDir + `}
 adapter: {bind: "127.0.0.1:0"}
 handlers:
-  h: {wasm: {path: ` + path + `, instances: 1}}
+  h: {wasm: {path: ` + path + `, instances: 1, call_timeout: 5s}}
 listeners:
   - {name: l, type: tcp, bind: "127.0.0.1:0", handler: h}
 `))

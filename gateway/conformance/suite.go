@@ -48,7 +48,7 @@ var cases = []testCase{
 	{name: "ShutdownClosesEveryConnection", run: testShutdown},
 	{name: "KeepaliveTimeout", slow: true, run: testKeepaliveTimeout},
 	{name: "KeepaliveKeptByTraffic", slow: true, run: testKeepaliveKept},
-	{name: "IdleTimeout", slow: true, opts: envOptions{idle: 700 * time.Millisecond}, run: testIdleTimeout},
+	{name: "IdleTimeout", slow: true, opts: envOptions{idle: 1500 * time.Millisecond}, run: testIdleTimeout},
 }
 
 // Run runs the suite against b on TCP and TLS listeners.
