@@ -62,7 +62,9 @@
 // it across callbacks, and must return a pointer to at least size writable
 // bytes that stays valid until the next protogate_inbox call. The host caches
 // the pointer and calls protogate_inbox again only when it needs more room
-// than it last asked for. The bytes are valid only during the callback.
+// than it last asked for. A null pointer, or one whose size bytes do not fit
+// in linear memory, is a fault of the instance. The bytes are valid only
+// during the callback.
 //
 // Inbox contents per callback:
 //
@@ -70,6 +72,10 @@
 //	on_received_bytes       the bytes read from the socket (or the frame), unwrapped
 //	on_received_messages    protobuf emqx.exproto.v1.ReceivedMessagesRequest
 //	on_socket_closed        protobuf emqx.exproto.v1.SocketClosedRequest
+//
+// The conn field of those messages holds the connection's handle as the gRPC
+// adapter spells it (16 lowercase hex digits of the same 64-bit id); guests
+// should use the callback's i64 argument instead.
 //
 // # Host imports
 //
@@ -86,10 +92,19 @@
 //	raw_publish(topic_ptr i32, topic_len i32, qos i32, ptr i32, len i32) -> status
 //	subscribe(conn i64, topic_ptr i32, topic_len i32, qos i32) -> status
 //	unsubscribe(conn i64, topic_ptr i32, topic_len i32) -> status
-//	set_timer(conn i64, delay_ms i32) -> timer i64           > 0: timer id; <= 0: -status
+//	set_timer(conn i64, delay_ms i32) -> timer i64           > 0: timer id; < 0: -status; never 0
 //	cancel_timer(conn i64, timer i64) -> status
 //	log(level i32, ptr i32, len i32)                         level as log/slog: -4 debug, 0 info, 4 warn, 8 error
 //	last_error(ptr i32, cap i32) -> len i32                  the message of the last failed call
+//
+// A module imports only what it uses (Go drops unused wasmimports); the host
+// provides all of them. A module importing a name not listed here, or from
+// another module than "protogate" and "wasi_snapshot_preview1", is refused at
+// load.
+//
+// During protogate_init no connection exists yet: calls naming a conn answer
+// StatusNotAlive, and raw_publish answers StatusUnknown (it needs a callback
+// in progress).
 //
 // set_timer arms a one-shot timer of delay_ms milliseconds (1 to 86400000)
 // for a connection; when it fires, the pinned instance gets
@@ -97,9 +112,12 @@
 // exist because a guest cannot keep goroutines running between callbacks, so
 // protocols that retransmit or time out (CoAP, for one) need the host's clock.
 //
+// cancel_timer succeeds for a timer that already fired or never existed; it
+// fails only for a conn not pinned to the instance.
+//
 // last_error copies up to cap bytes of the text explaining the last non-zero
-// status returned to this instance, and returns its full length, so a guest
-// can retry with a bigger buffer.
+// status returned to this instance (set_timer's failures included), and
+// returns its full length, so a guest can retry with a bigger buffer.
 //
 // # Handles
 //
