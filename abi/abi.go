@@ -3,7 +3,7 @@
 // guest). This documentation is the specification; a guest author in any
 // language that compiles to wasm32 can follow it. The package itself holds
 // the names, codes and encoders that the host (wasmhost) and the Go SDK
-// (sdk/go) share, and imports only the standard library and protowire.
+// (sdk/go) share, and imports only the standard library.
 //
 // # Model
 //

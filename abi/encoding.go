@@ -1,11 +1,5 @@
 package abi
 
-import (
-	"errors"
-	"fmt"
-
-	"google.golang.org/protobuf/encoding/protowire"
-)
 
 // The structured payloads of ABI v1 are protobuf encodings of
 // emqx.exproto.v1 messages. These types and functions encode and decode the
@@ -56,43 +50,43 @@ type Message struct {
 	Timestamp uint64 // 7
 }
 
-// ErrMalformed is wrapped by every decoding error.
-var ErrMalformed = errors.New("abi: malformed protobuf")
 
-func appendString(b []byte, num protowire.Number, s string) []byte {
+func appendString(b []byte, num int, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, wireBytes)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
-func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+func appendBytes(b []byte, num int, v []byte) []byte {
 	if len(v) == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendTag(b, num, wireBytes)
+	b = appendVarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+func appendUint(b []byte, num int, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, wireVarint)
+	return appendVarint(b, v)
 }
 
 // appendMessage appends field num holding a sub-message produced by enc.
-func appendMessage(b []byte, num protowire.Number, enc func([]byte) []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
+func appendMessage(b []byte, num int, enc func([]byte) []byte) []byte {
+	b = appendTag(b, num, wireBytes)
 	// Reserve one byte for the length, the common case, and shift if the
 	// sub-message turns out longer than 127 bytes.
 	at := len(b)
 	b = append(b, 0)
 	b = enc(b)
 	n := len(b) - at - 1
-	size := protowire.SizeVarint(uint64(n))
+	size := sizeVarint(uint64(n))
 	if size == 1 {
 		b[at] = byte(n)
 		return b
@@ -101,18 +95,18 @@ func appendMessage(b []byte, num protowire.Number, enc func([]byte) []byte) []by
 		b = append(b, 0)
 	}
 	copy(b[at+size:], b[at+1:at+1+n])
-	protowire.AppendVarint(b[at:at], uint64(n))
+	appendVarint(b[at:at], uint64(n))
 	return b
 }
 
 func appendAddress(b []byte, a *Address) []byte {
 	b = appendString(b, 1, a.Host)
-	return appendVarint(b, 2, uint64(a.Port))
+	return appendUint(b, 2, uint64(a.Port))
 }
 
 // AppendConnInfo appends the encoding of ci.
 func AppendConnInfo(b []byte, ci *ConnInfo) []byte {
-	b = appendVarint(b, 1, uint64(ci.SockType))
+	b = appendUint(b, 1, uint64(ci.SockType))
 	b = appendMessage(b, 2, func(b []byte) []byte { return appendAddress(b, &ci.Peer) })
 	b = appendMessage(b, 3, func(b []byte) []byte { return appendAddress(b, &ci.Local) })
 	if ci.HasPeerCert {
@@ -134,11 +128,11 @@ func AppendSocketCreated(b []byte, conn string, ci *ConnInfo) []byte {
 func AppendMessage(b []byte, m *Message) []byte {
 	b = appendString(b, 1, m.Node)
 	b = appendString(b, 2, m.ID)
-	b = appendVarint(b, 3, uint64(m.QoS))
+	b = appendUint(b, 3, uint64(m.QoS))
 	b = appendString(b, 4, m.From)
 	b = appendString(b, 5, m.Topic)
 	b = appendBytes(b, 6, m.Payload)
-	return appendVarint(b, 7, m.Timestamp)
+	return appendUint(b, 7, m.Timestamp)
 }
 
 // AppendReceivedMessages appends the conn field of a
@@ -173,53 +167,15 @@ func AppendAuthenticate(b []byte, conn string, ci *ClientInfo, password string) 
 	return appendString(b, 3, password)
 }
 
-// fields calls fn for every field of the message in b. Unknown fields are
-// skipped, as protobuf requires.
-func fields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(n))
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %w", ErrMalformed, num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, v, x); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// want checks that field num has the wire type the schema gives it.
-func want(num protowire.Number, got, exp protowire.Type) error {
-	if got != exp {
-		return fmt.Errorf("%w: field %d has wire type %d, want %d", ErrMalformed, num, got, exp)
-	}
-	return nil
-}
-
 func decodeAddress(b []byte, a *Address) error {
-	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	return fields(b, func(num int, typ wireType, v []byte, x uint64) error {
 		switch num {
 		case 1:
 			a.Host = string(v)
-			return want(num, typ, protowire.BytesType)
+			return want(num, typ, wireBytes)
 		case 2:
 			a.Port = uint32(x)
-			return want(num, typ, protowire.VarintType)
+			return want(num, typ, wireVarint)
 		}
 		return nil
 	})
@@ -228,13 +184,13 @@ func decodeAddress(b []byte, a *Address) error {
 // DecodeConnInfo decodes a ConnInfo.
 func DecodeConnInfo(b []byte) (ConnInfo, error) {
 	var ci ConnInfo
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	err := fields(b, func(num int, typ wireType, v []byte, x uint64) error {
 		switch num {
 		case 1:
 			ci.SockType = int32(x)
-			return want(num, typ, protowire.VarintType)
+			return want(num, typ, wireVarint)
 		case 2, 3, 4:
-			if err := want(num, typ, protowire.BytesType); err != nil {
+			if err := want(num, typ, wireBytes); err != nil {
 				return err
 			}
 		}
@@ -245,7 +201,7 @@ func DecodeConnInfo(b []byte) (ConnInfo, error) {
 			return decodeAddress(v, &ci.Local)
 		case 4:
 			ci.HasPeerCert = true
-			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+			return fields(v, func(num int, typ wireType, v []byte, _ uint64) error {
 				switch num {
 				case 1:
 					ci.PeerCert.CN = string(v)
@@ -254,7 +210,7 @@ func DecodeConnInfo(b []byte) (ConnInfo, error) {
 				default:
 					return nil
 				}
-				return want(num, typ, protowire.BytesType)
+				return want(num, typ, wireBytes)
 			})
 		}
 		return nil
@@ -264,7 +220,7 @@ func DecodeConnInfo(b []byte) (ConnInfo, error) {
 
 // DecodeSocketCreated decodes a SocketCreatedRequest.
 func DecodeSocketCreated(b []byte) (conn string, ci ConnInfo, err error) {
-	err = fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err = fields(b, func(num int, typ wireType, v []byte, _ uint64) error {
 		switch num {
 		case 1:
 			conn = string(v)
@@ -276,7 +232,7 @@ func DecodeSocketCreated(b []byte) (conn string, ci ConnInfo, err error) {
 		default:
 			return nil
 		}
-		return want(num, typ, protowire.BytesType)
+		return want(num, typ, wireBytes)
 	})
 	return conn, ci, err
 }
@@ -284,7 +240,7 @@ func DecodeSocketCreated(b []byte) (conn string, ci ConnInfo, err error) {
 // DecodeMessage decodes one Message. Payload aliases b.
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	err := fields(b, func(num int, typ wireType, v []byte, x uint64) error {
 		switch num {
 		case 1:
 			m.Node = string(v)
@@ -292,7 +248,7 @@ func DecodeMessage(b []byte) (Message, error) {
 			m.ID = string(v)
 		case 3:
 			m.QoS = uint32(x)
-			return want(num, typ, protowire.VarintType)
+			return want(num, typ, wireVarint)
 		case 4:
 			m.From = string(v)
 		case 5:
@@ -301,11 +257,11 @@ func DecodeMessage(b []byte) (Message, error) {
 			m.Payload = v
 		case 7:
 			m.Timestamp = x
-			return want(num, typ, protowire.VarintType)
+			return want(num, typ, wireVarint)
 		default:
 			return nil
 		}
-		return want(num, typ, protowire.BytesType)
+		return want(num, typ, wireBytes)
 	})
 	return m, err
 }
@@ -314,12 +270,12 @@ func DecodeMessage(b []byte) (Message, error) {
 // messages to dst. Payloads alias b.
 func DecodeReceivedMessages(b []byte, dst []Message) (conn string, msgs []Message, err error) {
 	msgs = dst
-	err = fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err = fields(b, func(num int, typ wireType, v []byte, _ uint64) error {
 		switch num {
 		case 1:
 			conn = string(v)
 		case 2:
-			if err := want(num, typ, protowire.BytesType); err != nil {
+			if err := want(num, typ, wireBytes); err != nil {
 				return err
 			}
 			m, err := DecodeMessage(v)
@@ -331,14 +287,14 @@ func DecodeReceivedMessages(b []byte, dst []Message) (conn string, msgs []Messag
 		default:
 			return nil
 		}
-		return want(num, typ, protowire.BytesType)
+		return want(num, typ, wireBytes)
 	})
 	return conn, msgs, err
 }
 
 // DecodeSocketClosed decodes a SocketClosedRequest.
 func DecodeSocketClosed(b []byte) (conn, reason string, err error) {
-	err = fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err = fields(b, func(num int, typ wireType, v []byte, _ uint64) error {
 		switch num {
 		case 1:
 			conn = string(v)
@@ -347,7 +303,7 @@ func DecodeSocketClosed(b []byte) (conn, reason string, err error) {
 		default:
 			return nil
 		}
-		return want(num, typ, protowire.BytesType)
+		return want(num, typ, wireBytes)
 	})
 	return conn, reason, err
 }
@@ -355,15 +311,15 @@ func DecodeSocketClosed(b []byte) (conn, reason string, err error) {
 // DecodeAuthenticate decodes an AuthenticateRequest. hasClientInfo reports
 // whether the clientinfo field was present.
 func DecodeAuthenticate(b []byte) (ci ClientInfo, hasClientInfo bool, password string, err error) {
-	err = fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err = fields(b, func(num int, typ wireType, v []byte, _ uint64) error {
 		switch num {
 		case 1: // conn: the host uses the call's conn argument
 		case 2:
 			hasClientInfo = true
-			if err := want(num, typ, protowire.BytesType); err != nil {
+			if err := want(num, typ, wireBytes); err != nil {
 				return err
 			}
-			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+			return fields(v, func(num int, typ wireType, v []byte, _ uint64) error {
 				switch num {
 				case 1:
 					ci.ProtoName = string(v)
@@ -378,14 +334,14 @@ func DecodeAuthenticate(b []byte) (ci ClientInfo, hasClientInfo bool, password s
 				default:
 					return nil
 				}
-				return want(num, typ, protowire.BytesType)
+				return want(num, typ, wireBytes)
 			})
 		case 3:
 			password = string(v)
 		default:
 			return nil
 		}
-		return want(num, typ, protowire.BytesType)
+		return want(num, typ, wireBytes)
 	})
 	return ci, hasClientInfo, password, err
 }

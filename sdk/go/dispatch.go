@@ -1,8 +1,7 @@
 package protogate
 
 import (
-	"fmt"
-	"runtime/debug"
+	"runtime"
 	"strconv"
 
 	"github.com/protogate/protogate/abi"
@@ -194,5 +193,26 @@ func recoverTo(st *abi.Status, method string) {
 		return
 	}
 	*st = abi.StatusUnknown
-	Log(LevelError, "protogate: panic in "+method+": "+fmt.Sprint(r)+"\n"+string(debug.Stack()))
+	Log(LevelError, "protogate: panic in "+method+": "+panicText(r)+"\n"+stack())
+}
+
+// stack returns the calling goroutine's stack (runtime/debug would bring in
+// fmt and os).
+func stack() string {
+	buf := make([]byte, 8192)
+	return string(buf[:runtime.Stack(buf, false)])
+}
+
+// panicText describes a recovered value without fmt, which would add
+// hundreds of kilobytes to every guest.
+func panicText(r any) string {
+	switch v := r.(type) {
+	case error:
+		return v.Error()
+	case string:
+		return v
+	case interface{ String() string }:
+		return v.String()
+	}
+	return "(a value that is not an error or a string)"
 }
