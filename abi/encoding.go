@@ -1,6 +1,5 @@
 package abi
 
-
 // The structured payloads of ABI v1 are protobuf encodings of
 // emqx.exproto.v1 messages. These types and functions encode and decode the
 // messages the ABI uses without the protobuf runtime (which would add
@@ -49,7 +48,6 @@ type Message struct {
 	Payload   []byte // 6
 	Timestamp uint64 // 7
 }
-
 
 func appendString(b []byte, num int, s string) []byte {
 	if s == "" {
