@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/protogate/protogate/gateway/framing"
+	"github.com/protogate/protogate/gateway/limit"
+	"github.com/protogate/protogate/gateway/proxyproto"
 	"github.com/protogate/protogate/gateway/topic"
 )
 
@@ -68,6 +72,7 @@ type Conn struct {
 	handle string
 	srv    *Server
 	l      *Listener
+	ls     *lstate
 	nc     net.Conn
 	info   ConnInfo
 	start  time.Time
@@ -106,6 +111,7 @@ type Conn struct {
 	kaBase      time.Duration // since start: when the keepalive was started
 	timer       *time.Timer
 	closedEvent bool // the evClosed event has been queued
+	wake        chan struct{} // closed when the connection closes; made by pause
 }
 
 type subEntry struct {
@@ -135,62 +141,185 @@ func (c *Conn) Server() *Server { return c.srv }
 // Listener returns the listener that accepted the connection.
 func (c *Conn) Listener() *Listener { return c.l }
 
-// serveStream owns a TCP or TLS connection: it runs the handshake, creates the
-// Conn, reads the socket and drains the queue inline.
-func (s *Server) serveStream(nc net.Conn, l *Listener) {
+// serveStream owns one connection: it reads a PROXY header and runs the TLS
+// or DTLS handshake if the listener asks for them, creates the Conn, reads
+// the socket and drains the queue inline. The caller has admitted the
+// connection (reserved a slot in ls); serveStream, then the Conn, releases it.
+func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 	defer s.wg.Done()
+	l := ls.l
 	info := ConnInfo{SockType: l.Type, Listener: l.Name}
 	info.Peer = addrPort(nc.RemoteAddr())
 	info.Local = addrPort(nc.LocalAddr())
-	if l.Type == SSL {
+	fail := func(cause string, err error) {
+		if cause != "" {
+			ls.refuse(cause, nc.RemoteAddr())
+		}
+		s.log.Debug("gateway: connection not established", "listener", l.Name, "peer", info.Peer, "err", err)
+		nc.Close()
+		ls.release()
+	}
+	if l.ProxyProtocol {
+		timeout := l.ProxyProtocolTimeout
+		if timeout <= 0 {
+			timeout = 3 * time.Second
+		}
+		nc.SetReadDeadline(time.Now().Add(timeout))
+		br := bufio.NewReaderSize(nc, 256)
+		h, err := proxyproto.Read(br)
+		if err != nil {
+			fail(CauseProxyProtocol, err)
+			return
+		}
+		nc.SetReadDeadline(time.Time{})
+		nc = proxyproto.NewConn(nc, br, h)
+		info.Peer = addrPort(nc.RemoteAddr())
+		info.Local = addrPort(nc.LocalAddr())
+		if err := ls.checkAddr(info.Peer); err != nil {
+			fail("", err)
+			return
+		}
+	}
+	switch l.Type {
+	case SSL:
 		tc := tls.Server(nc, l.TLSConfig)
 		ctx, cancel := context.WithTimeout(s.stopCtx, s.opts.HandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
 			// A failed handshake never reaches the handler.
-			s.log.Debug("gateway: tls handshake failed", "listener", l.Name, "peer", info.Peer, "err", err)
-			nc.Close()
+			fail(CauseHandshake, err)
 			return
 		}
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 			info.PeerCert = &CertInfo{CN: certs[0].Subject.CommonName, DN: certs[0].Subject.String()}
 		}
 		nc = tc
+	case DTLS:
+		ctx, cancel := context.WithTimeout(s.stopCtx, s.opts.HandshakeTimeout)
+		dc, id, err := l.Handshaker.Handshake(ctx, nc)
+		cancel()
+		if err != nil {
+			fail(CauseHandshake, err)
+			return
+		}
+		info.PeerCert, info.PSKIdentity = id.Cert, id.PSKIdentity
+		nc = dc
 	}
-	c := s.newConn(nc, l, info)
+	c := s.newConn(nc, ls, info)
 	if !s.register(c) {
 		nc.Close()
+		ls.release()
 		return
 	}
 	c.armIdle()
 	c.enqueueAndDrain(event{kind: evCreated})
+	c.terminate(c.readLoop())
+}
 
-	buf := make([]byte, s.opts.ReadBufferSize)
-	var reason string
+// readLoop reads the socket until it fails or the connection stops taking
+// bytes, and returns the close reason the read error implies.
+func (c *Conn) readLoop() string {
+	l, ls := c.l, c.ls
+	size := c.srv.opts.ReadBufferSize
+	if l.datagram() {
+		// One more than the limit, to tell an oversized datagram.
+		size = min(l.maxPacket(), 65535) + 1
+	}
+	buf := make([]byte, size)
+	var bucket *limit.Bucket
+	if l.MaxBytesRate > 0 {
+		bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, float64(size)))
+	}
+	var dec *framing.Decoder
+	if l.Framing.Kind != framing.None {
+		fc := l.Framing
+		fc.MaxFrame = l.maxPacket()
+		dec, _ = framing.NewDecoder(fc) // validated by Listener.check
+	}
 	for {
-		n, err := nc.Read(buf)
+		n, err := c.nc.Read(buf)
 		if n > 0 {
 			c.lastRecv.Store(int64(time.Since(c.start)) | 1)
-			if !c.enqueueBytes(buf[:n]) {
-				break
+			data := buf[:n]
+			switch {
+			case l.datagram():
+				if n > l.maxPacket() || bucket != nil && !bucket.Allow(float64(n)) {
+					ls.dropped.Add(1)
+				} else if !c.enqueueBytes(data) {
+					return ""
+				}
+			case dec != nil:
+				dec.Feed(data)
+				for {
+					frame, ok, ferr := dec.Next()
+					if ferr != nil {
+						ls.overflow.Add(1)
+						c.srv.log.Info("gateway: frame too large; closing", "conn", c.handle, "listener", l.Name, "err", ferr)
+						c.closeWith("{shutdown,frame_too_large}")
+						return ""
+					}
+					if !ok {
+						break
+					}
+					if !c.enqueueBytes(frame) {
+						return ""
+					}
+				}
+			default:
+				if !c.enqueueBytes(data) {
+					return ""
+				}
+			}
+			if bucket != nil && !l.datagram() {
+				// Backpressure: read no more until the rate allows it.
+				if d := bucket.Reserve(float64(n)); d > 0 && !c.pause(d) {
+					return ""
+				}
 			}
 		}
 		if err != nil {
-			reason = readErrReason(err, l.Type)
-			break
+			if l.datagram() && errors.Is(err, io.ErrShortBuffer) {
+				ls.dropped.Add(1) // longer than our buffer: oversized
+				continue
+			}
+			return readErrReason(err, l.Type)
 		}
 	}
-	c.terminate(reason)
 }
 
-func (s *Server) newConn(nc net.Conn, l *Listener, info ConnInfo) *Conn {
+// pause sleeps for d unless the connection closes first; it reports whether
+// the connection is still open.
+func (c *Conn) pause(d time.Duration) bool {
+	c.mu.Lock()
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+		if c.state != stateOpen {
+			close(c.wake)
+		}
+	}
+	wake := c.wake
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return false
+	case <-c.srv.stopCtx.Done():
+		return false
+	}
+}
+
+func (s *Server) newConn(nc net.Conn, ls *lstate, info ConnInfo) *Conn {
 	id := s.nextID.Add(1)
 	return &Conn{
 		id:     id,
 		handle: formatHandle(id),
 		srv:    s,
-		l:      l,
+		l:      ls.l,
+		ls:     ls,
 		nc:     nc,
 		info:   info,
 		start:  time.Now(),
@@ -369,6 +498,9 @@ func (c *Conn) closeWith(reason string) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if c.wake != nil {
+		close(c.wake)
+	}
 	c.mu.Unlock()
 	c.omu.Lock()
 	linger := c.flushing
@@ -446,6 +578,7 @@ func (c *Conn) finish() {
 	c.state = stateDead
 	c.mu.Unlock()
 	c.srv.unregister(c)
+	c.ls.release()
 }
 
 // armIdle starts the idle timer if the listener has an idle timeout.
@@ -472,11 +605,19 @@ func (c *Conn) onTimer() {
 	}
 	next := time.Duration(-1)
 	expired := ""
-	if idle := c.l.IdleTimeout; idle > 0 && last == 0 {
-		if now >= idle {
+	if idle := c.l.IdleTimeout; idle > 0 && (last == 0 || c.l.datagram() && c.keepalive == 0) {
+		// A stream connection must send a first byte in time. A datagram
+		// pseudo-connection has no close of its own, so it is reaped after
+		// idle_timeout without a datagram, unless the handler started a
+		// keepalive, which then decides.
+		since := now - last
+		if last == 0 {
+			since = now
+		}
+		if since >= idle {
 			expired = ReasonIdleTimeout
 		}
-		next = idle - now
+		next = idle - since
 	}
 	if c.keepalive > 0 && expired == "" {
 		base := max(last, c.kaBase)
@@ -492,6 +633,9 @@ func (c *Conn) onTimer() {
 	if expired != "" {
 		c.state = stateClosing
 		c.reason = expired
+		if c.wake != nil {
+			close(c.wake)
+		}
 		c.mu.Unlock()
 		c.nc.Close()
 		return

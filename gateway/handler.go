@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"net/netip"
 )
 
@@ -68,6 +69,10 @@ type ConnInfo struct {
 	Local    netip.AddrPort
 	// PeerCert is set only when the peer presented a certificate.
 	PeerCert *CertInfo
+	// PSKIdentity is the identity a DTLS client authenticated with in PSK
+	// mode; "" otherwise. On the ExProto wire it travels as peercert.cn
+	// (with an empty dn), the only field ConnInfo has for it.
+	PSKIdentity string
 	// Listener is the name of the listener that accepted the connection.
 	Listener string
 }
@@ -126,4 +131,19 @@ type Subscriber interface {
 type Subscription interface {
 	// Unsubscribe stops deliveries. It is safe to call more than once.
 	Unsubscribe() error
+}
+
+// PeerIdentity is what a handshake learned about the peer.
+type PeerIdentity struct {
+	Cert        *CertInfo // the verified client certificate, if any
+	PSKIdentity string    // the PSK identity, in PSK mode
+}
+
+// Handshaker secures a connection before its handler sees it, for
+// transports whose security the gateway does not implement itself (DTLS,
+// in gateway/listener). Handshake must give up when ctx ends. The
+// connection it returns replaces nc. Implementations must be safe for
+// concurrent use: handshakes of different peers run at the same time.
+type Handshaker interface {
+	Handshake(ctx context.Context, nc net.Conn) (net.Conn, PeerIdentity, error)
 }

@@ -30,6 +30,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/protogate/protogate/gateway/framing"
+	"github.com/protogate/protogate/gateway/limit"
 )
 
 // Options configures a Server. The zero value of every field but PubSub is a
@@ -82,6 +85,79 @@ type Listener struct {
 	Mountpoint string
 	// DisableAuthn skips the Server's Authenticator for this listener.
 	DisableAuthn bool
+
+	// MaxConnections refuses connections beyond this many at once.
+	// Default: 0, no limit.
+	MaxConnections int
+	// MaxConnRate refuses new connections beyond this many per second
+	// (with a burst of one second's worth). Default: 0, no limit.
+	MaxConnRate float64
+	// Access decides by peer address (EMQX access_rules); with ProxyProtocol
+	// it applies to the real client. Default: nil, allow all.
+	Access *limit.Rules
+	// MaxBytesRate caps the bytes a connection may send per second: TCP and
+	// TLS readers slow down (backpressure, no loss); UDP and DTLS drop and
+	// count the excess. Default: 0, no limit.
+	MaxBytesRate float64
+	// MaxPacketSize caps one frame (with Framing) or one datagram: a larger
+	// frame closes the connection, a larger datagram is dropped and
+	// counted. Default: 0, which means 65535.
+	MaxPacketSize int
+	// Framing splits a TCP or TLS stream into frames, one OnReceivedBytes
+	// each. Default: none, raw chunks as EMQX delivers them.
+	Framing framing.Config
+	// ProxyProtocol reads a PROXY protocol v1 or v2 header first on TCP and
+	// TLS connections, so that ConnInfo.Peer is the client behind a load
+	// balancer. Connections without one are refused.
+	ProxyProtocol bool
+	// ProxyProtocolTimeout bounds reading the PROXY header. Default: 3s.
+	ProxyProtocolTimeout time.Duration
+	// Handshaker secures UDP connections as DTLS (Type DTLS).
+	Handshaker Handshaker
+}
+
+// datagram reports whether the listener's connections carry datagrams.
+func (l *Listener) datagram() bool { return l.Type == UDP || l.Type == DTLS }
+
+// maxPacket returns MaxPacketSize or its default.
+func (l *Listener) maxPacket() int {
+	if l.MaxPacketSize > 0 {
+		return l.MaxPacketSize
+	}
+	return 65535
+}
+
+// check validates l for Serve and ServeConn.
+func (l *Listener) check() error {
+	switch {
+	case l == nil || l.Handler == nil:
+		return errors.New("gateway: listener without a handler")
+	case l.Type == SSL && l.TLSConfig == nil:
+		return fmt.Errorf("gateway: listener %q: ssl needs a TLS config", l.Name)
+	case l.Type == DTLS && l.Handshaker == nil:
+		return fmt.Errorf("gateway: listener %q: dtls needs a handshaker", l.Name)
+	case l.Type != TCP && l.Type != SSL && l.Type != UDP && l.Type != DTLS:
+		return fmt.Errorf("gateway: listener %q: unsupported type %s", l.Name, l.Type)
+	case l.Framing.Kind != framing.None && l.datagram():
+		return fmt.Errorf("gateway: listener %q: framing applies to tcp and ssl; a datagram is already one frame", l.Name)
+	case l.ProxyProtocol && l.datagram():
+		return fmt.Errorf("gateway: listener %q: proxy_protocol applies to tcp and ssl", l.Name)
+	}
+	if l.Framing.Kind != framing.None {
+		fc := l.Framing
+		fc.MaxFrame = l.maxPacket()
+		if err := fc.Validate(); err != nil {
+			return fmt.Errorf("gateway: listener %q: %w", l.Name, err)
+		}
+	}
+	return nil
+}
+
+// admitSetter is implemented by listeners that create connections from
+// datagrams (gateway/listener's UDP listener): Serve hands them the
+// admission check, run on the first datagram of a new peer.
+type admitSetter interface {
+	SetAdmit(func(remote net.Addr) error)
 }
 
 // Server serves connections from any number of listeners. It is safe for
@@ -106,6 +182,8 @@ type Server struct {
 
 	clientsMu sync.Mutex
 	clients   map[string]*Conn // client id -> authenticated connection
+
+	lstates map[string]*lstate // by listener name; guarded by mu
 
 	wg sync.WaitGroup // every goroutine the server starts
 
@@ -137,6 +215,7 @@ func New(opts Options) *Server {
 		log:       opts.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		clients:   make(map[string]*Conn),
+		lstates:   make(map[string]*lstate),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopCtx, s.stop = context.WithCancel(s.ctx)
@@ -151,17 +230,9 @@ func New(opts Options) *Server {
 // Shutdown or Close. It always returns a non-nil error; after Shutdown or
 // Close it is ErrServerClosed. Serve takes ownership of ln and closes it.
 func (s *Server) Serve(ln net.Listener, l *Listener) error {
-	if l == nil || l.Handler == nil {
+	if err := l.check(); err != nil {
 		ln.Close()
-		return errors.New("gateway: listener without a handler")
-	}
-	if l.Type == SSL && l.TLSConfig == nil {
-		ln.Close()
-		return fmt.Errorf("gateway: listener %q: ssl needs a TLS config", l.Name)
-	}
-	if l.Type != TCP && l.Type != SSL {
-		ln.Close()
-		return fmt.Errorf("gateway: listener %q: unsupported type %s", l.Name, l.Type)
+		return err
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -177,6 +248,13 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
+	ls := s.newLState(l)
+	// A datagram listener admits peers itself, before it creates their
+	// connection; a stream listener's connections are admitted here.
+	as, selfAdmitting := ln.(admitSetter)
+	if selfAdmitting {
+		as.SetAdmit(func(remote net.Addr) error { return ls.admit(remote, true) })
+	}
 
 	var backoff time.Duration
 	for {
@@ -202,29 +280,40 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 			return fmt.Errorf("gateway: listener %q: %w", l.Name, err)
 		}
 		backoff = 0
+		if !selfAdmitting {
+			// Behind a PROXY header the real client is known only after
+			// reading it; the rules are checked then.
+			if ls.admit(nc.RemoteAddr(), !l.ProxyProtocol) != nil {
+				nc.Close()
+				continue
+			}
+		}
 		s.wg.Add(1)
-		go s.serveStream(nc, l)
+		go s.serveStream(nc, ls)
 	}
 }
 
 // ServeConn serves one already-accepted connection as l describes and
 // returns when it has closed (its handler has seen OnSocketClosed). It suits
 // transports without a listener, such as net.Pipe in tests and benchmarks.
+// Connection limits do not apply; access rules do.
 func (s *Server) ServeConn(nc net.Conn, l *Listener) error {
-	if l == nil || l.Handler == nil {
+	if err := l.check(); err != nil {
 		nc.Close()
-		return errors.New("gateway: listener without a handler")
-	}
-	if l.Type == SSL && l.TLSConfig == nil {
-		nc.Close()
-		return fmt.Errorf("gateway: listener %q: ssl needs a TLS config", l.Name)
+		return err
 	}
 	if s.isClosing() {
 		nc.Close()
 		return ErrServerClosed
 	}
+	ls := &lstate{l: l, srv: s}
+	if err := ls.checkRules(nc.RemoteAddr()); err != nil {
+		nc.Close()
+		return err
+	}
+	ls.active.Add(1)
 	s.wg.Add(1)
-	s.serveStream(nc, l)
+	s.serveStream(nc, ls)
 	return nil
 }
 
