@@ -110,7 +110,7 @@ type Conn struct {
 	keepalive   time.Duration // max idle time: 1.5 x the StartTimer interval
 	kaBase      time.Duration // since start: when the keepalive was started
 	timer       *time.Timer
-	closedEvent bool // the evClosed event has been queued
+	closedEvent bool          // the evClosed event has been queued
 	wake        chan struct{} // closed when the connection closes; made by pause
 }
 
