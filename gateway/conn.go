@@ -82,6 +82,8 @@ type Conn struct {
 	omu       sync.Mutex // guards out, spareOut, flushing, lingering
 	out       []byte     // bytes queued by Queue, not yet written
 	spareOut  []byte
+	outEnds   []int // datagram listeners: where each queued datagram ends in out
+	spareEnds []int
 	flushing  bool // an evFlush is queued or running
 	lingering bool // closing: the flush closes the socket once out is written
 
@@ -347,8 +349,13 @@ func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
 func readErrReason(err error, t SocketType) string {
 	switch {
 	case errors.Is(err, io.EOF):
-		if t == SSL {
+		switch t {
+		case SSL:
 			return ReasonSSLClosed
+		case UDP:
+			return "{shutdown,udp_closed}"
+		case DTLS:
+			return "{shutdown,dtls_closed}"
 		}
 		return ReasonTCPClosed
 	case errors.Is(err, syscall.ECONNRESET):
@@ -656,15 +663,9 @@ func (c *Conn) Send(b []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.omu.Lock()
-	pending := c.out
-	c.out = c.spareOut[:0]
-	c.spareOut = nil
-	c.omu.Unlock()
-	if c.write(pending) {
+	if _, ok := c.writeQueued(); ok {
 		c.write(b)
 	}
-	c.recycleOut(pending)
 	return nil
 }
 
@@ -685,6 +686,9 @@ func (c *Conn) Queue(b []byte) error {
 		return nil
 	}
 	c.out = append(c.out, b...)
+	if c.l.datagram() {
+		c.outEnds = append(c.outEnds, len(c.out))
+	}
 	schedule := !c.flushing
 	c.flushing = true
 	c.omu.Unlock()
@@ -720,6 +724,10 @@ func (c *Conn) flush() {
 	c.wmu.Lock()
 	closeNow := false
 	for {
+		empty, _ := c.writeQueued()
+		if !empty {
+			continue
+		}
 		c.omu.Lock()
 		if len(c.out) == 0 {
 			c.flushing = false
@@ -727,22 +735,52 @@ func (c *Conn) flush() {
 			c.omu.Unlock()
 			break
 		}
-		data := c.out
-		c.out = c.spareOut[:0]
-		c.spareOut = nil
 		c.omu.Unlock()
-		ok := c.write(data)
-		c.recycleOut(data)
-		if !ok {
-			c.omu.Lock()
-			c.out = c.out[:0]
-			c.omu.Unlock()
-		}
 	}
 	c.wmu.Unlock()
 	if closeNow {
 		c.nc.Close()
 	}
+}
+
+// writeQueued writes what Queue buffered so far, under wmu. empty reports
+// that there was nothing to write; ok that writing worked (a failure
+// discards the rest).
+func (c *Conn) writeQueued() (empty, ok bool) {
+	c.omu.Lock()
+	if len(c.out) == 0 {
+		c.omu.Unlock()
+		return true, true
+	}
+	data, ends := c.out, c.outEnds
+	c.out, c.outEnds = c.spareOut[:0], c.spareEnds[:0]
+	c.spareOut, c.spareEnds = nil, nil
+	c.omu.Unlock()
+	ok = true
+	if ends == nil {
+		// A stream: everything queued goes out in one write.
+		ok = c.write(data)
+	} else {
+		// Datagrams keep their boundaries: one write each.
+		start := 0
+		for _, end := range ends {
+			if ok = c.write(data[start:end]); !ok {
+				break
+			}
+			start = end
+		}
+	}
+	c.recycleOut(data)
+	c.omu.Lock()
+	if c.spareEnds == nil && ends != nil {
+		c.spareEnds = ends[:0]
+	}
+	if !ok {
+		c.out = c.out[:0]
+		c.outEnds = c.outEnds[:0]
+	}
+	c.omu.Unlock()
+	return false, ok
 }
 
 // write writes b under wmu and reports whether it worked; a failed write

@@ -388,7 +388,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	s.mu.Lock()
 	s.closing = true
+	var datagram []net.Listener
 	for ln := range s.listeners {
+		if _, ok := ln.(admitSetter); ok {
+			// Closing a datagram listener closes its connections; close
+			// them first, with the shutdown reason.
+			datagram = append(datagram, ln)
+			continue
+		}
 		ln.Close()
 	}
 	s.mu.Unlock()
@@ -397,6 +404,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		v.(*Conn).closeWith(ReasonShutdown)
 		return true
 	})
+	for _, ln := range datagram {
+		ln.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

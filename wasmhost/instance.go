@@ -373,9 +373,14 @@ func (in *instance) created(c *gateway.Conn, info *gateway.ConnInfo) (bool, erro
 		Peer:     abi.Address{Host: info.Peer.Addr().String(), Port: uint32(info.Peer.Port())},
 		Local:    abi.Address{Host: info.Local.Addr().String(), Port: uint32(info.Local.Port())},
 	}
-	if info.PeerCert != nil {
+	switch {
+	case info.PeerCert != nil:
 		ci.HasPeerCert = true
 		ci.PeerCert = abi.CertInfo{CN: info.PeerCert.CN, DN: info.PeerCert.DN}
+	case info.PSKIdentity != "":
+		// As on the gRPC wire: peercert.cn carries a DTLS PSK identity.
+		ci.HasPeerCert = true
+		ci.PeerCert = abi.CertInfo{CN: info.PSKIdentity}
 	}
 	in.buf = abi.AppendSocketCreated(in.buf[:0], c.Handle(), &ci)
 	err, faulted := in.deliverLocked(c, in.fCreated, abi.ExportOnSocketCreated, in.buf, 0)

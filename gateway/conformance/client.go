@@ -18,6 +18,9 @@ type client struct {
 	dec    *jp.Decoder
 	buf    []byte
 	handle string // the gateway's handle for this connection
+
+	datagram bool // UDP or DTLS: one write is one datagram
+	primed   bool // a newline datagram was sent to create the connection
 }
 
 func newClient(t testing.TB, nc net.Conn) *client {

@@ -15,6 +15,7 @@ package conformance
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -25,10 +26,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/pion/dtls/v2"
 	"google.golang.org/grpc"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
+	"github.com/protogate/protogate/gateway/listener"
 	"github.com/protogate/protogate/gateway/remote"
 )
 
@@ -50,7 +53,9 @@ type Env struct {
 	NATS        *nats.Conn // an ordinary NATS client of the embedded server
 	Addr        string     // the device listener
 	Type        gateway.SocketType
-	TLS         *tls.Config // client TLS config for SSL listeners
+	TLS         *tls.Config  // client TLS config for SSL listeners
+	DTLS        *dtls.Config // client DTLS config for DTLS listeners
+	UDP         *listener.UDPListener
 	Rec         *Recorder
 	Listener    *gateway.Listener
 }
@@ -63,7 +68,23 @@ type envOptions struct {
 	disableAuthn bool
 	maxPayload   int
 	clientCert   bool
+	psk          bool // DTLS clients use PSK instead of certificates
 }
+
+// The PSK the DTLS listener knows and PSK clients use.
+const (
+	PSKIdentity = "psk-device-0001"
+	pskKeyHex   = "000102030405060708090a0b0c0d0e0f"
+)
+
+// HealthRequest and HealthReply are the UDP and DTLS listeners' health check.
+const (
+	HealthRequest = "are you there?"
+	HealthReply   = "protogate is"
+)
+
+// datagram reports whether env's listener carries datagrams.
+func (env *Env) datagram() bool { return env.Type == gateway.UDP || env.Type == gateway.DTLS }
 
 // Timeout bounds every wait of the suite. It is generous: a loaded 2-core
 // machine runs the suite with -race.
@@ -148,14 +169,51 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 		Mountpoint:   o.mountpoint,
 		DisableAuthn: o.disableAuthn,
 	}
-	if typ == gateway.SSL {
+	var ln net.Listener
+	switch typ {
+	case gateway.SSL:
 		pki := newPKI(t)
 		env.Listener.TLSConfig = pki.serverConfig()
 		env.TLS = pki.clientConfig(o.clientCert)
+	case gateway.DTLS:
+		pki := newPKI(t)
+		key, _ := hex.DecodeString(pskKeyHex)
+		d, err := listener.NewDTLS(listener.DTLSConfig{
+			Certificates: []tls.Certificate{pki.server},
+			ClientCAs:    pki.pool,
+			PSK:          map[string][]byte{PSKIdentity: key},
+			Logger:       log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Listener.Handshaker = d
+		env.DTLS = &dtls.Config{RootCAs: pki.pool, ServerName: "localhost"}
+		if o.clientCert {
+			env.DTLS.Certificates = []tls.Certificate{pki.client}
+		}
+		if o.psk {
+			env.DTLS = &dtls.Config{
+				PSK:             func([]byte) ([]byte, error) { return key, nil },
+				PSKIdentityHint: []byte(PSKIdentity),
+				CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+			}
+		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if env.datagram() {
+		ul, err := listener.ListenUDP("127.0.0.1:0", listener.UDPConfig{
+			HealthCheck: &listener.HealthCheck{Request: []byte(HealthRequest), Reply: []byte(HealthReply)},
+			Logger:      log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.UDP, ln = ul, ul
+	} else {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	env.Addr = ln.Addr().String()
 	serveDone := make(chan error, 1)
@@ -174,25 +232,69 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 	return env
 }
 
-// dial connects a device client to the env's listener.
+// dial connects a device client to the env's listener and waits until the
+// handler has seen it created. A UDP client sends a newline first, which
+// creates its pseudo-connection and which the JSON protocol ignores.
 func (env *Env) dial(t testing.TB) *client {
+	t.Helper()
+	nc := env.dialRaw(t)
+	c := newClient(t, nc)
+	c.datagram = env.datagram()
+	if env.Type == gateway.UDP {
+		c.write([]byte("\n"))
+		c.primed = true
+	}
+	// The connection is registered once the handler has seen it created.
+	c.handle = env.Rec.waitCreated(t, nc.LocalAddr().String())
+	return c
+}
+
+// dialRaw opens a transport connection (with the TLS or DTLS handshake).
+func (env *Env) dialRaw(t testing.TB) net.Conn {
 	t.Helper()
 	d := net.Dialer{Timeout: Timeout}
 	var nc net.Conn
 	var err error
-	if env.Type == gateway.SSL {
+	switch env.Type {
+	case gateway.SSL:
 		nc, err = tls.DialWithDialer(&d, "tcp", env.Addr, env.TLS)
-	} else {
+	case gateway.UDP:
+		nc, err = d.Dial("udp", env.Addr)
+	case gateway.DTLS:
+		var pc net.Conn
+		if pc, err = d.Dial("udp", env.Addr); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+			nc, err = dtls.ClientWithContext(ctx, pc, env.DTLS)
+			cancel()
+			if err != nil {
+				pc.Close()
+			}
+		}
+	default:
 		nc, err = d.Dial("tcp", env.Addr)
 	}
 	if err != nil {
-		t.Fatalf("dial %s: %v", env.Addr, err)
+		t.Fatalf("dial %s %s: %v", env.Type, env.Addr, err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := newClient(t, nc)
-	// The connection is registered once the handler has seen it created.
-	c.handle = env.Rec.waitCreated(t, nc.LocalAddr().String())
-	return c
+	return nc
+}
+
+// expectClosed waits until the gateway has closed c: a stream client reads
+// EOF; a datagram client cannot tell, so the handler's OnSocketClosed is
+// the evidence.
+func (env *Env) expectClosed(t testing.TB, c *client) {
+	t.Helper()
+	if env.Type == gateway.DTLS {
+		// DTLS sends a close_notify the client may or may not read first.
+		env.Rec.waitClosed(t, c.handle)
+		return
+	}
+	if c.datagram {
+		env.Rec.waitClosed(t, c.handle)
+		return
+	}
+	c.expectClosed()
 }
 
 // natsSub subscribes an ordinary NATS client and returns its channel.

@@ -184,6 +184,51 @@ func (r *Recorder) waitClosed(t testing.TB, handle string) string {
 	return reason
 }
 
+// waitClosedNoFail is waitClosed for a goroutine: it returns "" on timeout
+// instead of failing the test.
+func (r *Recorder) waitClosedNoFail(handle string) string {
+	deadline := time.NewTimer(Timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		evs := r.events[handle]
+		ch := r.changed
+		done := len(evs) > 0 && !r.inflight[handle] && evs[len(evs)-1].Kind == "closed"
+		var reason string
+		if done {
+			reason = evs[len(evs)-1].Reason
+		}
+		r.mu.Unlock()
+		if done {
+			return reason
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return ""
+		}
+	}
+}
+
+// handleOf returns the handle of the latest connection from peer.
+func (r *Recorder) handleOf(peer string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.byPeer[peer]
+	return h, ok
+}
+
+// waitNewHandle waits until peer has a connection other than old.
+func (r *Recorder) waitNewHandle(t testing.TB, peer, old string) string {
+	t.Helper()
+	var h string
+	r.wait(t, "a new connection from "+peer, func() bool {
+		h = r.byPeer[peer]
+		return h != "" && h != old
+	})
+	return h
+}
+
 // waitKind waits until the connection has at least n events of kind.
 func (r *Recorder) waitKind(t testing.TB, handle, kind string, n int) []Event {
 	t.Helper()

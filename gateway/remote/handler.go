@@ -204,8 +204,13 @@ func ConnInfo(info *gateway.ConnInfo) *pb.ConnInfo {
 		Peername: address(info.Peer),
 		Sockname: address(info.Local),
 	}
-	if info.PeerCert != nil {
+	switch {
+	case info.PeerCert != nil:
 		ci.Peercert = &pb.CertificateInfo{Cn: info.PeerCert.CN, Dn: info.PeerCert.DN}
+	case info.PSKIdentity != "":
+		// ConnInfo has no field for a DTLS PSK identity; peercert.cn with an
+		// empty dn carries it.
+		ci.Peercert = &pb.CertificateInfo{Cn: info.PSKIdentity}
 	}
 	return ci
 }
