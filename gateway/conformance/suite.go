@@ -23,8 +23,8 @@ type testCase struct {
 	// stream cases run only on TCP and SSL, datagram cases only on UDP
 	// and DTLS, onlyUDP and onlyDTLS on one of them.
 	stream, datagram, onlyUDP, onlyDTLS bool
-	opts envOptions
-	run  func(t *testing.T, env *Env)
+	opts                                envOptions
+	run                                 func(t *testing.T, env *Env)
 }
 
 var cases = []testCase{
