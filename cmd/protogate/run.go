@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -26,6 +28,9 @@ import (
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/authn"
 	"github.com/protogate/protogate/gateway/broker"
+	"github.com/protogate/protogate/gateway/framing"
+	"github.com/protogate/protogate/gateway/limit"
+	"github.com/protogate/protogate/gateway/listener"
 	"github.com/protogate/protogate/gateway/remote"
 	"github.com/protogate/protogate/guests/builtin"
 	"github.com/protogate/protogate/wasmhost"
@@ -137,25 +142,20 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	failed := make(chan error, len(cfg.Listeners))
 	var lnWG sync.WaitGroup
 	for _, lc := range cfg.Listeners {
-		l := &gateway.Listener{
-			Name:         lc.Name,
-			Handler:      handlers[lc.Handler],
-			IdleTimeout:  time.Duration(lc.IdleTimeout),
-			Mountpoint:   lc.Mountpoint,
-			DisableAuthn: !lc.EnableAuthn,
+		l, err := newListener(lc, handlers[lc.Handler], log)
+		if err != nil {
+			return err
 		}
-		switch lc.Type {
-		case "tcp":
-			l.Type = gateway.TCP
-		case "ssl":
-			l.Type = gateway.SSL
-			if l.TLSConfig, err = serverTLS(lc.TLS); err != nil {
-				return fmt.Errorf("listeners %s: tls: %w", lc.Name, err)
+		var ln net.Listener
+		if l.Type == gateway.UDP || l.Type == gateway.DTLS {
+			uc := listener.UDPConfig{Logger: log.With("listener", lc.Name)}
+			if hc := lc.HealthCheck; hc != nil {
+				uc.HealthCheck = &listener.HealthCheck{Request: []byte(hc.Request), Reply: []byte(hc.Reply)}
 			}
-		default:
-			return fmt.Errorf("listeners %s: type %q is not supported", lc.Name, lc.Type)
+			ln, err = listener.ListenUDP(lc.Bind, uc)
+		} else {
+			ln, err = net.Listen("tcp", lc.Bind)
 		}
-		ln, err := net.Listen("tcp", lc.Bind)
 		if err != nil {
 			return fmt.Errorf("listeners %s: %w", lc.Name, err)
 		}
@@ -198,6 +198,82 @@ wait:
 	}
 	lnWG.Wait()
 	return runErr
+}
+
+// newListener turns a listener's config into what gateway.Server.Serve needs.
+func newListener(lc config.Listener, h gateway.Handler, log *slog.Logger) (*gateway.Listener, error) {
+	l := &gateway.Listener{
+		Name:                 lc.Name,
+		Handler:              h,
+		IdleTimeout:          time.Duration(lc.IdleTimeout),
+		Mountpoint:           lc.Mountpoint,
+		DisableAuthn:         !lc.EnableAuthn,
+		MaxConnections:       lc.MaxConnections,
+		MaxConnRate:          float64(lc.MaxConnRate),
+		MaxBytesRate:         lc.MaxBytesRate.PerSecond(),
+		MaxPacketSize:        int(lc.MaxPacketSize),
+		ProxyProtocol:        lc.ProxyProtocol,
+		ProxyProtocolTimeout: time.Duration(lc.ProxyProtocolTimeout),
+	}
+	var err error
+	if len(lc.AccessRules) > 0 {
+		if l.Access, err = limit.ParseRules(lc.AccessRules); err != nil {
+			return nil, fmt.Errorf("listeners %s: access_rules: %w", lc.Name, err)
+		}
+	}
+	if f := lc.Framing; f != nil {
+		switch f.Type {
+		case config.FramingLine:
+			l.Framing = framing.Config{Kind: framing.Line}
+		case config.FramingLength:
+			l.Framing = framing.Config{Kind: framing.Length, LengthBytes: f.Bytes, BigEndian: f.Endian != "little"}
+		}
+	}
+	switch lc.Type {
+	case config.ListenerTCP:
+		l.Type = gateway.TCP
+	case config.ListenerSSL:
+		l.Type = gateway.SSL
+		if l.TLSConfig, err = serverTLS(lc.TLS); err != nil {
+			return nil, fmt.Errorf("listeners %s: tls: %w", lc.Name, err)
+		}
+	case config.ListenerUDP:
+		l.Type = gateway.UDP
+	case config.ListenerDTLS:
+		l.Type = gateway.DTLS
+		dc := listener.DTLSConfig{Logger: log.With("listener", lc.Name)}
+		if t := lc.TLS; t != nil && t.CertFile != "" {
+			tc, err := serverTLS(t)
+			if err != nil {
+				return nil, fmt.Errorf("listeners %s: tls: %w", lc.Name, err)
+			}
+			dc.Certificates, dc.ClientCAs, dc.VerifyClient = tc.Certificates, tc.ClientCAs, t.VerifyClient
+		}
+		if p := lc.PSK; p != nil {
+			dc.PSK = make(map[string][]byte)
+			if p.IdentitiesFile != "" {
+				m, err := listener.LoadPSKFile(p.IdentitiesFile)
+				if err != nil {
+					return nil, fmt.Errorf("listeners %s: psk.identities_file: %w", lc.Name, err)
+				}
+				maps.Copy(dc.PSK, m)
+			}
+			for id, k := range p.Identities {
+				key, err := hex.DecodeString(k)
+				if err != nil {
+					return nil, fmt.Errorf("listeners %s: psk.identities.%s: not hex", lc.Name, id)
+				}
+				dc.PSK[id] = key
+			}
+			dc.PSKIdentityHint = p.IdentityHint
+		}
+		if l.Handshaker, err = listener.NewDTLS(dc); err != nil {
+			return nil, fmt.Errorf("listeners %s: %w", lc.Name, err)
+		}
+	default:
+		return nil, fmt.Errorf("listeners %s: type %q is not supported", lc.Name, lc.Type)
+	}
+	return l, nil
 }
 
 // stopGRPC stops gs gracefully, forcing it after d.

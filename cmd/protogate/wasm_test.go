@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -228,5 +231,84 @@ listeners:
 	}
 	if got := dialLines(t, addr).cmd("PING"); got != "PONG" {
 		t.Fatalf("new connection after reload: %q", got)
+	}
+}
+
+// TestListenerKinds runs udp, dtls (PSK) and framed tcp listeners from a
+// config file, all on builtin:echo.
+func TestListenerKinds(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+node: {data_dir: ` + sharedDataDir + `}
+adapter: {bind: "127.0.0.1:0"}
+handlers:
+  echo: {wasm: {path: "builtin:echo", instances: 1, call_timeout: 5s}}
+listeners:
+  - {name: u, type: udp, bind: "127.0.0.1:0", handler: echo, health_check: {request: ping, reply: pong}}
+  - name: d
+    type: dtls
+    bind: "127.0.0.1:0"
+    handler: echo
+    psk: {identities: {dev-1: "00112233445566778899aabbccddeeff"}}
+  - name: f
+    type: tcp
+    bind: "127.0.0.1:0"
+    handler: echo
+    framing: {type: line}
+    access_rules: ["allow 127.0.0.1", "deny all"]
+    max_bytes_rate: 1MB/s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, cfg)
+
+	u, err := net.Dial("udp", r.listeners["u"].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.SetDeadline(time.Now().Add(wait))
+	buf := make([]byte, 64)
+	for _, msg := range []string{"ping", "datagram"} {
+		u.Write([]byte(msg))
+		n, err := u.Read(buf)
+		want := msg
+		if msg == "ping" {
+			want = "pong" // the health check, not the handler
+		}
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("udp %q: got %q, %v", msg, buf[:n], err)
+		}
+	}
+
+	key, _ := hex.DecodeString("00112233445566778899aabbccddeeff")
+	pc, err := net.Dial("udp", r.listeners["d"].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	dc, err := dtls.ClientWithContext(ctx, pc, &dtls.Config{
+		PSK:             func([]byte) ([]byte, error) { return key, nil },
+		PSKIdentityHint: []byte("dev-1"),
+		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		t.Fatalf("dtls handshake: %v", err)
+	}
+	defer dc.Close()
+	dc.SetDeadline(time.Now().Add(wait))
+	dc.Write([]byte("secret"))
+	if n, err := dc.Read(buf); err != nil || string(buf[:n]) != "secret" {
+		t.Fatalf("dtls echo %q, %v", buf[:n], err)
+	}
+
+	// Line framing: the echo guest gets each line without its newline.
+	f := dialLines(t, r.listeners["f"].String())
+	f.nc.Write([]byte("one\ntwo\n"))
+	f.nc.SetDeadline(time.Now().Add(wait))
+	got := make([]byte, len("onetwo"))
+	if _, err := io.ReadFull(f.r, got); err != nil || string(got) != "onetwo" {
+		t.Fatalf("framed echo %q, %v", got, err)
 	}
 }

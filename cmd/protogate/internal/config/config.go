@@ -7,7 +7,7 @@
 // key path, for example
 //
 //	config: line 5: listeners[0]: unknown key "bindd"
-//	config: line 12: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)
+//	config: line 12: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)
 //
 // A key that is absent, or present with an empty (null) value, takes its
 // default, documented on each struct field as "Default: ...". YAML anchors,
@@ -16,9 +16,9 @@
 // Value types: [Duration] ("30s", or a bare integer of seconds), [ByteSize]
 // ("1MiB"; KB = KiB = 1024 bytes as in EMQX) and [Rate] ("1000/s", "64KB/s").
 //
-// Relative file paths (node.data_dir, tls files, wasm modules) are resolved
-// against the working directory of the process, as EMQX does for its
-// certificate paths.
+// Relative file paths (node.data_dir, tls files, psk identities files, wasm
+// modules) are resolved against the working directory of the process, as
+// EMQX does for its certificate paths.
 package config
 
 import (
@@ -39,8 +39,40 @@ import (
 
 // Listener types.
 const (
-	ListenerTCP = "tcp" // plain TCP
-	ListenerSSL = "ssl" // TLS over TCP (EMQX calls it "ssl")
+	ListenerTCP  = "tcp"  // plain TCP
+	ListenerSSL  = "ssl"  // TLS over TCP (EMQX calls it "ssl")
+	ListenerUDP  = "udp"  // plain UDP datagrams
+	ListenerDTLS = "dtls" // DTLS over UDP, with certificates or pre-shared keys
+)
+
+// Framing types (Framing.Type).
+const (
+	// FramingLine splits the byte stream into lines ending in "\n" or
+	// "\r\n"; a frame is one line without its line ending.
+	FramingLine = "line"
+	// FramingLength splits the byte stream into frames that each start with
+	// a length prefix of Framing.Bytes bytes in Framing.Endian byte order.
+	FramingLength = "length"
+)
+
+// Listener limits and defaults.
+const (
+	// DefaultMaxConnections is the default Listener.MaxConnections (EMQX's
+	// dashboard default).
+	DefaultMaxConnections = 1024000
+	// DefaultMaxConnRate is the default Listener.MaxConnRate.
+	DefaultMaxConnRate = 1000
+	// DefaultMaxPacketSize is the default Listener.MaxPacketSize of tcp and
+	// ssl listeners.
+	DefaultMaxPacketSize = 64 * KiB
+	// MaxDatagramSize is the largest Listener.MaxPacketSize of udp and dtls
+	// listeners, and their default.
+	MaxDatagramSize ByteSize = 65535
+	// MaxStreamPacketSize is the largest Listener.MaxPacketSize of tcp and
+	// ssl listeners.
+	MaxStreamPacketSize = 16 * MiB
+	// MaxPSKBytes is the longest DTLS pre-shared key, in bytes.
+	MaxPSKBytes = 64
 )
 
 // gRPC ConnectionHandler service names (GRPCHandler.ServiceName).
@@ -87,6 +119,9 @@ type Config struct {
 
 	// pos maps key paths to the line they were found on (set by Parse).
 	pos map[string]int
+	// set holds the key paths that were given a non-null value (set by
+	// Parse).
+	set map[string]bool
 }
 
 // Node identifies this protogate process.
@@ -242,12 +277,14 @@ type Listener struct {
 	// Name identifies the listener in logs and metrics; unique, letters,
 	// digits, '_', '.' and '-'. Required. Default: "".
 	Name string `yaml:"name"`
-	// Type is the transport: tcp or ssl (udp and dtls are not supported
-	// yet). Required. Default: "".
+	// Type is the transport: tcp, ssl (TLS over TCP), udp or dtls (DTLS over
+	// UDP). Required. Default: "".
 	Type string `yaml:"type"`
-	// Bind is the host:port to listen on; port 0 picks a free port. Must not
-	// clash with another listener, adapter.bind or the broker listeners.
-	// Required. Default: "".
+	// Bind is the host:port to listen on; port 0 picks a free port. The
+	// address of a tcp or ssl listener must not clash with another tcp or ssl
+	// listener, adapter.bind or the broker listeners (all TCP); that of a udp
+	// or dtls listener only with another udp or dtls listener, so a tcp and a
+	// udp listener can share a port. Required. Default: "".
 	Bind string `yaml:"bind"`
 	// Handler names the entry of Config.Handlers that serves this
 	// listener's connections. Required. Default: "".
@@ -262,9 +299,116 @@ type Listener struct {
 	// Config.Authentication; it has no effect when that is nil. Set false
 	// to let every client of this listener in. Default: true.
 	EnableAuthn bool `yaml:"enable_authn"`
-	// TLS is the server TLS configuration: required for ssl (with
-	// cert_file and key_file), refused for tcp. Default: nil.
+	// TLS is the server TLS configuration (with cert_file and key_file):
+	// required for ssl; for dtls required unless PSK is set; refused for tcp
+	// and udp. Default: nil.
 	TLS *ServerTLS `yaml:"tls,omitempty"`
+	// PSK holds the pre-shared keys of a dtls listener (DTLS-PSK, for
+	// devices without certificates); dtls only. Default: nil.
+	PSK *PSK `yaml:"psk,omitempty"`
+	// HealthCheck answers load balancer probes on a udp or dtls listener
+	// without creating a connection; udp and dtls only. Default: nil.
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+
+	// MaxConnections is the most connections (for udp and dtls, peers)
+	// served at once; more are refused. In YAML an integer >= 0 or
+	// "infinity"; 0 and infinity mean no limit. Default: 1024000.
+	MaxConnections int `yaml:"max_connections" config:"infinity"`
+	// MaxConnRate is the most new connections accepted per second; more are
+	// refused. In YAML an integer >= 0 (0 means no limit), or a count rate
+	// as in EMQX ("1000/s", "6000/m", "1000/10s") that comes to a whole
+	// number per second. Default: 1000.
+	MaxConnRate int `yaml:"max_conn_rate" config:"per_second"`
+	// AccessRules admit or refuse peers by IP address, as EMQX's
+	// access_rules: "allow <target>" or "deny <target>", where the target is
+	// an IP address, a CIDR prefix or "all"; the first rule that matches
+	// decides and a peer that no rule matches is allowed (see
+	// limit.ParseRules). Default: none (every peer is allowed).
+	AccessRules []string `yaml:"access_rules,omitempty"`
+	// MaxBytesRate caps the bytes each connection may send, as a byte rate
+	// such as "64KB/s" (a count rate such as "1000/s" is refused): tcp and
+	// ssl connections are slowed down, udp and dtls datagrams beyond it are
+	// dropped. Default: unset (no limit).
+	MaxBytesRate Rate `yaml:"max_bytes_rate,omitempty"`
+	// MaxPacketSize is the largest frame (with Framing) or datagram a
+	// client may send: 1B to 16MiB, and at most 65535B for udp and dtls. A
+	// larger frame closes the connection; a larger datagram is dropped.
+	// Default: 64KiB for tcp and ssl, 65535B for udp and dtls.
+	MaxPacketSize ByteSize `yaml:"max_packet_size"`
+	// ProxyProtocol makes a tcp or ssl listener read a PROXY protocol v1 or
+	// v2 header first (the listener is behind a load balancer that sends
+	// one): the client address it carries is the peer. Connections without
+	// one are refused. tcp and ssl only. Default: false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// ProxyProtocolTimeout bounds the wait for the PROXY header, > 0. tcp
+	// and ssl only. Default: 3s.
+	ProxyProtocolTimeout Duration `yaml:"proxy_protocol_timeout"`
+	// Framing splits the byte stream of a tcp or ssl connection into frames,
+	// each handed to the handler whole. tcp and ssl only. Default: nil (the
+	// bytes are handed over as they arrive, as in EMQX).
+	Framing *Framing `yaml:"framing,omitempty"`
+}
+
+// Framing splits a byte stream into frames.
+type Framing struct {
+	// Type is line (frames end in "\n" or "\r\n") or length (each frame
+	// starts with a length prefix counting the bytes after it). Required.
+	// Default: "".
+	Type string `yaml:"type"`
+	// Bytes is the size of the length prefix, 2 or 4; length framing only.
+	// Default: 2 for length, 0 for line.
+	Bytes int `yaml:"bytes,omitempty"`
+	// Endian is the byte order of the length prefix, big (network order) or
+	// little; length framing only. Default: "big" for length, "" for line.
+	Endian string `yaml:"endian,omitempty"`
+}
+
+// HealthCheck answers load balancer probes on a datagram listener: a
+// datagram equal to Request is answered with Reply and creates no
+// connection.
+type HealthCheck struct {
+	// Request is the probe datagram, non-empty. Default: "".
+	Request string `yaml:"request"`
+	// Reply is the answer datagram, non-empty. Default: "".
+	Reply string `yaml:"reply"`
+}
+
+// PSK holds the pre-shared keys of a dtls listener. At least one of
+// IdentitiesFile and Identities is set; both may be.
+type PSK struct {
+	// IdentitiesFile is a file of "identity:hexkey" lines; blank lines and
+	// lines starting with '#' are skipped. It must exist. Default: "" (no
+	// file).
+	IdentitiesFile string `yaml:"identities_file"`
+	// Identities maps a client identity to its key in hex: an even number
+	// of hex digits, 1 to 64 bytes. Default: none.
+	Identities map[string]string `yaml:"identities,omitempty"`
+	// IdentityHint is sent to clients to help them choose an identity.
+	// Default: "" (none).
+	IdentityHint string `yaml:"identity_hint"`
+}
+
+// MarshalYAML implements yaml.Marshaler. It leaves out the keys that are
+// refused for l.Type (proxy_protocol and proxy_protocol_timeout of udp and
+// dtls listeners), so that a marshaled Config parses back.
+func (l Listener) MarshalYAML() (any, error) {
+	type plain Listener // without this method
+	var n yaml.Node
+	if err := n.Encode(plain(l)); err != nil {
+		return nil, err
+	}
+	if isDatagram(l.Type) && n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			switch n.Content[i].Value {
+			case "proxy_protocol", "proxy_protocol_timeout":
+				continue
+			}
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+	}
+	return &n, nil
 }
 
 func (c *Config) setDefaults() {
@@ -287,7 +431,13 @@ func (w *WasmHandler) setDefaults() {
 	w.CallTimeout = Duration(100 * time.Millisecond)
 }
 
-func (l *Listener) setDefaults() { l.EnableAuthn = true }
+func (l *Listener) setDefaults() {
+	l.EnableAuthn = true
+	l.MaxConnections = DefaultMaxConnections
+	l.MaxConnRate = DefaultMaxConnRate
+	l.MaxPacketSize = DefaultMaxPacketSize
+	l.ProxyProtocolTimeout = Duration(3 * time.Second)
+}
 
 //go:embed default.yaml
 var defaultYAML string
@@ -322,8 +472,10 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes a configuration document strictly, applies defaults
-// (listeners inherit gateway.idle_timeout and gateway.mountpoint unless set)
-// and validates the result. Errors are [*Error] values.
+// (listeners inherit gateway.idle_timeout and gateway.mountpoint unless set;
+// udp and dtls listeners default to a max_packet_size of 65535B; length
+// framing to 2 bytes, big-endian) and validates the result. Errors are
+// [*Error] values.
 func Parse(data []byte) (*Config, error) {
 	root, err := parseYAML(data)
 	if err != nil {
@@ -339,7 +491,7 @@ func Parse(data []byte) (*Config, error) {
 	if err := d.decode(root, reflect.ValueOf(c).Elem(), ""); err != nil {
 		return nil, err
 	}
-	c.pos = d.pos
+	c.pos, c.set = d.pos, d.set
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		p := joinIndex("listeners", i)
@@ -348,6 +500,17 @@ func Parse(data []byte) (*Config, error) {
 		}
 		if !d.set[p+".mountpoint"] {
 			l.Mountpoint = c.Gateway.Mountpoint
+		}
+		if !d.set[p+".max_packet_size"] && isDatagram(l.Type) {
+			l.MaxPacketSize = MaxDatagramSize
+		}
+		if f := l.Framing; f != nil && f.Type == FramingLength {
+			if !d.set[p+".framing.bytes"] {
+				f.Bytes = 2
+			}
+			if !d.set[p+".framing.endian"] {
+				f.Endian = "big"
+			}
 		}
 	}
 	if err := c.Validate(); err != nil {

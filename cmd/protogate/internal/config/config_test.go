@@ -172,10 +172,9 @@ func TestParseErrors(t *testing.T) {
 		{"no listeners", doc("handlers:", "  h: {grpc: {address: 'http://a:1'}}"), `config: line 1: listeners: at least one listener is required`},
 		{"listeners mapping", withListener("  tcp: {}"), `config: line 6: listeners: want a list, got a mapping`},
 		{"listener unknown key", withListener("  - name: l", "    type: tcp", "    bindd: 0.0.0.0:1", "    handler: h"), `config: line 8: listeners[0]: unknown key "bindd"; did you mean "bind"?`},
-		{"listener type typo", withListener("  - name: l", "    type: tpc", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)`},
-		{"listener type udp", withListener("  - name: l", "    type: udp", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: listener type "udp" is not supported yet (want tcp or ssl)`},
-		{"listener type dtls", withListener("  - name: l", "    type: dtls", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: listener type "dtls" is not supported yet (want tcp or ssl)`},
-		{"listener type missing", withListener("  - name: l", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 6: listeners[0].type: missing listener type (want tcp or ssl)`},
+		{"listener type typo", withListener("  - name: l", "    type: tpc", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)`},
+		{"listener type case", withListener("  - name: l", "    type: UDP", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 7: listeners[0].type: unknown listener type "UDP" (want tcp, ssl, udp or dtls)`},
+		{"listener type missing", withListener("  - name: l", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 6: listeners[0].type: missing listener type (want tcp, ssl, udp or dtls)`},
 		{"listener name missing", withListener("  - type: tcp", "    bind: 0.0.0.0:1", "    handler: h"), `config: line 6: listeners[0].name: missing listener name`},
 		{"listener name chars", withListener("  - {name: 'a/b', type: tcp, bind: '0.0.0.0:1', handler: h}"), `config: line 6: listeners[0].name: invalid name "a/b" (use letters, digits, '_', '.' and '-')`},
 		{"listener name duplicate", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:1', handler: h}", "  - {name: a, type: tcp, bind: '0.0.0.0:2', handler: h}"), `config: line 7: listeners[1].name: duplicate listener name "a" (also used by listeners[0])`},
@@ -197,6 +196,110 @@ func TestParseErrors(t *testing.T) {
 		{"listener enable_authn", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, enable_authn: 'true'}"), `config: line 6: listeners[0].enable_authn: want true or false, got "true"`},
 		{"listener item scalar", withListener("  - tcp-default"), `config: line 6: listeners[0]: want a mapping, got "tcp-default"`},
 		{"second listener line", withListener("  - {name: a, type: tcp, bind: ':1', handler: h}", "", "  - name: b", "    type: tcp", "    bind: ':2'", "    handler: nope"), `config: line 11: listeners[1].handler: unknown handler "nope" (want one of: h)`},
+
+		// udp and dtls listeners
+		{"udp with tls", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    tls: {cert_file: x, key_file: y}"), `config: line 10: listeners[0].tls: tls is not allowed for a udp listener (use type: dtls)`},
+		{"dtls without tls or psk", withListener("  - {name: a, type: dtls, bind: ':1', handler: h}"), `config: line 6: listeners[0].tls: a dtls listener needs tls with cert_file and key_file, or psk`},
+		{"dtls null tls and psk", withListener("  - {name: a, type: dtls, bind: ':1', handler: h, tls: ~, psk: ~}"), `config: line 6: listeners[0].tls: a dtls listener needs tls with cert_file and key_file, or psk`},
+		{"dtls incomplete tls with psk", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {identities: {d: '00'}}", "    tls: {ca_file: testdata/certs/ca.pem}"), `config: line 11: listeners[0].tls: cert_file and key_file are required`},
+		{"dtls tls missing file", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    tls: {cert_file: nope.pem, key_file: testdata/certs/server.key}"), `config: line 10: listeners[0].tls.cert_file: file "nope.pem" does not exist`},
+		{"dtls verify without ca", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    tls:", "      cert_file: testdata/certs/server.pem", "      key_file: testdata/certs/server.key", "      verify_client: true"), `config: line 10: listeners[0].tls.ca_file: missing; verify_client needs a ca_file to verify client certificates against`},
+		{"udp binds clash", withListener("  - {name: a, type: udp, bind: '127.0.0.1:7993', handler: h}", "  - {name: b, type: dtls, bind: ':7993', handler: h, psk: {identities: {d: '00'}}}"), `config: line 7: listeners[1].bind: address ":7993" clashes with listeners[0].bind ("127.0.0.1:7993")`},
+		{"udp bind invalid", withListener("  - {name: a, type: udp, bind: '7993', handler: h}"), `config: line 6: listeners[0].bind: address "7993" is only a port; want host:port such as "0.0.0.0:7993"`},
+		{"tcp binds still clash", withListener("  - {name: a, type: udp, bind: ':7993', handler: h}", "  - {name: b, type: tcp, bind: ':7993', handler: h}", "  - {name: c, type: ssl, bind: '127.0.0.1:7993', handler: h, tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}}"), `config: line 8: listeners[2].bind: address "127.0.0.1:7993" clashes with listeners[1].bind (":7993")`},
+
+		// health_check
+		{"health_check on tcp", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    health_check: {request: ping, reply: pong}"), `config: line 10: listeners[0].health_check: health_check applies to udp and dtls listeners, not tcp`},
+		{"health_check on ssl", withListener("  - {name: a, type: ssl, bind: ':1', handler: h, health_check: {request: ping, reply: pong}, tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}}"), `config: line 6: listeners[0].health_check: health_check applies to udp and dtls listeners, not ssl`},
+		{"health_check empty request", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    health_check:", "      request: ''", "      reply: pong"), `config: line 11: listeners[0].health_check.request: must not be empty`},
+		{"health_check missing reply", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {identities: {d: '00'}}", "    health_check: {request: ping}"), `config: line 11: listeners[0].health_check.reply: must not be empty`},
+		{"health_check empty", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    health_check: {}"), `config: line 10: listeners[0].health_check.request: must not be empty`},
+		{"health_check scalar", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    health_check: ping"), `config: line 10: listeners[0].health_check: want a mapping, got "ping"`},
+		{"health_check unknown key", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    health_check:", "      request: ping", "      replay: pong"), `config: line 12: listeners[0].health_check: unknown key "replay"; did you mean "reply"?`},
+		{"health_check list value", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    health_check: {request: [p], reply: pong}"), `config: line 10: listeners[0].health_check.request: want a string, got a list`},
+
+		// psk
+		{"psk on udp", withListener("  - {name: a, type: udp, bind: ':1', handler: h, psk: {identities: {d: '00'}}}"), `config: line 6: listeners[0].psk: psk applies to dtls listeners, not udp`},
+		{"psk on ssl", withListener("  - name: a", "    type: ssl", "    bind: ':1'", "    handler: h", "    tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}", "    psk:", "      identities_file: testdata/psk.txt"), `config: line 11: listeners[0].psk: psk applies to dtls listeners, not ssl`},
+		{"psk on tcp", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, psk: {identities: {d: '00'}}}"), `config: line 6: listeners[0].psk: psk applies to dtls listeners, not tcp`},
+		{"psk empty", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {}"), `config: line 10: listeners[0].psk: psk needs identities_file or identities`},
+		{"psk empty identities", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities: {}", "      identity_hint: gw"), `config: line 10: listeners[0].psk: psk needs identities_file or identities`},
+		{"psk file missing", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities_file: testdata/nope.txt"), `config: line 11: listeners[0].psk.identities_file: file "testdata/nope.txt" does not exist`},
+		{"psk file directory", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities_file: testdata"), `config: line 11: listeners[0].psk.identities_file: "testdata" is a directory, want a file`},
+		{"psk key not hex", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1: 0x1234"), `config: line 12: listeners[0].psk.identities.device-1: key must be hex digits (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"psk key odd", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1: '00'", "        device-2: abc"), `config: line 13: listeners[0].psk.identities.device-2: key has an odd number of hex digits (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"psk key too long", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1: "+strings.Repeat("ab", 65)), `config: line 12: listeners[0].psk.identities.device-1: key is 65 bytes long (want 1 to 64 bytes: 2 to 128 hex digits)`},
+		{"psk key empty", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1: ''"), `config: line 12: listeners[0].psk.identities.device-1: key must not be empty (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"psk key null", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1:"), `config: line 12: listeners[0].psk.identities.device-1: key must not be empty (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"psk key list", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        device-1: [1]"), `config: line 12: listeners[0].psk.identities.device-1: want a string, got a list`},
+		{"psk identity empty", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        '': '00'"), `config: line 12: listeners[0].psk.identities[""]: identity must not be empty`},
+		{"psk identity quoted", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        dev 1: zz"), `config: line 12: listeners[0].psk.identities["dev 1"]: key must be hex digits (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"psk identities list", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities: [device-1]"), `config: line 11: listeners[0].psk.identities: want a mapping, got a list`},
+		{"psk identity duplicate", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identities:", "        d: '00'", "        d: '01'"), `config: line 13: listeners[0].psk.identities: duplicate key "d" (first at line 12)`},
+		{"psk unknown key", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk:", "      identites: {d: '00'}"), `config: line 11: listeners[0].psk: unknown key "identites"; did you mean "identities"?`},
+
+		// framing
+		{"framing on udp", withListener("  - {name: a, type: udp, bind: ':1', handler: h, framing: {type: line}}"), `config: line 6: listeners[0].framing: framing applies to tcp and ssl listeners; a udp datagram is already one frame`},
+		{"framing on dtls", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {identities_file: testdata/psk.txt}", "    framing: {}"), `config: line 11: listeners[0].framing: framing applies to tcp and ssl listeners; a dtls datagram is already one frame`},
+		{"framing missing type", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing: {bytes: 2}"), `config: line 10: listeners[0].framing.type: missing framing type (want line or length)`},
+		{"framing unknown type", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: lines"), `config: line 11: listeners[0].framing.type: unknown framing type "lines" (want line or length)`},
+		{"framing bytes 3", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: length", "      bytes: 3"), `config: line 12: listeners[0].framing.bytes: 3 is not a valid length prefix size (want 2 or 4)`},
+		{"framing bytes 0", withListener("  - name: a", "    type: ssl", "    bind: ':1'", "    handler: h", "    tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}", "    framing:", "      type: length", "      bytes: 0"), `config: line 13: listeners[0].framing.bytes: 0 is not a valid length prefix size (want 2 or 4)`},
+		{"framing bytes string", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: length", "      bytes: two"), `config: line 12: listeners[0].framing.bytes: want an integer, got "two"`},
+		{"framing endian", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: length", "      endian: network"), `config: line 12: listeners[0].framing.endian: unknown byte order "network" (want big or little)`},
+		{"framing line bytes", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: line", "      bytes: 2"), `config: line 12: listeners[0].framing.bytes: bytes applies only to framing type length`},
+		{"framing line endian", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing:", "      type: line", "      endian: big"), `config: line 12: listeners[0].framing.endian: endian applies only to framing type length`},
+		{"framing scalar", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing: line"), `config: line 10: listeners[0].framing: want a mapping, got "line"`},
+		{"framing unknown key", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    framing: {type: length, endianness: big}"), `config: line 10: listeners[0].framing: unknown key "endianness"`},
+
+		// max_connections
+		{"max_connections negative", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_connections: -1"), `config: line 10: listeners[0].max_connections: -1 is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)`},
+		{"max_connections word", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_connections: unlimited"), `config: line 10: listeners[0].max_connections: want an integer or infinity, got "unlimited"`},
+		{"max_connections Infinity", withListener("  - {name: a, type: udp, bind: ':1', handler: h, max_connections: Infinity}"), `config: line 6: listeners[0].max_connections: want an integer or infinity, got "Infinity"`},
+		{"max_connections float", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, max_connections: 1.5}"), `config: line 6: listeners[0].max_connections: want an integer or infinity, got "1.5"`},
+		{"max_connections rate", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, max_connections: 1000/s}"), `config: line 6: listeners[0].max_connections: want an integer or infinity, got "1000/s"`},
+		{"max_connections list", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, max_connections: [1]}"), `config: line 6: listeners[0].max_connections: want an integer or infinity, got a list`},
+
+		// max_conn_rate
+		{"max_conn_rate negative", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: -5"), `config: line 10: listeners[0].max_conn_rate: -5 is out of range (want 0 or more; 0 means no limit)`},
+		{"max_conn_rate bytes", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: 64KB/s"), `config: line 10: listeners[0].max_conn_rate: rate "64KB/s" counts bytes; want a number per second such as 1000 or 1000/s`},
+		{"max_conn_rate fraction", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: 1/m"), `config: line 10: listeners[0].max_conn_rate: rate "1/m" is not a whole number per second (want e.g. 1000/s or 6000/m)`},
+		{"max_conn_rate zero rate", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: 0/s"), `config: line 10: listeners[0].max_conn_rate: rate "0/s": amount must be positive`},
+		{"max_conn_rate bad period", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: 10/d"), `config: line 10: listeners[0].max_conn_rate: invalid rate "10/d" (want <amount>/<period> such as 1000/s, 64KB/s or 100/10s)`},
+		{"max_conn_rate word", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_conn_rate: fast"), `config: line 10: listeners[0].max_conn_rate: want an integer or a rate such as 1000/s, got "fast"`},
+		{"max_conn_rate infinity", withListener("  - {name: a, type: udp, bind: ':1', handler: h, max_conn_rate: infinity}"), `config: line 6: listeners[0].max_conn_rate: want an integer or a rate such as 1000/s, got "infinity"`},
+		{"max_conn_rate mapping", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, max_conn_rate: {n: 1}}"), `config: line 6: listeners[0].max_conn_rate: want an integer or a rate such as 1000/s, got a mapping`},
+
+		// access_rules
+		{"access_rules bad cidr", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    access_rules:", "      - allow 10.0.0.0/8", "      - deny 10.0.0.0/33", "      - allow all"), `config: line 12: listeners[0].access_rules[1]: invalid access rule "deny 10.0.0.0/33": bad CIDR: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`},
+		{"access_rules third listener", withListener("  - {name: a, type: tcp, bind: ':1', handler: h}", "  - {name: b, type: udp, bind: ':1', handler: h}", "  - name: c", "    type: tcp", "    bind: ':2'", "    handler: h", `    access_rules: ["permit all"]`), `config: line 12: listeners[2].access_rules[0]: invalid access rule "permit all": bad verb "permit", want allow or deny`},
+		{"access_rules empty rule", withListener("  - {name: a, type: udp, bind: ':1', handler: h, access_rules: ['allow all', '']}"), `config: line 6: listeners[0].access_rules[1]: invalid access rule "": empty rule`},
+		{"access_rules no target", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    access_rules:", "      - deny"), `config: line 11: listeners[0].access_rules[0]: invalid access rule "deny": missing target: want an IP address, a CIDR or all`},
+		{"access_rules extra", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    access_rules:", "      - allow 10.0.0.1 10.0.0.2"), `config: line 11: listeners[0].access_rules[0]: invalid access rule "allow 10.0.0.1 10.0.0.2": extra fields after the target: "10.0.0.2"`},
+		{"access_rules scalar", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    access_rules: allow all"), `config: line 10: listeners[0].access_rules: want a list, got "allow all"`},
+		{"access_rules mapping item", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    access_rules:", "      - allow: all"), `config: line 11: listeners[0].access_rules[0]: want a string, got a mapping`},
+
+		// max_bytes_rate
+		{"max_bytes_rate count", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_bytes_rate: 1000/s"), `config: line 10: listeners[0].max_bytes_rate: "1000/s" counts messages, not bytes (want a byte rate such as 64KB/s)`},
+		{"max_bytes_rate no period", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    max_bytes_rate: 64KB"), `config: line 10: listeners[0].max_bytes_rate: invalid rate "64KB" (want <amount>/<period> such as 1000/s, 64KB/s or 100/10s)`},
+		{"max_bytes_rate zero", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_bytes_rate: 0KB/s"), `config: line 10: listeners[0].max_bytes_rate: rate "0KB/s": amount must be positive`},
+		{"max_bytes_rate mapping", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_bytes_rate: {kb: 64}"), `config: line 10: listeners[0].max_bytes_rate: want a rate such as 1000/s or 64KB/s, got a mapping`},
+
+		// max_packet_size
+		{"max_packet_size zero", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_packet_size: 0"), `config: line 10: listeners[0].max_packet_size: 0B is out of range (want 1B to 16MiB)`},
+		{"max_packet_size big", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    max_packet_size: 17MiB"), `config: line 10: listeners[0].max_packet_size: 17MiB is out of range (want 1B to 16MiB)`},
+		{"max_packet_size udp", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    max_packet_size: 64KiB"), `config: line 10: listeners[0].max_packet_size: 64KiB is out of range for a udp listener (want 1B to 65535B, the largest datagram)`},
+		{"max_packet_size dtls", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {identities: {d: '00'}}", "    max_packet_size: 65536"), `config: line 11: listeners[0].max_packet_size: 64KiB is out of range for a dtls listener (want 1B to 65535B, the largest datagram)`},
+		{"max_packet_size udp zero", withListener("  - {name: a, type: udp, bind: ':1', handler: h, max_packet_size: 0B}"), `config: line 6: listeners[0].max_packet_size: 0B is out of range for a udp listener (want 1B to 65535B, the largest datagram)`},
+		{"max_packet_size fraction", withListener("  - {name: a, type: tcp, bind: ':1', handler: h, max_packet_size: 1.5KB}"), `config: line 6: listeners[0].max_packet_size: invalid byte size "1.5KB" (want an integer with an optional unit B, KB, KiB, MB, MiB, GB or GiB; KB = KiB = 1024 bytes)`},
+
+		// proxy_protocol
+		{"proxy_protocol on udp", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    proxy_protocol: true"), `config: line 10: listeners[0].proxy_protocol: proxy_protocol applies to tcp and ssl listeners, not udp`},
+		{"proxy_protocol false on dtls", withListener("  - name: a", "    type: dtls", "    bind: ':1'", "    handler: h", "    psk: {identities: {d: '00'}}", "    proxy_protocol: false"), `config: line 11: listeners[0].proxy_protocol: proxy_protocol applies to tcp and ssl listeners, not dtls`},
+		{"proxy_protocol_timeout on udp", withListener("  - name: a", "    type: udp", "    bind: ':1'", "    handler: h", "    proxy_protocol_timeout: 3s"), `config: line 10: listeners[0].proxy_protocol_timeout: proxy_protocol_timeout applies to tcp and ssl listeners, not udp`},
+		{"proxy_protocol_timeout zero", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    proxy_protocol: true", "    proxy_protocol_timeout: 0s"), `config: line 11: listeners[0].proxy_protocol_timeout: must be greater than 0`},
+		{"proxy_protocol_timeout negative", withListener("  - name: a", "    type: ssl", "    bind: ':1'", "    handler: h", "    proxy_protocol_timeout: -1s"), `config: line 10: listeners[0].proxy_protocol_timeout: duration "-1s" must not be negative`},
+		{"proxy_protocol not bool", withListener("  - name: a", "    type: tcp", "    bind: ':1'", "    handler: h", "    proxy_protocol: yes"), `config: line 10: listeners[0].proxy_protocol: want true or false, got "yes"`},
 
 		// anchors and merge keys
 		{"merge bad value", withListener("  - <<: 5", "    name: a"), `config: line 6: listeners[0]: the value of a << merge key must be a mapping or a list of mappings, got "5"`},
@@ -262,15 +365,160 @@ func TestDefaults(t *testing.T) {
 			Timeout:     Duration(30 * time.Second),
 		}}},
 		Listeners: []Listener{{
-			Name:        "l",
-			Type:        ListenerTCP,
-			Bind:        "0.0.0.0:7993",
-			Handler:     "h",
-			IdleTimeout: Duration(30 * time.Second),
-			EnableAuthn: true,
+			Name:                 "l",
+			Type:                 ListenerTCP,
+			Bind:                 "0.0.0.0:7993",
+			Handler:              "h",
+			IdleTimeout:          Duration(30 * time.Second),
+			EnableAuthn:          true,
+			MaxConnections:       1024000,
+			MaxConnRate:          1000,
+			MaxPacketSize:        64 * KiB,
+			ProxyProtocolTimeout: Duration(3 * time.Second),
 		}},
 	}
 	assertConfig(t, c, want)
+}
+
+// TestListenerDefaults checks the defaults of the connection management
+// keys, the type-dependent defaults and the alternative value forms.
+func TestListenerDefaults(t *testing.T) {
+	in := withListener(
+		"  - {name: a, type: tcp, bind: ':1', handler: h}",
+		"  - {name: b, type: udp, bind: ':1', handler: h}",
+		"  - {name: c, type: dtls, bind: ':2', handler: h, psk: {identities_file: testdata/psk.txt}}",
+		"  - {name: d, type: tcp, bind: ':3', handler: h, framing: {type: length}}",
+		"  - {name: e, type: tcp, bind: ':4', handler: h, framing: {type: length, bytes: ~, endian: ~}}",
+		"  - {name: f, type: tcp, bind: ':5', handler: h, framing: {type: line}}",
+		"  - {name: g, type: tcp, bind: ':6', handler: h, max_connections: infinity, max_conn_rate: 1000/10s, max_bytes_rate: '', access_rules: []}",
+		"  - {name: i, type: udp, bind: ':7', handler: h, max_packet_size: 512, max_conn_rate: 5/500ms, max_connections: 0}",
+		"  - {name: j, type: ssl, bind: ':8', handler: h, tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key},",
+		"     max_connections: ~, max_conn_rate: ~, max_packet_size: ~, proxy_protocol: ~, proxy_protocol_timeout: ~, max_bytes_rate: ~, access_rules: ~, framing: ~}",
+		"  - {name: k, type: tcp, bind: ':9', handler: h, max_conn_rate: 6000/m, max_bytes_rate: 1MB/10s, proxy_protocol: true, proxy_protocol_timeout: 500ms}",
+		"  - {name: m, type: dtls, bind: ':10', handler: h, max_packet_size: 65535B, psk: {identities: {a: '00', b: "+strings.Repeat("0aF9", 32)+"}}}",
+		"  - {name: n, type: udp, bind: ':11', handler: h, health_check: {request: ' ', reply: \"\\0\"}}",
+	)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, numbered(in))
+	}
+	base := func(name, typ, bind string) Listener {
+		return Listener{
+			Name: name, Type: typ, Bind: bind, Handler: "h",
+			IdleTimeout: Duration(30 * time.Second), EnableAuthn: true,
+			MaxConnections: 1024000, MaxConnRate: 1000, MaxPacketSize: 64 * KiB,
+			ProxyProtocolTimeout: Duration(3 * time.Second),
+		}
+	}
+	want := []Listener{
+		base("a", ListenerTCP, ":1"),
+		base("b", ListenerUDP, ":1"),
+		base("c", ListenerDTLS, ":2"),
+		base("d", ListenerTCP, ":3"),
+		base("e", ListenerTCP, ":4"),
+		base("f", ListenerTCP, ":5"),
+		base("g", ListenerTCP, ":6"),
+		base("i", ListenerUDP, ":7"),
+		base("j", ListenerSSL, ":8"),
+		base("k", ListenerTCP, ":9"),
+		base("m", ListenerDTLS, ":10"),
+		base("n", ListenerUDP, ":11"),
+	}
+	want[1].MaxPacketSize = 65535
+	want[2].MaxPacketSize = 65535
+	want[2].PSK = &PSK{IdentitiesFile: "testdata/psk.txt"}
+	want[3].Framing = &Framing{Type: FramingLength, Bytes: 2, Endian: "big"}
+	want[4].Framing = &Framing{Type: FramingLength, Bytes: 2, Endian: "big"}
+	want[5].Framing = &Framing{Type: FramingLine}
+	want[6].MaxConnections, want[6].MaxConnRate = 0, 100
+	want[7].MaxPacketSize, want[7].MaxConnRate, want[7].MaxConnections = 512, 10, 0
+	want[8].TLS = &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key"}
+	want[9].MaxConnRate = 100
+	want[9].MaxBytesRate = Rate{Amount: 1 << 20, Bytes: true, Period: 10 * time.Second}
+	want[9].ProxyProtocol, want[9].ProxyProtocolTimeout = true, Duration(500*time.Millisecond)
+	want[10].MaxPacketSize = 65535
+	want[10].PSK = &PSK{Identities: map[string]string{"a": "00", "b": strings.Repeat("0aF9", 32)}}
+	want[11].MaxPacketSize = 65535
+	want[11].HealthCheck = &HealthCheck{Request: " ", Reply: "\x00"}
+	if len(c.Listeners) != len(want) {
+		t.Fatalf("got %d listeners, want %d", len(c.Listeners), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(c.Listeners[i], want[i]) {
+			t.Errorf("listeners[%d]:\n got %+v\nwant %+v", i, c.Listeners[i], want[i])
+		}
+	}
+}
+
+// TestDatagramBinds checks that udp and dtls listeners clash only with each
+// other: TCP and UDP ports are separate.
+func TestDatagramBinds(t *testing.T) {
+	in := doc(
+		"broker: {nats_listen: '0.0.0.0:4222', mqtt_listen: '[::]:1883'}",
+		"handlers:",
+		"  h: {grpc: {address: 'http://127.0.0.1:9001'}}",
+		"listeners:",
+		"  - {name: t, type: tcp, bind: '0.0.0.0:7993', handler: h}",
+		"  - {name: u, type: udp, bind: '0.0.0.0:7993', handler: h}",
+		"  - {name: s, type: ssl, bind: ':7994', handler: h, tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}}",
+		"  - {name: d, type: dtls, bind: ':7994', handler: h, psk: {identities_file: testdata/psk.txt}}",
+		"  - {name: a, type: udp, bind: '127.0.0.1:9100', handler: h}",
+		"  - {name: n, type: udp, bind: '10.0.0.1:4222', handler: h}",
+		"  - {name: m, type: dtls, bind: '[::1]:1883', handler: h, psk: {identities: {x: '00'}}}",
+		"  - {name: z1, type: udp, bind: ':0', handler: h}",
+		"  - {name: z2, type: udp, bind: ':0', handler: h}",
+	)
+	if _, err := Parse([]byte(in)); err != nil {
+		t.Fatalf("%v\n%s", err, numbered(in))
+	}
+}
+
+// TestValidateBuiltListeners validates listeners built in Go: the
+// type-specific rules hold without the document.
+func TestValidateBuiltListeners(t *testing.T) {
+	udp := Listener{Name: "u", Type: ListenerUDP, Bind: ":7993", Handler: "default", MaxPacketSize: MaxDatagramSize}
+	tcp := Listener{Name: "t", Type: ListenerTCP, Bind: ":7995", Handler: "default", MaxPacketSize: 1, ProxyProtocolTimeout: 1}
+	for _, tt := range []struct {
+		name string
+		l    Listener
+		edit func(l *Listener)
+		want string
+	}{
+		{"udp ok", udp, func(*Listener) {}, ""},
+		{"tcp ok", tcp, func(l *Listener) { l.AccessRules = []string{"allow ::1", "deny all"} }, ""},
+		{"udp proxy", udp, func(l *Listener) { l.ProxyProtocol = true }, `config: listeners[1].proxy_protocol: proxy_protocol applies to tcp and ssl listeners, not udp`},
+		{"udp framing", udp, func(l *Listener) { l.Framing = &Framing{Type: FramingLine} }, `config: listeners[1].framing: framing applies to tcp and ssl listeners; a udp datagram is already one frame`},
+		{"udp packet", udp, func(l *Listener) { l.MaxPacketSize = 0 }, `config: listeners[1].max_packet_size: 0B is out of range for a udp listener (want 1B to 65535B, the largest datagram)`},
+		{"udp health", udp, func(l *Listener) { l.HealthCheck = &HealthCheck{Request: "x"} }, `config: listeners[1].health_check.reply: must not be empty`},
+		{"dtls psk key", udp, func(l *Listener) { l.Type = ListenerDTLS; l.PSK = &PSK{Identities: map[string]string{"d.1": "zz"}} }, `config: listeners[1].psk.identities["d.1"]: key must be hex digits (want 2 to 128 hex digits: 1 to 64 bytes)`},
+		{"dtls none", udp, func(l *Listener) { l.Type = ListenerDTLS }, `config: listeners[1].tls: a dtls listener needs tls with cert_file and key_file, or psk`},
+		{"tcp timeout", tcp, func(l *Listener) { l.ProxyProtocolTimeout = 0 }, `config: listeners[1].proxy_protocol_timeout: must be greater than 0`},
+		{"tcp packet", tcp, func(l *Listener) { l.MaxPacketSize = 16*MiB + 1 }, `config: listeners[1].max_packet_size: 16777217B is out of range (want 1B to 16MiB)`},
+		{"tcp count rate", tcp, func(l *Listener) { l.MaxBytesRate = Rate{Amount: 10, Period: time.Second} }, `config: listeners[1].max_bytes_rate: "10/s" counts messages, not bytes (want a byte rate such as 64KB/s)`},
+		{"tcp bad rate", tcp, func(l *Listener) { l.MaxBytesRate = Rate{Amount: 10, Bytes: true} }, `config: listeners[1].max_bytes_rate: invalid rate (amount and period must be positive)`},
+		{"tcp rules", tcp, func(l *Listener) { l.AccessRules = []string{"allow all", "deny x"} }, `config: listeners[1].access_rules[1]: invalid access rule "deny x": bad IP address: ParseAddr("x"): unable to parse IP`},
+		{"tcp conns", tcp, func(l *Listener) { l.MaxConnections = -2 }, `config: listeners[1].max_connections: -2 is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)`},
+		{"tcp rate", tcp, func(l *Listener) { l.MaxConnRate = -2 }, `config: listeners[1].max_conn_rate: -2 is out of range (want 0 or more; 0 means no limit)`},
+		{"tcp framing", tcp, func(l *Listener) { l.Framing = &Framing{Type: FramingLine, Endian: "big"} }, `config: listeners[1].framing.endian: endian applies only to framing type length`},
+		{"tcp framing length", tcp, func(l *Listener) { l.Framing = &Framing{Type: FramingLength} }, `config: listeners[1].framing.bytes: 0 is not a valid length prefix size (want 2 or 4)`},
+		{"tcp health", tcp, func(l *Listener) { l.HealthCheck = &HealthCheck{} }, `config: listeners[1].health_check: health_check applies to udp and dtls listeners, not tcp`},
+		{"tcp psk", tcp, func(l *Listener) { l.PSK = &PSK{} }, `config: listeners[1].psk: psk applies to dtls listeners, not tcp`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.pos, c.set = nil, nil
+			l := tt.l
+			tt.edit(&l)
+			c.Listeners = append(c.Listeners, l)
+			err = c.Validate()
+			if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && got != tt.want {
+				t.Errorf("Validate = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
 }
 
 // assertConfig compares the exported parts of two configs.
@@ -278,6 +526,7 @@ func assertConfig(t *testing.T, got, want *Config) {
 	t.Helper()
 	g, w := *got, *want
 	g.pos, w.pos = nil, nil
+	g.set, w.set = nil, nil
 	if !reflect.DeepEqual(g, w) {
 		gy, _ := yaml.Marshal(g)
 		wy, _ := yaml.Marshal(w)
@@ -370,6 +619,10 @@ func TestDefaultFile(t *testing.T) {
 	if l.Name != "tcp-default" || l.Type != ListenerTCP || l.Bind != "0.0.0.0:7993" || l.Handler != "default" || l.TLS != nil {
 		t.Errorf("listener = %+v", l)
 	}
+	if l.MaxConnections != 1024000 || l.MaxConnRate != 1000 || l.MaxPacketSize != 64*KiB || l.ProxyProtocol ||
+		time.Duration(l.ProxyProtocolTimeout) != 3*time.Second || l.Framing != nil || l.AccessRules != nil || !l.MaxBytesRate.IsZero() {
+		t.Errorf("connection management defaults = %+v", l)
+	}
 	if c.Authentication != nil || c.Adapter.TLS != nil {
 		t.Errorf("optional blocks set: %+v %+v", c.Authentication, c.Adapter.TLS)
 	}
@@ -384,7 +637,7 @@ func TestDefaultFile(t *testing.T) {
 // default.yaml are valid too once uncommented (paths swapped for test files).
 func TestDefaultFileCommentedBlocks(t *testing.T) {
 	keys := knownKeys()
-	keys["alice"], keys["bob"] = true, true
+	keys["alice"], keys["bob"], keys["device-1"] = true, true, true
 	var lines []string
 	for _, l := range strings.Split(string(Default()), "\n") {
 		// Uncomment "# key: ..." lines whose key is a schema key; the
@@ -410,6 +663,7 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 		"/etc/protogate/ca.pem", "testdata/certs/ca.pem",
 		"address: http://127.0.0.1:9001", "address: https://127.0.0.1:9001",
 		"./my-protocol.wasm", "testdata/full.yaml",
+		"/etc/protogate/psk.txt", "testdata/psk.txt",
 	)
 	in = r.Replace(in)
 	c, err := Parse([]byte(in))
@@ -417,8 +671,18 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 		t.Fatalf("uncommented default: %v\n%s", err, numbered(in))
 	}
 	if c.Authentication == nil || c.Adapter.TLS == nil || c.Handlers["default"].Wasm == nil ||
-		c.Handlers["default"].GRPC.TLS == nil || len(c.Listeners) != 2 || c.Listeners[1].TLS == nil {
-		t.Errorf("commented blocks were not all uncommented:\n%s", numbered(in))
+		c.Handlers["default"].GRPC.TLS == nil || len(c.Listeners) != 4 || c.Listeners[1].TLS == nil {
+		t.Fatalf("commented blocks were not all uncommented:\n%s", numbered(in))
+	}
+	if l := c.Listeners[0]; l.Framing == nil || l.MaxBytesRate.IsZero() || len(l.AccessRules) == 0 || !c.set["listeners[0].max_connections"] ||
+		!c.set["listeners[0].max_conn_rate"] || !c.set["listeners[0].max_packet_size"] || !c.set["listeners[0].proxy_protocol_timeout"] {
+		t.Errorf("connection management keys were not all uncommented: %+v", l)
+	}
+	if l := c.Listeners[2]; l.Type != ListenerUDP || l.HealthCheck == nil {
+		t.Errorf("udp listener = %+v", l)
+	}
+	if l := c.Listeners[3]; l.Type != ListenerDTLS || l.TLS == nil || l.PSK == nil || l.PSK.IdentitiesFile != "testdata/psk.txt" || len(l.PSK.Identities) != 1 {
+		t.Errorf("dtls listener = %+v", l)
 	}
 	if !c.Authentication.Verify("alice", "secret") || !c.Authentication.Verify("bob", "secret") {
 		t.Errorf("example users do not verify with password secret")
@@ -472,9 +736,31 @@ func TestFullExample(t *testing.T) {
 			"echo": {Wasm: &WasmHandler{Path: "builtin:echo", Instances: 4, MemoryLimit: 16 * MiB, CallTimeout: Duration(250 * time.Millisecond)}},
 		},
 		Listeners: []Listener{
-			{Name: "tracker-tcp", Type: ListenerTCP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true},
-			{Name: "meter-ssl", Type: ListenerSSL, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(5 * time.Minute), Mountpoint: "meters/${username}/", TLS: serverTLS},
-			{Name: "echo-tcp", Type: ListenerTCP, Bind: "127.0.0.1:0", Handler: "echo", EnableAuthn: true},
+			{Name: "tracker-tcp", Type: ListenerTCP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+				MaxConnections: 100000, MaxConnRate: 1000,
+				AccessRules:   []string{"deny 10.1.0.0/16", "allow 10.0.0.0/8", "allow 2001:db8::/32", "deny all"},
+				MaxBytesRate:  Rate{Amount: 64 << 10, Bytes: true, Period: time.Second},
+				MaxPacketSize: 4 * KiB, ProxyProtocol: true, ProxyProtocolTimeout: Duration(5 * time.Second),
+				Framing: &Framing{Type: FramingLength, Bytes: 4, Endian: "little"}},
+			{Name: "meter-ssl", Type: ListenerSSL, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(5 * time.Minute), Mountpoint: "meters/${username}/", TLS: serverTLS,
+				MaxConnections: 0, MaxConnRate: 0, MaxPacketSize: 64 * KiB, ProxyProtocolTimeout: Duration(3 * time.Second),
+				Framing: &Framing{Type: FramingLine}},
+			{Name: "echo-tcp", Type: ListenerTCP, Bind: "127.0.0.1:0", Handler: "echo", EnableAuthn: true,
+				MaxConnections: 1024000, MaxConnRate: 1000, MaxPacketSize: 64 * KiB, ProxyProtocolTimeout: Duration(3 * time.Second)},
+			{Name: "tracker-udp", Type: ListenerUDP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+				HealthCheck:    &HealthCheck{Request: "ping", Reply: "pong"},
+				MaxConnections: 50000, MaxConnRate: 100,
+				AccessRules:   []string{"allow 192.168.0.0/16", "deny all"},
+				MaxBytesRate:  Rate{Amount: 1 << 20, Bytes: true, Period: 10 * time.Second},
+				MaxPacketSize: 1472, ProxyProtocolTimeout: Duration(3 * time.Second)},
+			{Name: "meter-dtls", Type: ListenerDTLS, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+				HealthCheck: &HealthCheck{Request: "HEALTH?", Reply: "OK"},
+				TLS:         &adapterTLS,
+				PSK: &PSK{IdentitiesFile: "testdata/psk.txt", IdentityHint: "meters.example.com", Identities: map[string]string{
+					"meter-0001": "00112233445566778899AABBCCDDEEFF",
+					"meter 0002": "7f",
+				}},
+				MaxConnections: 1024000, MaxConnRate: 1000, MaxPacketSize: 65535, ProxyProtocolTimeout: Duration(3 * time.Second)},
 		},
 	}
 	assertConfig(t, c, want)
@@ -655,7 +941,7 @@ func TestValidateOrder(t *testing.T) {
 		"log: {level: loud}",
 	)
 	_, err := Parse([]byte(in))
-	if want := `config: line 2: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)`; err == nil || err.Error() != want {
+	if want := `config: line 2: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)
 	}
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"math"
+	"math/big"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -135,16 +138,95 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		}
 		return errorf(n.Line, path, "want true or false, got %s", describe(n))
 	case reflect.Int:
-		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
-			i, err := strconv.ParseInt(n.Value, 10, strconv.IntSize)
-			if err == nil {
-				v.SetInt(i)
-				return nil
-			}
+		if setInt(n, v) {
+			return nil
 		}
 		return errorf(n.Line, path, "want an integer, got %s", describe(n))
 	}
 	return errorf(n.Line, path, "internal error: cannot decode into %s", v.Type())
+}
+
+// setInt stores n into the int v if n is a decimal integer scalar.
+func setInt(n *yaml.Node, v reflect.Value) bool {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		return false
+	}
+	i, err := strconv.ParseInt(n.Value, 10, strconv.IntSize)
+	if err != nil {
+		return false
+	}
+	v.SetInt(i)
+	return true
+}
+
+// Values of the `config:"..."` struct tag, for int fields that accept more
+// than an integer.
+const (
+	// optInfinity accepts the word "infinity", stored as 0 (no limit).
+	optInfinity = "infinity"
+	// optPerSecond accepts a count rate such as "1000/s" or "6000/m",
+	// stored as the whole number of events per second it comes to.
+	optPerSecond = "per_second"
+)
+
+// decodeOpt decodes n into the int field v whose config tag is opt.
+func (d *decoder) decodeOpt(n *yaml.Node, v reflect.Value, path, opt string) error {
+	n, err := resolve(n, path)
+	if err != nil {
+		return err
+	}
+	if err := d.spend(n, path); err != nil {
+		return err
+	}
+	if isNull(n) {
+		return nil
+	}
+	if v.Kind() != reflect.Int {
+		return errorf(n.Line, path, "internal error: config tag %q on %s", opt, v.Type())
+	}
+	if setInt(n, v) {
+		return nil
+	}
+	switch opt {
+	case optInfinity:
+		if n.Kind == yaml.ScalarNode && n.Value == "infinity" {
+			v.SetInt(0)
+			return nil
+		}
+		return errorf(n.Line, path, "want an integer or infinity, got %s", describe(n))
+	case optPerSecond:
+		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "/") {
+			r, err := ParseRate(n.Value)
+			if err != nil {
+				return errorf(n.Line, path, "%s", err)
+			}
+			if r.Bytes {
+				return errorf(n.Line, path, "rate %q counts bytes; want a number per second such as 1000 or 1000/s", n.Value)
+			}
+			perSec, ok := wholePerSecond(r)
+			if !ok {
+				return errorf(n.Line, path, "rate %q is not a whole number per second (want e.g. 1000/s or 6000/m)", n.Value)
+			}
+			v.SetInt(perSec)
+			return nil
+		}
+		return errorf(n.Line, path, "want an integer or a rate such as 1000/s, got %s", describe(n))
+	}
+	return errorf(n.Line, path, "internal error: unknown config tag %q", opt)
+}
+
+// wholePerSecond returns r.Amount per second if that is a whole number
+// that fits in an int.
+func wholePerSecond(r Rate) (int64, bool) {
+	if r.Amount <= 0 || r.Period <= 0 {
+		return 0, false
+	}
+	num := new(big.Int).Mul(big.NewInt(r.Amount), big.NewInt(int64(time.Second)))
+	q := new(big.Rat).SetFrac(num, big.NewInt(int64(r.Period)))
+	if !q.IsInt() || !q.Num().IsInt64() || q.Num().Int64() > math.MaxInt {
+		return 0, false
+	}
+	return q.Num().Int64(), true
 }
 
 // withPath fills in the path (and line) of an error from UnmarshalYAML.
@@ -190,7 +272,12 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 		if err := d.record(p, child); err != nil {
 			return err
 		}
-		if err := d.decode(p.value, v.Field(idx), child); err != nil {
+		if opt := fields.opts[idx]; opt != "" {
+			err = d.decodeOpt(p.value, v.Field(idx), child, opt)
+		} else {
+			err = d.decode(p.value, v.Field(idx), child)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -221,6 +308,10 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 	if err != nil {
 		return err
 	}
+	if len(pairs) == 0 {
+		// An empty mapping is the same as an absent one: a nil map.
+		return nil
+	}
 	if v.IsNil() {
 		v.Set(reflect.MakeMapWithSize(v.Type(), len(pairs)))
 	}
@@ -241,6 +332,11 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind != yaml.SequenceNode {
 		return errorf(n.Line, path, "want a list, got %s", describe(n))
+	}
+	if len(n.Content) == 0 {
+		// An empty list is the same as an absent one: a nil slice.
+		v.Set(reflect.Zero(v.Type()))
+		return nil
 	}
 	s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
 	for i, item := range n.Content {
@@ -364,7 +460,8 @@ func (d *decoder) mergeSources(val *yaml.Node, path string) ([]*yaml.Node, error
 // structFields is the yaml key -> field index table of a struct type.
 type structFields struct {
 	index map[string]int
-	names []string // sorted keys, for hints
+	names []string       // sorted keys, for hints
+	opts  map[int]string // field index -> `config:"..."` tag, if any
 }
 
 var fieldCache sync.Map // reflect.Type -> *structFields
@@ -373,7 +470,7 @@ func fieldsOf(t reflect.Type) *structFields {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(*structFields)
 	}
-	f := &structFields{index: map[string]int{}}
+	f := &structFields{index: map[string]int{}, opts: map[int]string{}}
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
@@ -382,6 +479,9 @@ func fieldsOf(t reflect.Type) *structFields {
 		}
 		f.index[name] = i
 		f.names = append(f.names, name)
+		if opt := sf.Tag.Get("config"); opt != "" {
+			f.opts[i] = opt
+		}
 	}
 	sort.Strings(f.names)
 	fieldCache.Store(t, f)

@@ -14,7 +14,7 @@ import (
 //
 // for example
 //
-//	config: gw.yaml: line 12: listeners[0].type: unknown listener type "tpc" (want tcp or ssl)
+//	config: gw.yaml: line 12: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)
 type Error struct {
 	// File is the path of the configuration file, set by Load. Empty for Parse
 	// and Validate.

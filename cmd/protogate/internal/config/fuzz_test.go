@@ -32,6 +32,10 @@ func FuzzParse(f *testing.F) {
 		"broker: {max_payload: 64MiB, nats_listen: '[::1]:0'}\n" + withBase(),
 		withListener("  - {name: a, type: ssl, bind: ':1', handler: h, tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key}}"),
 		withHandler("    wasm: {path: 'builtin:x', instances: 3, memory_limit: 1GiB}"),
+		withListener("  - {name: u, type: udp, bind: ':1', handler: h, health_check: {request: a, reply: b}, max_packet_size: 512, max_conn_rate: 100/10s}"),
+		withListener("  - {name: d, type: dtls, bind: ':1', handler: h, psk: {identities_file: testdata/psk.txt, identities: {a: '0f'}, identity_hint: x}}"),
+		withListener("  - {name: t, type: tcp, bind: ':1', handler: h, max_connections: infinity, access_rules: ['deny 10.0.0.0/8', 'allow all'], max_bytes_rate: 64KB/s, proxy_protocol: true, framing: {type: length, bytes: 4}}"),
+		withListener("  - {name: t, type: tcp, bind: ':1', handler: h, framing: {type: line}, access_rules: [], max_bytes_rate: ''}"),
 	} {
 		f.Add([]byte(s))
 	}

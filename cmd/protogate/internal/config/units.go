@@ -142,6 +142,8 @@ func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 //   - the period is "s", "m" or "h", or a positive Go duration such as
 //     "10s" ("100/10s" is 10 per second).
 //
+// An empty string, like an absent key or null, leaves the Rate unset (the
+// zero Rate, which a setting documents the meaning of, usually "no limit").
 // Use PerSecond to obtain a token-bucket rate.
 type Rate struct {
 	// Amount is the number of events, or of bytes when Bytes is true, allowed
@@ -235,10 +237,15 @@ func (r Rate) String() string {
 	return amount + "/" + period
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler. Errors carry the node's line.
+// UnmarshalYAML implements yaml.Unmarshaler. An empty string sets the zero
+// (unset) Rate. Errors carry the node's line.
 func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return errorf(n.Line, "", "want a rate such as 1000/s or 64KB/s, got %s", describe(n))
+	}
+	if strings.TrimSpace(n.Value) == "" {
+		*r = Rate{}
+		return nil
 	}
 	v, err := ParseRate(n.Value)
 	if err != nil {
@@ -248,8 +255,14 @@ func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// MarshalYAML implements yaml.Marshaler, writing the String form.
-func (r Rate) MarshalYAML() (any, error) { return r.String(), nil }
+// MarshalYAML implements yaml.Marshaler, writing the String form, or null
+// for the zero Rate.
+func (r Rate) MarshalYAML() (any, error) {
+	if r.IsZero() {
+		return nil, nil
+	}
+	return r.String(), nil
+}
 
 // isInteger reports whether s is an optionally signed run of ASCII digits.
 func isInteger(s string) bool {

@@ -184,6 +184,14 @@ func TestUnitsYAML(t *testing.T) {
 	if got, want := string(out), "d: 1m30s\nb: 2KiB\nr: 64KiB/s\n"; got != want {
 		t.Errorf("Marshal = %q, want %q", got, want)
 	}
+	// An empty rate is unset, and an unset rate marshals as null.
+	v.R = Rate{Amount: 1, Period: time.Second}
+	if err := yaml.Unmarshal([]byte("r: ''\n"), &v); err != nil || !v.R.IsZero() {
+		t.Errorf("empty rate: %+v, %v", v.R, err)
+	}
+	if out, err := yaml.Marshal(v); err != nil || !strings.Contains(string(out), "r: null\n") {
+		t.Errorf("Marshal(zero rate) = %q, %v", out, err)
+	}
 	for _, tt := range []struct{ in, want string }{
 		{"\n\nd: xs\n", "config: line 3: invalid duration \"xs\""},
 		{"b: [1]\n", "config: line 1: want a byte size such as 1MiB, got a list"},

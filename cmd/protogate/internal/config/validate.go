@@ -17,6 +17,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/protogate/protogate/gateway/limit"
 	"github.com/protogate/protogate/guests/builtin"
 )
 
@@ -29,9 +30,10 @@ var builtinRE = regexp.MustCompile(`^builtin:[A-Za-z0-9_.-]+$`)
 // hexDigestRE is the syntax of a "sha256:" password digest.
 var hexDigestRE = regexp.MustCompile(`^[0-9A-Fa-f]{64}$`)
 
-// Validate checks c: value ranges, enumerations, addresses, that tls files
-// exist, and the cross-field rules (unique listener names and bind
-// addresses, existing handler references, ...). It does not apply defaults.
+// Validate checks c: value ranges, enumerations, addresses, that tls and psk
+// files exist, and the cross-field rules (unique listener names and bind
+// addresses, existing handler references, keys that apply only to some
+// listener types, ...). It does not apply defaults.
 // For a Config returned by Parse the error names the line; for one built in
 // Go the line is omitted. When there are several problems, the one earliest
 // in the document is returned.
@@ -83,7 +85,9 @@ func (v *validator) run() {
 		v.errf("log.format", "unknown log format %q (want text or json)", c.Log.Format)
 	}
 
-	binds := &bindSet{}
+	// TCP and UDP ports are separate: tcp and ssl listeners, the adapter and
+	// the broker (all TCP) share binds; udp and dtls listeners udpBinds.
+	binds, udpBinds := &bindSet{}, &bindSet{}
 	if c.Broker.NATSListen != "" {
 		v.bind(binds, "broker.nats_listen", c.Broker.NATSListen)
 	}
@@ -166,18 +170,26 @@ func (v *validator) run() {
 			if l.TLS == nil {
 				v.errf(p+".tls", "an ssl listener needs tls with cert_file and key_file")
 			}
+		case ListenerUDP:
+			if l.TLS != nil {
+				v.errf(p+".tls", "tls is not allowed for a udp listener (use type: dtls)")
+			}
+		case ListenerDTLS:
+			if l.TLS == nil && l.PSK == nil {
+				v.errf(p+".tls", "a dtls listener needs tls with cert_file and key_file, or psk")
+			}
 		case "":
-			v.errf(p+".type", "missing listener type (want tcp or ssl)")
-		case "udp", "dtls":
-			v.errf(p+".type", "listener type %q is not supported yet (want tcp or ssl)", l.Type)
+			v.errf(p+".type", "missing listener type (want tcp, ssl, udp or dtls)")
 		default:
-			v.errf(p+".type", "unknown listener type %q (want tcp or ssl)", l.Type)
+			v.errf(p+".type", "unknown listener type %q (want tcp, ssl, udp or dtls)", l.Type)
 		}
-		if l.TLS != nil && l.Type == ListenerSSL {
+		if l.TLS != nil && (l.Type == ListenerSSL || l.Type == ListenerDTLS) {
 			v.serverTLS(p+".tls", l.TLS)
 		}
 		if l.Bind == "" {
 			v.errf(p+".bind", "missing bind address (want host:port such as 0.0.0.0:7993)")
+		} else if isDatagram(l.Type) {
+			v.bind(udpBinds, p+".bind", l.Bind)
 		} else {
 			v.bind(binds, p+".bind", l.Bind)
 		}
@@ -188,7 +200,150 @@ func (v *validator) run() {
 		}
 		v.duration(p+".idle_timeout", l.IdleTimeout, false)
 		v.mountpoint(p+".mountpoint", l.Mountpoint)
+		v.connManagement(p, l)
 	}
+}
+
+// isDatagram reports whether a listener type is carried over UDP.
+func isDatagram(typ string) bool { return typ == ListenerUDP || typ == ListenerDTLS }
+
+// isStream reports whether a listener type is carried over TCP.
+func isStream(typ string) bool { return typ == ListenerTCP || typ == ListenerSSL }
+
+// given reports whether the key at path was written with a non-null value
+// (always false for a Config built in Go).
+func (v *validator) given(path string) bool { return v.c.set[path] }
+
+// connManagement checks the connection management keys of listener l at p,
+// and the keys that apply only to some listener types. Type-specific keys
+// are not checked on a listener of an unknown type.
+func (v *validator) connManagement(p string, l *Listener) {
+	if l.MaxConnections < 0 {
+		v.errf(p+".max_connections", "%d is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)", l.MaxConnections)
+	}
+	if l.MaxConnRate < 0 {
+		v.errf(p+".max_conn_rate", "%d is out of range (want 0 or more; 0 means no limit)", l.MaxConnRate)
+	}
+	for i, rule := range l.AccessRules {
+		// One rule at a time, so that the error names the element.
+		if _, err := limit.ParseRules([]string{rule}); err != nil {
+			msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("limit: access rule 1 %q: ", rule))
+			v.errf(joinIndex(p+".access_rules", i), "invalid access rule %q: %s", rule, msg)
+		}
+	}
+	if r := l.MaxBytesRate; !r.IsZero() {
+		switch {
+		case r.Amount <= 0 || r.Period <= 0:
+			v.errf(p+".max_bytes_rate", "invalid rate (amount and period must be positive)")
+		case !r.Bytes:
+			v.errf(p+".max_bytes_rate", "%q counts messages, not bytes (want a byte rate such as 64KB/s)", r.String())
+		}
+	}
+	if isDatagram(l.Type) {
+		if l.MaxPacketSize < 1 || l.MaxPacketSize > MaxDatagramSize {
+			v.errf(p+".max_packet_size", "%s is out of range for a %s listener (want 1B to 65535B, the largest datagram)", l.MaxPacketSize, l.Type)
+		}
+	} else if l.MaxPacketSize < 1 || l.MaxPacketSize > MaxStreamPacketSize {
+		v.errf(p+".max_packet_size", "%s is out of range (want 1B to 16MiB)", l.MaxPacketSize)
+	}
+
+	if isDatagram(l.Type) {
+		if l.Framing != nil {
+			v.errf(p+".framing", "framing applies to tcp and ssl listeners; a %s datagram is already one frame", l.Type)
+		}
+		if l.ProxyProtocol || v.given(p+".proxy_protocol") {
+			v.errf(p+".proxy_protocol", "proxy_protocol applies to tcp and ssl listeners, not %s", l.Type)
+		}
+		if v.given(p + ".proxy_protocol_timeout") {
+			v.errf(p+".proxy_protocol_timeout", "proxy_protocol_timeout applies to tcp and ssl listeners, not %s", l.Type)
+		}
+	}
+	if isStream(l.Type) {
+		v.duration(p+".proxy_protocol_timeout", l.ProxyProtocolTimeout, true)
+		if f := l.Framing; f != nil {
+			v.framing(p+".framing", f)
+		}
+		if l.HealthCheck != nil {
+			v.errf(p+".health_check", "health_check applies to udp and dtls listeners, not %s", l.Type)
+		}
+	}
+	if h := l.HealthCheck; h != nil && isDatagram(l.Type) {
+		if h.Request == "" {
+			v.errf(p+".health_check.request", "must not be empty")
+		}
+		if h.Reply == "" {
+			v.errf(p+".health_check.reply", "must not be empty")
+		}
+	}
+	if k := l.PSK; k != nil {
+		switch l.Type {
+		case ListenerDTLS:
+			v.psk(p+".psk", k)
+		case ListenerTCP, ListenerSSL, ListenerUDP:
+			v.errf(p+".psk", "psk applies to dtls listeners, not %s", l.Type)
+		}
+	}
+}
+
+func (v *validator) framing(p string, f *Framing) {
+	switch f.Type {
+	case FramingLength:
+		if f.Bytes != 2 && f.Bytes != 4 {
+			v.errf(p+".bytes", "%d is not a valid length prefix size (want 2 or 4)", f.Bytes)
+		}
+		if f.Endian != "big" && f.Endian != "little" {
+			v.errf(p+".endian", "unknown byte order %q (want big or little)", f.Endian)
+		}
+		return
+	case FramingLine:
+	case "":
+		v.errf(p+".type", "missing framing type (want line or length)")
+	default:
+		v.errf(p+".type", "unknown framing type %q (want line or length)", f.Type)
+	}
+	if f.Bytes != 0 || v.given(p+".bytes") {
+		v.errf(p+".bytes", "bytes applies only to framing type length")
+	}
+	if f.Endian != "" || v.given(p+".endian") {
+		v.errf(p+".endian", "endian applies only to framing type length")
+	}
+}
+
+func (v *validator) psk(p string, k *PSK) {
+	if k.IdentitiesFile == "" && len(k.Identities) == 0 {
+		v.errf(p, "psk needs identities_file or identities")
+	}
+	v.file(p+".identities_file", k.IdentitiesFile)
+	for _, id := range sortedKeys(k.Identities) {
+		ip := joinKey(p+".identities", id)
+		if id == "" {
+			v.errf(ip, "identity must not be empty")
+			continue
+		}
+		// The key is a secret: never quote it.
+		key := k.Identities[id]
+		switch {
+		case key == "":
+			v.errf(ip, "key must not be empty (want 2 to 128 hex digits: 1 to 64 bytes)")
+		case !isHex(key):
+			v.errf(ip, "key must be hex digits (want 2 to 128 hex digits: 1 to 64 bytes)")
+		case len(key)%2 != 0:
+			v.errf(ip, "key has an odd number of hex digits (want 2 to 128 hex digits: 1 to 64 bytes)")
+		case len(key)/2 > MaxPSKBytes:
+			v.errf(ip, "key is %d bytes long (want 1 to 64 bytes: 2 to 128 hex digits)", len(key)/2)
+		}
+	}
+}
+
+// isHex reports whether s is made of hex digits only.
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) handler(p, name string, h Handler) {
