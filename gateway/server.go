@@ -288,7 +288,13 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 				continue
 			}
 		}
-		s.wg.Add(1)
+		if !s.track() {
+			// A datagram listener can hand over a connection (a finished
+			// DTLS handshake) after Shutdown began.
+			ls.release()
+			nc.Close()
+			return ErrServerClosed
+		}
 		go s.serveStream(nc, ls)
 	}
 }
@@ -302,17 +308,16 @@ func (s *Server) ServeConn(nc net.Conn, l *Listener) error {
 		nc.Close()
 		return err
 	}
-	if s.isClosing() {
-		nc.Close()
-		return ErrServerClosed
-	}
 	ls := &lstate{l: l, srv: s}
 	if err := ls.checkRules(nc.RemoteAddr()); err != nil {
 		nc.Close()
 		return err
 	}
+	if !s.track() {
+		nc.Close()
+		return ErrServerClosed
+	}
 	ls.active.Add(1)
-	s.wg.Add(1)
 	s.serveStream(nc, ls)
 	return nil
 }
@@ -321,6 +326,19 @@ func (s *Server) ServeConn(nc net.Conn, l *Listener) error {
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && t.Temporary()
+}
+
+// track counts one more connection goroutine in s.wg unless the server is
+// closing. Holding s.mu orders the Add before Shutdown's Wait, as
+// sync.WaitGroup requires when the count may be zero.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Server) isClosing() bool {
