@@ -2,8 +2,10 @@
 # deps.sh installs the real peers the tests drive, when they are missing:
 # protoc and grpc_python_plugin (to generate Python stubs at test time),
 # python3-grpcio/python3-protobuf (a handler written in Python, as EMQX's
-# examples are), and mosquitto-clients. It needs root for apt-get; without it,
-# it only says what is missing.
+# examples are), mosquitto-clients, and the DTLS peers of the interop tests in
+# gateway/listener: libcoap3-bin (coap-client-gnutls, coap-client-openssl)
+# and openssl (s_client). It needs root for apt-get; without it, it only says
+# what is missing.
 set -euo pipefail
 
 need=()
@@ -12,6 +14,8 @@ command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
 /usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
 /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+{ command -v coap-client-gnutls && command -v coap-client-openssl; } >/dev/null || need+=(libcoap3-bin)
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
