@@ -1,0 +1,189 @@
+// Command exproto-echo-handler is a minimal remote ExProto handler that
+// echoes: a gRPC server implementing both emqx.exproto.v1 handler services
+// (ConnectionUnaryHandler and the legacy streaming ConnectionHandler) that
+// answers every OnReceivedBytes with a ConnectionAdapter Send of the same
+// bytes, made inside the callback (see package internal/echohandler). It is
+// the handler protogate's remote benchmarks use, and a starting point for
+// handlers of your own; it works unchanged against EMQX's ExProto gateway.
+//
+// Usage:
+//
+//	exproto-echo-handler [-listen 127.0.0.1:9001] [-adapter http://127.0.0.1:9100]
+//	                     [-adapter-ca ca.pem] [-authenticate] [-log-level info]
+//
+// -adapter is the gateway's ConnectionAdapter URL; https:// uses TLS, verified
+// against the system roots or, with -adapter-ca, against that CA file.
+// -authenticate makes OnSocketCreated authenticate every connection with
+// clientid = its conn handle (closing it if the gateway refuses); without it
+// connections are never authenticated, which an echo does not need. Point a
+// protogate handler at it:
+//
+//	handlers:
+//	  echo: {grpc: {address: http://127.0.0.1:9001}}   # service_name: ConnectionHandler for streaming
+//	listeners:
+//	  - {name: tcp, type: tcp, bind: 0.0.0.0:7993, handler: echo}
+//
+// then `echo hello | nc -q1 localhost 7993` prints hello. SIGINT or SIGTERM
+// stops the server gracefully: in-flight callbacks finish, and streams still
+// open after the grace period (EMQX never closes its callback streams) are
+// cut.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/protogate/protogate/internal/echohandler"
+	"github.com/protogate/protogate/proto/exprotov1"
+)
+
+// shutdownGrace bounds how long a graceful stop waits for open calls.
+const shutdownGrace = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "exproto-echo-handler:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the handler until ctx is done, then stops gracefully. Logs go
+// to logOut; ready, if not nil, is called with the listening address once
+// the server accepts connections.
+func run(ctx context.Context, args []string, logOut io.Writer, ready func(net.Addr)) error {
+	fs := flag.NewFlagSet("exproto-echo-handler", flag.ContinueOnError)
+	fs.SetOutput(logOut)
+	listen := fs.String("listen", "127.0.0.1:9001", "address the handler services listen on")
+	adapter := fs.String("adapter", "http://127.0.0.1:9100", "ConnectionAdapter URL of the gateway (http:// or https://)")
+	adapterCA := fs.String("adapter-ca", "", "PEM file of the CA that signed the adapter's certificate (https only; default: system roots)")
+	authenticate := fs.Bool("authenticate", false, "authenticate each connection with clientid = its conn handle")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	target, creds, err := adapterTarget(*adapter, *adapterCA)
+	if err != nil {
+		return err
+	}
+	// One client connection carries every adapter call: HTTP/2 multiplexes
+	// them, and a single connection batches their frames into fewer writes.
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("adapter %s: %w", *adapter, err)
+	}
+	defer cc.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	echohandler.New(exprotov1.NewConnectionAdapterClient(cc), echohandler.Options{
+		Authenticate: *authenticate,
+		Logger:       log,
+	}).Register(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "listen", ln.Addr().String(), "adapter", *adapter, "authenticate", *authenticate,
+		"services", []string{"emqx.exproto.v1.ConnectionUnaryHandler", "emqx.exproto.v1.ConnectionHandler"})
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-stopped:
+	case <-grace.C:
+		log.Warn("grace period over; closing open calls", "grace", shutdownGrace)
+		srv.Stop()
+		<-stopped
+	}
+	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// adapterTarget turns an adapter URL into a gRPC target and the transport
+// credentials its scheme asks for. A missing port defaults to 80 or 443.
+func adapterTarget(rawURL, caFile string) (string, credentials.TransportCredentials, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100: %w", rawURL, err)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100", rawURL)
+	}
+	port := u.Port()
+	switch u.Scheme {
+	case "http":
+		if caFile != "" {
+			return "", nil, errors.New("-adapter-ca needs an https:// adapter URL")
+		}
+		if port == "" {
+			port = "80"
+		}
+		return net.JoinHostPort(u.Hostname(), port), insecure.NewCredentials(), nil
+	case "https":
+		if port == "" {
+			port = "443"
+		}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return "", nil, fmt.Errorf("-adapter-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return "", nil, fmt.Errorf("-adapter-ca %s: no PEM certificates found", caFile)
+			}
+			cfg.RootCAs = pool
+		}
+		return net.JoinHostPort(u.Hostname(), port), credentials.NewTLS(cfg), nil
+	default:
+		return "", nil, fmt.Errorf("-adapter %q: scheme must be http or https", rawURL)
+	}
+}
