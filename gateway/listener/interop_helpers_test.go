@@ -306,18 +306,9 @@ func startGateway(t *testing.T, name string, cfg listener.DTLSConfig, h gateway.
 	l := &gateway.Listener{Name: name, Type: gateway.DTLS, Handshaker: d, Handler: h}
 	g := &gw{srv: srv, udp: ul, l: l, addr: ul.Addr().(*net.UDPAddr)}
 	done := make(chan error, 1)
-	al := &admitListener{UDPListener: ul, set: make(chan struct{})}
-	go func() { done <- srv.Serve(al, l) }()
-	// Serve installs its admission check on the listener, whose read loop
-	// already runs: a datagram that comes first bypasses admission (see
-	// admitListener). Start the clients only once it is installed.
-	select {
-	case <-al.set:
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	case <-time.After(iwait):
-		t.Fatal("Serve did not install its admission check")
-	}
+	// The clients may start at once: the listener reads nothing until
+	// Serve has installed its admission check (see ListenUDP).
+	go func() { done <- srv.Serve(ul, l) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), iwait)
 		defer cancel()
@@ -353,22 +344,6 @@ func waitFor(t *testing.T, what string, cond func() error) {
 		}
 		<-tick.C
 	}
-}
-
-// admitListener tells when the gateway has installed its admission check
-// (SetAdmit). A datagram that reaches a UDPListener before that creates a
-// pseudo-connection that was never admitted: access rules, max_connections
-// and max_conn_rate do not apply to it, and releasing it when it ends
-// leaves the listener's active count one lower (ListenerStats.Active -1).
-type admitListener struct {
-	*listener.UDPListener
-	once sync.Once
-	set  chan struct{}
-}
-
-func (l *admitListener) SetAdmit(f func(remote net.Addr) error) {
-	l.UDPListener.SetAdmit(f)
-	l.once.Do(func() { close(l.set) })
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer goroutine (exec's copier)

@@ -5,8 +5,10 @@
 //
 // # UDP
 //
-// ListenUDP opens one socket and one read loop. The first datagram of a peer
-// the listener does not know creates a pseudo-connection, which Accept
+// ListenUDP opens one socket and one read loop, which starts when the
+// admission function is set (SetAdmit) or at the first Accept, so that
+// admission applies to every peer. The first datagram of a peer the
+// listener does not know creates a pseudo-connection, which Accept
 // returns; every later datagram of that peer is queued for it, and one Read
 // returns one datagram. The read loop never waits for a reader: when a
 // peer's queue is full, the datagram is dropped and counted (UDPStats), so a

@@ -68,7 +68,8 @@ type UDPStats struct {
 
 // UDPListener demultiplexes one UDP socket into one pseudo-connection per
 // peer ip:port. It implements net.Listener and is safe for concurrent use.
-// It owns one goroutine, the read loop, which Close stops and waits for.
+// It owns one goroutine, the read loop, which the first SetAdmit or Accept
+// starts (see ListenUDP) and Close stops and waits for.
 type UDPListener struct {
 	pc          *net.UDPConn
 	addr        *net.UDPAddr
@@ -88,6 +89,7 @@ type UDPListener struct {
 	// read loop), which is what lets it check for room before admitting.
 	accept    chan *udpConn
 	done      chan struct{} // closed by Close
+	startOnce sync.Once     // starts the read loop
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup // the read loop
@@ -98,8 +100,17 @@ type UDPListener struct {
 	loggedDrops uint64    // read loop only
 }
 
-// ListenUDP listens on addr ("host:port"; port 0 picks one) and starts the
-// read loop. Close releases the socket.
+// ListenUDP listens on addr ("host:port"; port 0 picks one). Close
+// releases the socket.
+//
+// The read loop starts at the first call of SetAdmit or Accept, whichever
+// comes first, not in ListenUDP: a caller that sets an admission function
+// before its first Accept, as gateway.Server.Serve does, has it applied to
+// every peer, those whose datagrams arrived between ListenUDP and SetAdmit
+// included. Until then datagrams wait in the socket's receive buffer (the
+// kernel drops what does not fit, as it does for any slow reader) and
+// health-check probes are not answered yet. A listener used without the
+// gateway starts at its first Accept.
 func ListenUDP(addr string, cfg UDPConfig) (*UDPListener, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -109,10 +120,24 @@ func ListenUDP(addr string, cfg UDPConfig) (*UDPListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener: listen udp %s: %w", addr, err)
 	}
-	l := newUDPListener(pc, cfg)
-	l.wg.Add(1)
-	go l.readLoop()
-	return l, nil
+	return newUDPListener(pc, cfg), nil
+}
+
+// start starts the read loop, once, unless the listener is closed or has no
+// socket (tests of the demux).
+func (l *UDPListener) start() {
+	l.startOnce.Do(func() {
+		// Under mu, which Close takes to set closed before it waits for
+		// the read loop: the loop is either counted in wg before that
+		// Wait or never started.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed || l.pc == nil {
+			return
+		}
+		l.wg.Add(1)
+		go l.readLoop()
+	})
 }
 
 // newUDPListener builds a listener around pc (nil in tests of the demux)
@@ -153,7 +178,8 @@ func newUDPListener(pc *net.UDPConn, cfg UDPConfig) *UDPListener {
 
 // Accept returns the pseudo-connection of the next new peer, waiting for
 // one. After Close it returns an error wrapping net.ErrClosed. It is safe to
-// call from several goroutines.
+// call from several goroutines. The first call starts the read loop, if
+// SetAdmit has not.
 //
 // A pseudo-connection is a net.Conn whose methods are safe for concurrent
 // use. Read returns exactly one datagram per call; a datagram longer than
@@ -169,6 +195,7 @@ func newUDPListener(pc *net.UDPConn, cfg UDPConfig) *UDPListener {
 // open, and is idempotent. RemoteAddr is the peer's *net.UDPAddr, LocalAddr
 // the listener's address.
 func (l *UDPListener) Accept() (net.Conn, error) {
+	l.start()
 	select {
 	case <-l.done:
 		return nil, l.errClosed()
@@ -235,14 +262,20 @@ func (l *UDPListener) Addr() net.Addr { return l.addr }
 // when the accept queue has room, so an admitted peer is always handed to
 // Accept (unless the listener closes first). f must be cheap and must not
 // block: it runs in the loop that reads every peer's datagrams. A nil f
-// admits every peer. SetAdmit is safe to call at any time; the gateway core
-// calls it before its accept loop.
+// admits every peer.
+//
+// The first call starts the read loop (see ListenUDP), after installing f:
+// called before the first Accept, as the gateway core does, f decides on
+// every peer, including those that sent before it was set. SetAdmit is safe
+// to call at any time; a later call applies to the peers that are new from
+// then on.
 func (l *UDPListener) SetAdmit(f func(remote net.Addr) error) {
 	if f == nil {
 		l.admit.Store(nil)
-		return
+	} else {
+		l.admit.Store(&f)
 	}
-	l.admit.Store(&f)
+	l.start()
 }
 
 // Stats returns the listener's counters. It is safe to call at any time.

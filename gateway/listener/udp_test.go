@@ -18,6 +18,9 @@ import (
 // measurement.
 const wait = 10 * time.Second
 
+// listenUDP returns a listener whose read loop already runs, as these
+// tests of the demux want (they probe it before any Accept); the tests of
+// when it starts use ListenUDP.
 func listenUDP(t *testing.T, cfg UDPConfig) *UDPListener {
 	t.Helper()
 	l, err := ListenUDP("127.0.0.1:0", cfg)
@@ -25,6 +28,7 @@ func listenUDP(t *testing.T, cfg UDPConfig) *UDPListener {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	l.start()
 	return l
 }
 
@@ -311,6 +315,107 @@ func TestUDPAdmit(t *testing.T) {
 	if got := recv(t, c2); got != "z" {
 		t.Fatalf("got %q: refused datagrams must not be delivered", got)
 	}
+}
+
+// never fails the test if cond holds at any time within d. It checks that
+// something does not happen, so it takes d when all is well.
+func never(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	for {
+		if cond() {
+			t.Fatal(what)
+		}
+		select {
+		case <-tick.C:
+		case <-end.C:
+			return
+		}
+	}
+}
+
+// TestUDPAdmissionAppliesToEarlyPeers sends datagrams before the admission
+// function is set, as devices do while the gateway starts (ListenUDP, then
+// Serve, which calls SetAdmit): they must wait for it and be admitted or
+// refused by it, not turned into connections that bypass it.
+func TestUDPAdmissionAppliesToEarlyPeers(t *testing.T) {
+	l, err := ListenUDP("127.0.0.1:0", UDPConfig{HealthCheck: probe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	bad, good := dialUDP(t, l), dialUDP(t, l)
+	send(t, bad, "early-bad")
+	send(t, good, "early-good")
+	never(t, 100*time.Millisecond, "datagrams became connections before the admission function was set", func() bool {
+		st := l.Stats()
+		return st.Peers != 0 || st.Refused != 0
+	})
+
+	refused := bad.LocalAddr().String()
+	var mu sync.Mutex
+	var asked []string
+	l.SetAdmit(func(remote net.Addr) error {
+		mu.Lock()
+		asked = append(asked, remote.String())
+		mu.Unlock()
+		if remote.String() == refused {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	barrier(t, good)
+	if st := l.Stats(); st.Refused != 1 || st.Peers != 1 {
+		t.Fatalf("stats %+v, want one peer refused and one admitted", st)
+	}
+	mu.Lock()
+	got := fmt.Sprint(asked)
+	mu.Unlock()
+	if want := fmt.Sprint([]string{refused, good.LocalAddr().String()}); got != want {
+		t.Fatalf("admit asked about %s, want %s", got, want)
+	}
+	c := accept(t, l)
+	if !sameAddr(c.RemoteAddr(), good.LocalAddr()) {
+		t.Fatalf("accepted %v, want %v", c.RemoteAddr(), good.LocalAddr())
+	}
+	if got := recv(t, c); got != "early-good" {
+		t.Fatalf("got %q, want early-good", got)
+	}
+}
+
+// TestUDPReadLoopStartsOnAccept checks that a listener used without the
+// gateway (no SetAdmit) serves datagrams sent before its first Accept, and
+// that one closed before it ever started closes cleanly.
+func TestUDPReadLoopStartsOnAccept(t *testing.T) {
+	l, err := ListenUDP("127.0.0.1:0", UDPConfig{HealthCheck: probe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	a := dialUDP(t, l)
+	send(t, a, "early")
+	c := accept(t, l)
+	if got := recv(t, c); got != "early" {
+		t.Fatalf("got %q, want early", got)
+	}
+	barrier(t, a)
+
+	before := runtime.NumGoroutine()
+	unused, err := ListenUDP("127.0.0.1:0", UDPConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unused.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unused.SetAdmit(nil) // after Close: starts nothing
+	if _, err := unused.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+	waitGoroutines(t, before)
 }
 
 func TestUDPAcceptQueueFull(t *testing.T) {
