@@ -41,9 +41,20 @@ deps: ## Install the test peers (apt) when missing
 test: deps ## Run every test with the race detector
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
+# The suite takes about 7 minutes on a 2-core machine; BENCH_FLAGS=-quick
+# checks it in under a minute (its numbers mean nothing).
+BENCH_OUT ?= bench/results
+BENCH_FLAGS ?=
+GOBENCH_PKGS := ./gateway/... ./wasmhost/ ./abi/ ./sdk/go/
+
 .PHONY: bench
-bench: ## Run the Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: build ## Run the benchmark suite (table on stdout and in bench/results/), then the Go benchmarks of the hot paths
+	$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS)
+	$(MAKE) bench-go | tee $(BENCH_OUT)/gobench.txt
+
+.PHONY: bench-go
+bench-go: ## Run the Go benchmarks of the hot paths with -benchmem
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x $(GOBENCH_PKGS)
 
 # The Wasm guests are built reproducibly: the same bytes on every machine
 # with the same Go version (no paths, VCS stamps or build ids in the module,

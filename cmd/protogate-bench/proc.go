@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/protogate/protogate/internal/loadstat"
+)
+
+// proc is a server process of the suite (a gateway, a plain echo server, a
+// handler). Its stdout and stderr go to its log file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  io.WriteCloser
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+
+	mu    sync.Mutex
+	lines []string // stdout lines, for "listening <addr>"
+	seen  chan struct{}
+}
+
+// start runs a server process. Its lifetime is bounded by stop, never by ctx:
+// the suite stops it itself, gracefully, so that a shutdown problem shows up.
+func (s *suite) start(name, bin string, args ...string) (*proc, error) {
+	log, err := s.logFile(name)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "$ %s %s\n", bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = log
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Close()
+		return nil, fmt.Errorf("protogate-bench: %s: %w", name, err)
+	}
+	cmd.Dir = s.tmp
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("protogate-bench: %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: log, done: make(chan struct{}), seen: make(chan struct{}, 1)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(log, line)
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			p.mu.Unlock()
+			select {
+			case p.seen <- struct{}{}:
+			default:
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// listening waits for the process to print "listening <addr>" and returns
+// the address.
+func (p *proc) listening(timeout time.Duration) (string, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if a, ok := strings.CutPrefix(l, "listening "); ok {
+				p.mu.Unlock()
+				return strings.TrimSpace(a), nil
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.seen:
+		case <-p.done:
+			return "", fmt.Errorf("protogate-bench: %s exited before listening: %v", p.name, p.err)
+		case <-t.C:
+			return "", fmt.Errorf("protogate-bench: %s did not print its address within %v", p.name, timeout)
+		}
+	}
+}
+
+// stop ends the process with SIGTERM, waits for it to exit gracefully and
+// kills it after timeout.
+func (p *proc) stop(timeout time.Duration) error {
+	defer p.log.Close()
+	select {
+	case <-p.done:
+		return fmt.Errorf("protogate-bench: %s had exited: %v", p.name, p.err)
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return fmt.Errorf("protogate-bench: %s: %w", p.name, p.err)
+		}
+		return nil
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("protogate-bench: %s did not stop within %v of SIGTERM", p.name, timeout)
+	}
+}
+
+// alive reports an error if the process has exited.
+func (p *proc) alive() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("protogate-bench: %s exited: %v", p.name, p.err)
+	default:
+		return nil
+	}
+}
+
+// rssKiB reads the resident set size of the process from /proc.
+func (p *proc) rssKiB() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("protogate-bench: %s: %w", p.name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("protogate-bench: %s: no VmRSS in /proc status", p.name)
+}
+
+// sampler records a process's RSS every interval until stopped.
+type sampler struct {
+	stopc chan struct{}
+	done  chan struct{}
+	t0    time.Time
+	// samples are (seconds since start, KiB) pairs; read after stop.
+	samples [][2]float64
+}
+
+func (p *proc) sample(every time.Duration) *sampler {
+	sm := &sampler{stopc: make(chan struct{}), done: make(chan struct{}), t0: time.Now()}
+	go func() {
+		defer close(sm.done)
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			if kib, err := p.rssKiB(); err == nil {
+				sm.samples = append(sm.samples, [2]float64{time.Since(sm.t0).Seconds(), float64(kib)})
+			}
+			select {
+			case <-tk.C:
+			case <-sm.stopc:
+				return
+			}
+		}
+	}()
+	return sm
+}
+
+func (sm *sampler) stop() [][2]float64 {
+	close(sm.stopc)
+	<-sm.done
+	return sm.samples
+}
+
+// maxKiB is the largest sample taken at or after second from.
+func maxKiB(samples [][2]float64, from float64) float64 {
+	m := 0.0
+	for _, s := range samples {
+		if s[0] >= from {
+			m = max(m, s[1])
+		}
+	}
+	return m
+}
+
+// atKiB is the first sample taken at or after second at.
+func atKiB(samples [][2]float64, at float64) float64 {
+	for _, s := range samples {
+		if s[0] >= at {
+			return s[1]
+		}
+	}
+	if len(samples) > 0 {
+		return samples[len(samples)-1][1]
+	}
+	return 0
+}
+
+// load runs protogate-load with args and returns its JSON result. Its
+// stderr (the human summary and progress) goes to the terminal and to a log.
+func (s *suite) load(ctx context.Context, name string, args ...string) (*loadstat.Result, error) {
+	log, err := s.logFile(name)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	bin := s.binPath("protogate-load")
+	fmt.Fprintf(log, "$ %s %s\n", bin, strings.Join(args, " "))
+	fmt.Fprintf(os.Stderr, "  %s: protogate-load %s\n", name, strings.Join(args, " "))
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout = io.MultiWriter(&out, log)
+	cmd.Stderr = io.MultiWriter(os.Stderr, log)
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("protogate-bench: %s: protogate-load %s: %w", name, args[0], err)
+	}
+	var r loadstat.Result
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		return nil, fmt.Errorf("protogate-bench: %s: reading the result of protogate-load: %w", name, err)
+	}
+	return &r, nil
+}
+
+// waitTCP waits until addr accepts TCP connections.
+func waitTCP(addr string, p *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if perr := p.alive(); perr != nil {
+			return perr
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("protogate-bench: %s: %s not accepting after %v: %w", p.name, addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePorts returns n distinct TCP ports that were free a moment ago, and,
+// when udp is set, free for UDP as well.
+func freePorts(n int, udp bool) ([]int, error) {
+	var ports []int
+	var hold []io.Closer
+	defer func() {
+		for _, c := range hold {
+			c.Close()
+		}
+	}()
+	for len(ports) < n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("protogate-bench: %w", err)
+		}
+		hold = append(hold, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if udp {
+			pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				continue
+			}
+			hold = append(hold, pc)
+		}
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
