@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2"
@@ -231,7 +232,9 @@ func (d *DTLS) config(hs *handshakeState) *dtls.Config {
 // payload, so read with a buffer as large as the largest datagram), and the
 // identity holds the verified client certificate's subject or the PSK
 // identity. On failure nc is closed and the error says why; nothing of the
-// peer reaches a handler.
+// peer reaches a handler. Once the handshake has completed, plaintext
+// (epoch-0) records that reach nc are dropped before pion sees them, so
+// that forged ones cannot end or stall the session (see dtlsTransport).
 func (d *DTLS) Handshake(ctx context.Context, nc net.Conn) (net.Conn, gateway.PeerIdentity, error) {
 	hctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
@@ -247,10 +250,12 @@ func (d *DTLS) Handshake(ctx context.Context, nc net.Conn) (net.Conn, gateway.Pe
 		return fail(err)
 	}
 	hs := &handshakeState{}
-	dc, err := dtls.ServerWithContext(hctx, &dtlsTransport{Conn: nc, first: first}, d.config(hs))
+	tr := &dtlsTransport{Conn: nc, first: first}
+	dc, err := dtls.ServerWithContext(hctx, tr, d.config(hs))
 	if err != nil {
 		return fail(err)
 	}
+	tr.established.Store(true)
 	var id gateway.PeerIdentity
 	hs.mu.Lock()
 	if hs.psk {
@@ -329,10 +334,30 @@ func readClientHello(ctx context.Context, nc net.Conn) ([]byte, error) {
 // datagrams only: one longer than pion's read buffer, which pion would
 // report as a fatal error during the handshake or as a read error after it,
 // is skipped instead, so junk with a spoofed source cannot end a session.
+//
+// Once the handshake has completed (established), it drops every epoch-0
+// record: those are plaintext, and anyone who can spoof the peer's address
+// can forge them, while pion/dtls/v2 acts on them after the handshake (an
+// alert ends the session, application data or an unknown content type makes
+// it fail the session's Read, a handshake record makes it resend its last
+// flight and stall its reader for the retransmission interval). By then the
+// peer writes in epoch 1: the server completes only once it has the peer's
+// Finished, a record it could decrypt with the epoch-1 keys, which the peer
+// sends after its ChangeCipherSpec. The one legitimate epoch-0 traffic left
+// is a retransmission of the peer's final flight when the server's final
+// flight was lost (RFC 6347 4.2.4): its ClientKeyExchange (with Certificate
+// and CertificateVerify) and ChangeCipherSpec are epoch 0, but its Finished
+// is epoch 1, and that authenticated Finished alone makes pion resend its
+// final flight (it keeps the rest of the handshake in its cache), so the
+// peer still completes. A new ClientHello from the same address (a client
+// that restarted, RFC 6347 4.2.8) is dropped as well; pion/dtls/v2 cannot
+// start a second handshake on a connection anyway, and the client gets
+// through once the old session has ended (its keepalive expires, say).
 type dtlsTransport struct {
 	net.Conn
-	mu    sync.Mutex
-	first []byte // not yet read; guarded by mu
+	mu          sync.Mutex
+	first       []byte      // not yet read; guarded by mu
+	established atomic.Bool // the handshake has completed: drop epoch-0 records
 }
 
 func (t *dtlsTransport) Read(b []byte) (int, error) {
@@ -348,10 +373,20 @@ func (t *dtlsTransport) Read(b []byte) (int, error) {
 	t.mu.Unlock()
 	for {
 		n, err := t.Conn.Read(b)
-		if err != nil && errors.Is(err, io.ErrShortBuffer) {
-			continue
+		if err != nil {
+			if errors.Is(err, io.ErrShortBuffer) {
+				continue
+			}
+			return n, err
 		}
-		return n, err
+		if !t.established.Load() {
+			return n, nil
+		}
+		// Only the records of epoch 1 or later, or nothing: then the next
+		// datagram.
+		if n = dropEpoch0(b[:n]); n > 0 {
+			return n, nil
+		}
 	}
 }
 

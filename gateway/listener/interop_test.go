@@ -777,9 +777,11 @@ func TestInteropDTLSFlood(t *testing.T) {
 // TestInteropDTLSSpoofedRecords sends forged datagrams from an established
 // client's own address, as an attacker who can spoof it (or is on the path)
 // would, and checks that the session survives them: DTLS must silently
-// discard records it cannot authenticate (RFC 6347 4.1.2.7). The forged
-// epoch-0 (plaintext) records of the known-bug cases end or stall the
-// session today; they run only with PROTOGATE_KNOWN_BUGS=1.
+// discard records it cannot authenticate (RFC 6347 4.1.2.7). pion/dtls/v2
+// acts on plaintext epoch-0 records after the handshake (an alert ends the
+// session, application data or an unknown content type fails its Read, a
+// handshake record stalls it for about 1s); the gateway drops them before
+// pion sees them once the handshake has completed (dtlsTransport).
 func TestInteropDTLSSpoofedRecords(t *testing.T) {
 	const (
 		identity = "sensor-1"
@@ -788,31 +790,28 @@ func TestInteropDTLSSpoofedRecords(t *testing.T) {
 	)
 	key := []byte("the right key for sensor-1")
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	const alertEpoch0 = "pion/dtls v2 acts on unauthenticated epoch-0 alerts after the handshake (fixed in pion/dtls v3, pull 1123); the gateway could drop epoch-0 records after the handshake in its dtlsTransport"
-	const readErr = "pion/dtls v2 answers with a fatal alert to the real client and hands Read an error, on which the gateway closes the connection; the gateway could drop epoch-0 records after the handshake in its dtlsTransport"
-	const stall = "each epoch-0 handshake record makes pion/dtls v2 resend its last flight after its 1s retransmission timer, and the session's reader waits for that timer on the next one: a burst stalls the session about 1s per record"
 	for _, tc := range []struct {
 		name      string
 		datagrams [][]byte
-		knownBug  string
 	}{
 		{name: "random bytes", datagrams: [][]byte{junk(r, 200), junk(r, 200), junk(r, 200)}},
 		{name: "oversized datagram", datagrams: [][]byte{junk(r, 20000), junk(r, 60000)}},
 		{name: "epoch-1 record that does not decrypt", datagrams: [][]byte{record(23, 1, 5000, junk(r, 60)), record(21, 1, 5001, junk(r, 30))}},
 		{name: "epoch-0 change_cipher_spec", datagrams: [][]byte{record(20, 0, 5000, []byte{1})}},
-		{name: "epoch-0 close_notify alert", datagrams: [][]byte{record(21, 0, 5000, []byte{1, 0})}, knownBug: alertEpoch0},
-		{name: "epoch-0 fatal alert", datagrams: [][]byte{record(21, 0, 5000, []byte{2, 40})}, knownBug: alertEpoch0},
-		{name: "epoch-0 application data", datagrams: [][]byte{record(23, 0, 5000, []byte("forged"))}, knownBug: readErr},
-		{name: "epoch-0 unknown content type", datagrams: [][]byte{record(99, 0, 5000, []byte{0, 0})}, knownBug: readErr},
+		{name: "epoch-0 close_notify alert", datagrams: [][]byte{record(21, 0, 5000, []byte{1, 0})}},
+		{name: "epoch-0 fatal alert", datagrams: [][]byte{record(21, 0, 5000, []byte{2, 40})}},
+		{name: "epoch-0 application data", datagrams: [][]byte{record(23, 0, 5000, []byte("forged"))}},
+		{name: "epoch-0 unknown content type", datagrams: [][]byte{record(99, 0, 5000, []byte{0, 0})}},
 		{name: "epoch-0 handshake records", datagrams: [][]byte{
 			record(22, 0, 5000, junk(r, 40)), record(22, 0, 5001, junk(r, 40)), record(22, 0, 5002, junk(r, 40)),
 			record(22, 0, 5003, junk(r, 40)), record(22, 0, 5004, junk(r, 40)), record(22, 0, 5005, junk(r, 40)),
-		}, knownBug: stall},
+		}},
+		{name: "epoch-0 clienthello", datagrams: [][]byte{captureClientHello(t)}},
+		{name: "epoch-0 alert after an epoch-1 record in one datagram", datagrams: [][]byte{
+			append(record(23, 1, 5000, junk(r, 60)), record(21, 0, 5001, []byte{2, 40})...),
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.knownBug != "" && os.Getenv("PROTOGATE_KNOWN_BUGS") != "1" {
-				t.Skipf("known bug (PROTOGATE_KNOWN_BUGS=1 runs it): %s", tc.knownBug)
-			}
 			rec := newRecorder()
 			g := startGateway(t, "interop-spoof", listener.DTLSConfig{PSK: map[string][]byte{identity: key}}, echoHandler{rec}, testLogger(t, slog.LevelWarn))
 			c := mustDialPion(t, g.addr, pionPSK(identity, key))
