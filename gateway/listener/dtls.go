@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -69,7 +70,10 @@ type DTLSConfig struct {
 	// key authenticates them.
 	VerifyClient bool
 	// PSK maps identities to keys (PSK mode); see LoadPSKFile. Identities
-	// and keys must not be empty.
+	// and keys must not be empty. A client with an identity the table
+	// lacks fails as one with a wrong key does, silently at
+	// HandshakeTimeout, so that probing does not tell which identities
+	// exist.
 	PSK map[string][]byte
 	// PSKIdentityHint is sent to PSK clients, if set.
 	PSKIdentityHint string
@@ -192,9 +196,17 @@ func NewDTLS(cfg DTLSConfig) (*DTLS, error) {
 // run on pion's goroutines, so it is guarded.
 type handshakeState struct {
 	mu       sync.Mutex
-	psk      bool // a PSK suite was negotiated: the PSK callback ran
+	psk      bool // a PSK suite was negotiated with a known identity
 	identity string
+	// unknown is set when the client sent an identity the table lacks;
+	// decoy is the random key it was given (see config).
+	unknown         bool
+	unknownIdentity string
+	decoy           []byte
 }
+
+// decoyKeyLen is the length of the random key an unknown PSK identity gets.
+const decoyKeyLen = 32
 
 // config returns a copy of the template whose callbacks record into hs.
 func (d *DTLS) config(hs *handshakeState) *dtls.Config {
@@ -202,12 +214,23 @@ func (d *DTLS) config(hs *handshakeState) *dtls.Config {
 	if d.psk != nil {
 		cfg.PSK = func(identity []byte) ([]byte, error) {
 			key, ok := d.psk[string(identity)]
-			if !ok {
-				return nil, fmt.Errorf("listener: unknown psk identity %q", identity)
-			}
 			hs.mu.Lock()
+			defer hs.mu.Unlock()
+			if !ok {
+				// An unknown identity gets a random key instead of an
+				// error, so that its handshake fails as a wrong key's
+				// does: the server cannot decrypt the client's Finished
+				// and gives up at the handshake timeout, without an
+				// alert. An error would end it at once with an alert,
+				// telling a prober which identities exist.
+				if hs.decoy == nil {
+					hs.decoy = make([]byte, decoyKeyLen)
+					rand.Read(hs.decoy) // never fails (crypto/rand)
+				}
+				hs.unknown, hs.unknownIdentity = true, string(identity)
+				return hs.decoy, nil
+			}
 			hs.psk, hs.identity = true, string(identity)
-			hs.mu.Unlock()
 			return key, nil
 		}
 	}
@@ -252,16 +275,26 @@ func (d *DTLS) Handshake(ctx context.Context, nc net.Conn) (net.Conn, gateway.Pe
 	hs := &handshakeState{}
 	tr := &dtlsTransport{Conn: nc, first: first}
 	dc, err := dtls.ServerWithContext(hctx, tr, d.config(hs))
+	hs.mu.Lock()
+	unknown, unknownID, psk, identity := hs.unknown, hs.unknownIdentity, hs.psk, hs.identity
+	hs.mu.Unlock()
+	if unknown && !psk {
+		if err == nil {
+			// Cannot happen: the client would have had to guess the
+			// random key.
+			dc.Close()
+			err = errors.New("handshake completed with a decoy key")
+		}
+		return fail(fmt.Errorf("unknown psk identity %q: %w", unknownID, err))
+	}
 	if err != nil {
 		return fail(err)
 	}
 	tr.established.Store(true)
 	var id gateway.PeerIdentity
-	hs.mu.Lock()
-	if hs.psk {
-		id.PSKIdentity = hs.identity
+	if psk {
+		id.PSKIdentity = identity
 	}
-	hs.mu.Unlock()
 	if raw := dc.ConnectionState().PeerCertificates; len(raw) > 0 {
 		// pion verified the chain against ClientCAs (VerifyClientCertIfGiven
 		// or RequireAndVerifyClientCert); without ClientCAs no certificate

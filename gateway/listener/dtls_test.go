@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -341,19 +342,44 @@ func TestDTLSPSK(t *testing.T) {
 	echo(t, c, "coap over psk")
 }
 
+// alertWatch is a client's socket that tells whether the server sent an
+// alert record (content type 21).
+type alertWatch struct {
+	*net.UDPConn
+	alerts atomic.Int32
+}
+
+func (c *alertWatch) Read(b []byte) (int, error) {
+	n, err := c.UDPConn.Read(b)
+	for off := 0; off < n; {
+		h, err := parseRecordHeader(b[off:n])
+		if err != nil {
+			break
+		}
+		if h.contentType == 21 {
+			c.alerts.Add(1)
+		}
+		off += recordHeaderLen + h.length
+	}
+	return n, err
+}
+
+// TestDTLSPSKFailures checks that a wrong key and an unknown identity fail
+// alike, so that a prober cannot tell which identities exist: the server
+// cannot decrypt the client's Finished and, as DTLS wants, drops it; the
+// handshake ends at the handshake timeout, and the client gets no alert.
 func TestDTLSPSKFailures(t *testing.T) {
+	const timeout = 500 * time.Millisecond
 	for _, tc := range []struct {
-		name string
-		cfg  *dtls.Config
+		name    string
+		cfg     *dtls.Config
+		unknown bool
 	}{
-		// The server cannot decrypt the client's Finished and, as DTLS
-		// wants, drops it: the handshake ends at the handshake timeout.
-		{"wrong key", pskClient("sensor-7", wrongKey)},
-		// The PSK callback fails: the handshake ends at once.
-		{"unknown identity", pskClient("sensor-8", pskKey)},
+		{"wrong key", pskClient("sensor-7", wrongKey), false},
+		{"unknown identity", pskClient("sensor-8", pskKey), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := startDTLS(t, DTLSConfig{PSK: map[string][]byte{"sensor-7": pskKey}, HandshakeTimeout: 500 * time.Millisecond})
+			s := startDTLS(t, DTLSConfig{PSK: map[string][]byte{"sensor-7": pskKey}, HandshakeTimeout: timeout})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			pc, err := net.DialUDP("udp", nil, s.addr())
@@ -361,9 +387,11 @@ func TestDTLSPSKFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pc.Close()
+			aw := &alertWatch{UDPConn: pc}
 			clientErr := make(chan error, 1)
+			start := time.Now()
 			go func() {
-				_, err := dtls.ClientWithContext(ctx, pc, tc.cfg)
+				_, err := dtls.ClientWithContext(ctx, aw, tc.cfg)
 				clientErr <- err
 			}()
 			r := s.next(t)
@@ -371,6 +399,23 @@ func TestDTLSPSKFailures(t *testing.T) {
 				t.Fatalf("the server accepted %+v", r.id)
 			}
 			t.Logf("server: %v", r.err)
+			if !errors.Is(r.err, context.DeadlineExceeded) {
+				t.Fatalf("server error %v, want the handshake timeout", r.err)
+			}
+			if took := time.Since(start); took < timeout {
+				t.Fatalf("the handshake failed after %v, before the timeout %v", took, timeout)
+			}
+			if got := strings.Contains(r.err.Error(), "unknown psk identity"); got != tc.unknown {
+				t.Fatalf("server error %q: mentions an unknown identity: %v, want %v", r.err, got, tc.unknown)
+			}
+			select {
+			case err := <-clientErr:
+				t.Fatalf("the client's handshake ended before the server gave up: %v", err)
+			default:
+			}
+			if n := aw.alerts.Load(); n != 0 {
+				t.Fatalf("the client got %d alerts", n)
+			}
 			cancel()
 			if err := <-clientErr; err == nil {
 				t.Fatal("the client got through")
@@ -662,11 +707,12 @@ func TestDTLSLeavesNoGoroutines(t *testing.T) {
 		}
 		mustSucceed(t, s.next(t))
 		echo(t, c, "bye")
-		if _, err := dial(t, s, pskClient("sensor-8", pskKey)); err == nil {
-			t.Fatal("unknown identity got through")
+		// A client with no cipher suite in common fails at once.
+		if _, err := dial(t, s, certClient(getPKI(t), nil)); err == nil {
+			t.Fatal("a certificate client got through a psk-only listener")
 		}
 		if r := s.next(t); r.err == nil {
-			t.Fatal("unknown identity accepted")
+			t.Fatal("a certificate client accepted by a psk-only listener")
 		}
 		s.nextStarted(t)
 		s.nextStarted(t)

@@ -240,11 +240,16 @@ func TestInteropOpenSSL(t *testing.T) {
 }
 
 // startCoAPGateway serves a PSK-only DTLS listener with the CoAP responder.
+// coapHandshakeTimeout is the handshake timeout of the CoAP gateways: a
+// failed PSK handshake (unknown identity, wrong key) lasts that long.
+const coapHandshakeTimeout = 3 * time.Second
+
 func startCoAPGateway(t *testing.T, name string) (*gw, *coapHandler) {
 	h := newCoAPHandler()
 	g := startGateway(t, name, listener.DTLSConfig{
-		PSK:             map[string][]byte{coapIdentity: []byte(coapKey), "someone-else": []byte("another key")},
-		PSKIdentityHint: "protogate",
+		PSK:              map[string][]byte{coapIdentity: []byte(coapKey), "someone-else": []byte("another key")},
+		PSKIdentityHint:  "protogate",
+		HandshakeTimeout: coapHandshakeTimeout,
 	}, h, testLogger(t, slog.LevelInfo))
 	return g, h
 }
@@ -299,11 +304,11 @@ var negotiatedSuite = regexp.MustCompile(`(?:Selected cipher suite|Using cipher)
 func TestInteropCoAPLibcoapPSK(t *testing.T) {
 	for _, tc := range []struct {
 		name, bin string
-		env       func(dir string) []string
+		env       func(t *testing.T, dir string) []string
 		suite     string // the suite that must be negotiated; "" for any
 	}{
 		{name: "gnutls", bin: "coap-client-gnutls"},
-		{name: "gnutls-ccm8", bin: "coap-client-gnutls", suite: "GNUTLS_PSK_AES_128_CCM_8", env: func(dir string) []string {
+		{name: "gnutls-ccm8", bin: "coap-client-gnutls", suite: "GNUTLS_PSK_AES_128_CCM_8", env: func(t *testing.T, dir string) []string {
 			f := filepath.Join(dir, "gnutls-priority.conf")
 			if err := os.WriteFile(f, []byte(gnutlsCCM8Only), 0o644); err != nil {
 				t.Fatal(err)
@@ -313,6 +318,7 @@ func TestInteropCoAPLibcoapPSK(t *testing.T) {
 		{name: "openssl", bin: "coap-client-openssl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits for a failed handshake to time out
 			path := lookPeer(t, tc.bin, "libcoap3-bin")
 			name := "interop-libcoap-" + tc.name
 			g, h := startCoAPGateway(t, name)
@@ -335,7 +341,7 @@ func TestInteropCoAPLibcoapPSK(t *testing.T) {
 				args = append(args, fmt.Sprintf("coaps://127.0.0.1:%d/hello", g.addr.Port))
 				p := newPeerCmd(ctx, path, args...)
 				if tc.env != nil {
-					p.cmd.Env = append(os.Environ(), tc.env(dir)...)
+					p.cmd.Env = append(os.Environ(), tc.env(t, dir)...)
 				}
 				log := p.run(t)
 				cancel()
@@ -364,15 +370,17 @@ func TestInteropCoAPLibcoapPSK(t *testing.T) {
 			}
 
 			// An identity the listener does not know: the handshake fails
-			// (coap-client still exits 0), nothing reaches the handler, and
-			// the listener counts a handshake refusal.
+			// as a wrong key's does, at the handshake timeout (coap-client
+			// still exits 0), nothing reaches the handler, and the listener
+			// counts a handshake refusal.
 			ctx, cancel := context.WithTimeout(context.Background(), iwait)
 			defer cancel()
 			outFile := filepath.Join(dir, "payload-unknown")
-			p := newPeerCmd(ctx, path, "-v", "9", "-B", "5", "-o", outFile, "-m", "get", "-u", "nobody", "-k", coapKey,
+			wait := fmt.Sprint(int(coapHandshakeTimeout / time.Second))
+			p := newPeerCmd(ctx, path, "-v", "9", "-B", wait, "-o", outFile, "-m", "get", "-u", "nobody", "-k", coapKey,
 				fmt.Sprintf("coaps://127.0.0.1:%d/hello", g.addr.Port))
 			if tc.env != nil {
-				p.cmd.Env = append(os.Environ(), tc.env(dir)...)
+				p.cmd.Env = append(os.Environ(), tc.env(t, dir)...)
 			}
 			log := p.run(t)
 			if got, err := os.ReadFile(outFile); err == nil && len(got) > 0 {
