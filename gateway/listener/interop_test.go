@@ -618,17 +618,20 @@ func TestInteropDTLSFlood(t *testing.T) {
 		}
 	}
 	// Junk on the established client's address that DTLS must discard:
-	// random bytes, datagrams longer than pion's 8 KiB buffer, and records
-	// of the session's epoch that do not decrypt. (Forged epoch-0 records
-	// are not all harmless: see TestInteropDTLSSpoofedRecords.)
+	// random bytes, datagrams longer than pion's 8 KiB buffer, records of
+	// the session's epoch that do not decrypt, and plaintext epoch-0
+	// records (see TestInteropDTLSSpoofedRecords).
+	epoch0 := []byte{21, 22, 23, 99} // alert, handshake, application data, unknown
 	for i := range ownJunk {
-		switch i % 3 {
+		switch i % 4 {
 		case 0:
 			ownSet = append(ownSet, junk(r, 500))
 		case 1:
 			ownSet = append(ownSet, junk(r, 30000))
 		case 2:
 			ownSet = append(ownSet, record(23, 1, uint64(1000+i), junk(r, 100)))
+		case 3:
+			ownSet = append(ownSet, record(epoch0[(i/4)%len(epoch0)], 0, uint64(1000+i), junk(r, 40)))
 		}
 	}
 
