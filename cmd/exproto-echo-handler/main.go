@@ -9,14 +9,17 @@
 // Usage:
 //
 //	exproto-echo-handler [-listen 127.0.0.1:9001] [-adapter http://127.0.0.1:9100]
-//	                     [-adapter-ca ca.pem] [-authenticate] [-log-level info]
+//	                     [-adapter-ca ca.pem] [-authenticate]
+//	                     [-stream-concurrency 64] [-log-level info]
 //
 // -adapter is the gateway's ConnectionAdapter URL; https:// uses TLS, verified
 // against the system roots or, with -adapter-ca, against that CA file.
 // -authenticate makes OnSocketCreated authenticate every connection with
 // clientid = its conn handle (closing it if the gateway refuses); without it
-// connections are never authenticated, which an echo does not need. Point a
-// protogate handler at it:
+// connections are never authenticated, which an echo does not need. On the
+// streaming service the bytes of each connection are echoed in order, and up
+// to -stream-concurrency connections of one stream are served at once (1:
+// one request at a time per stream). Point a protogate handler at it:
 //
 //	handlers:
 //	  echo: {grpc: {address: http://127.0.0.1:9001}}   # service_name: ConnectionHandler for streaming
@@ -76,12 +79,17 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(net.Ad
 	adapter := fs.String("adapter", "http://127.0.0.1:9100", "ConnectionAdapter URL of the gateway (http:// or https://)")
 	adapterCA := fs.String("adapter-ca", "", "PEM file of the CA that signed the adapter's certificate (https only; default: system roots)")
 	authenticate := fs.Bool("authenticate", false, "authenticate each connection with clientid = its conn handle")
+	streamConc := fs.Int("stream-concurrency", echohandler.DefaultStreamConcurrency,
+		"streaming service: connections of one stream handled at once (each connection's requests stay in order; 1: the whole stream in order)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *streamConc < 1 {
+		return fmt.Errorf("-stream-concurrency %d: want at least 1", *streamConc)
 	}
 
 	var level slog.Level
@@ -108,13 +116,15 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(net.Ad
 	}
 	srv := grpc.NewServer()
 	echohandler.New(exprotov1.NewConnectionAdapterClient(cc), echohandler.Options{
-		Authenticate: *authenticate,
-		Logger:       log,
+		Authenticate:      *authenticate,
+		StreamConcurrency: *streamConc,
+		Logger:            log,
 	}).Register(srv)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "listen", ln.Addr().String(), "adapter", *adapter, "authenticate", *authenticate,
+	log.Info("listening", "listen", ln.Addr().String(), "adapter", *adapter,
+		"authenticate", *authenticate, "stream_concurrency", *streamConc,
 		"services", []string{"emqx.exproto.v1.ConnectionUnaryHandler", "emqx.exproto.v1.ConnectionHandler"})
 	if ready != nil {
 		ready(ln.Addr())

@@ -211,9 +211,16 @@ func TestEcho(t *testing.T) {
 // TestEchoInOrder pipelines chunks on one connection: every byte must come
 // back, in order, although the gateway may coalesce or split the chunks.
 func TestEchoInOrder(t *testing.T) {
-	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming} {
-		t.Run(svc, func(t *testing.T) {
-			r := newRig(t, svc, nil)
+	for _, tc := range []struct {
+		svc  string
+		args []string
+	}{
+		{remote.ServiceUnary, nil},
+		{remote.ServiceStreaming, nil},
+		{remote.ServiceStreaming, []string{"-stream-concurrency", "1"}},
+	} {
+		t.Run(tc.svc+strings.Join(tc.args, ""), func(t *testing.T) {
+			r := newRig(t, tc.svc, nil, tc.args...)
 			nc := r.dial(t)
 			var want bytes.Buffer
 			for i := range 200 {
@@ -309,6 +316,7 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"-adapter", "127.0.0.1:9100"}, "want a URL"},
 		{[]string{"-listen", "256.0.0.1:0"}, "listen"},
 		{[]string{"-nosuchflag"}, "not defined"},
+		{[]string{"-stream-concurrency", "0"}, "-stream-concurrency"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

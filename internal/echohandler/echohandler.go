@@ -29,9 +29,7 @@ package echohandler
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -44,6 +42,9 @@ import (
 // deadline, when Options.CallTimeout is zero.
 const DefaultCallTimeout = 30 * time.Second
 
+// DefaultStreamConcurrency is Options.StreamConcurrency when it is zero.
+const DefaultStreamConcurrency = 64
+
 // Options configures a Handler. The zero value is an echo handler that does
 // not authenticate and discards its logs.
 type Options struct {
@@ -53,6 +54,12 @@ type Options struct {
 	// CallTimeout bounds an adapter call whose callback context carries no
 	// deadline. Default: DefaultCallTimeout.
 	CallTimeout time.Duration
+	// StreamConcurrency is, on the streaming service, the most requests of
+	// one stream handled at once, each for a different connection: the
+	// requests of one connection are always handled one at a time, in the
+	// order they arrived. 1 handles each stream strictly in order, one
+	// request at a time. Default: DefaultStreamConcurrency.
+	StreamConcurrency int
 	// Logger receives the handler's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -64,22 +71,22 @@ type Options struct {
 //
 // Concurrency: a Handler is safe for concurrent use and holds no
 // per-connection state. Unary callbacks run fully in parallel. On the
-// streaming service the requests of one stream are handled one at a time, in
-// the order they arrive, each one's adapter calls finishing before the next
-// request is read, so the bytes of one connection are echoed in order.
+// streaming service the requests of one connection on one stream are handled
+// one at a time, in the order they arrived, each one's adapter calls
+// finishing before the next starts, so the bytes of a connection are echoed
+// in order; requests of different connections on one stream run
+// concurrently, up to Options.StreamConcurrency at once.
 type Handler struct {
 	exprotov1.UnimplementedConnectionUnaryHandlerServer
 
 	adapter exprotov1.ConnectionAdapterClient
 	auth    bool
 	timeout time.Duration
+	streamN int
 	log     *slog.Logger
 }
 
-var (
-	_ exprotov1.ConnectionUnaryHandlerServer = (*Handler)(nil)
-	_ exprotov1.ConnectionHandlerServer      = streamingHandler{}
-)
+var _ exprotov1.ConnectionUnaryHandlerServer = (*Handler)(nil)
 
 // empty is the reply of every callback. Marshalling a message is safe from
 // several goroutines at once, and nobody modifies it.
@@ -90,10 +97,19 @@ func New(adapter exprotov1.ConnectionAdapterClient, opts Options) *Handler {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = DefaultCallTimeout
 	}
+	if opts.StreamConcurrency <= 0 {
+		opts.StreamConcurrency = DefaultStreamConcurrency
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{adapter: adapter, auth: opts.Authenticate, timeout: opts.CallTimeout, log: opts.Logger}
+	return &Handler{
+		adapter: adapter,
+		auth:    opts.Authenticate,
+		timeout: opts.CallTimeout,
+		streamN: opts.StreamConcurrency,
+		log:     opts.Logger,
+	}
 }
 
 // Register registers both handler services,
@@ -105,10 +121,13 @@ func (h *Handler) Register(s grpc.ServiceRegistrar) {
 }
 
 // Streaming returns the Handler's implementation of the legacy
-// client-streaming service. Each rpc handles the requests of its stream in
-// order, exactly as the unary rpc of the same name would, and answers
-// EmptySuccess when the gateway closes its side of the stream. A transport
-// error talking to the adapter ends the stream with that error.
+// client-streaming service. Each rpc handles the requests of its stream
+// exactly as the unary rpc of the same name would, those of one connection
+// in order (see the concurrency note on Handler), and answers EmptySuccess
+// once the gateway has closed its side of the stream and every request has
+// been handled. A transport error talking to the adapter ends the stream
+// with that error: at once with StreamConcurrency 1, else when the stream's
+// next request arrives or the gateway closes its side.
 func (h *Handler) Streaming() exprotov1.ConnectionHandlerServer {
 	return streamingHandler{h: h}
 }
@@ -186,50 +205,4 @@ func (h *Handler) OnReceivedMessages(context.Context, *exprotov1.ReceivedMessage
 // handler keeps no per-connection state, so there is nothing to release.
 func (h *Handler) OnSocketClosed(context.Context, *exprotov1.SocketClosedRequest) (*exprotov1.EmptySuccess, error) {
 	return empty, nil
-}
-
-// streamingHandler implements the legacy client-streaming ConnectionHandler
-// service on top of the Handler's unary methods.
-type streamingHandler struct {
-	exprotov1.UnimplementedConnectionHandlerServer
-	h *Handler
-}
-
-func (s streamingHandler) OnSocketCreated(stream grpc.ClientStreamingServer[exprotov1.SocketCreatedRequest, exprotov1.EmptySuccess]) error {
-	return serveStream(stream, s.h.OnSocketCreated)
-}
-
-func (s streamingHandler) OnSocketClosed(stream grpc.ClientStreamingServer[exprotov1.SocketClosedRequest, exprotov1.EmptySuccess]) error {
-	return serveStream(stream, s.h.OnSocketClosed)
-}
-
-func (s streamingHandler) OnReceivedBytes(stream grpc.ClientStreamingServer[exprotov1.ReceivedBytesRequest, exprotov1.EmptySuccess]) error {
-	return serveStream(stream, s.h.OnReceivedBytes)
-}
-
-func (s streamingHandler) OnTimerTimeout(stream grpc.ClientStreamingServer[exprotov1.TimerTimeoutRequest, exprotov1.EmptySuccess]) error {
-	return serveStream(stream, s.h.OnTimerTimeout)
-}
-
-func (s streamingHandler) OnReceivedMessages(stream grpc.ClientStreamingServer[exprotov1.ReceivedMessagesRequest, exprotov1.EmptySuccess]) error {
-	return serveStream(stream, s.h.OnReceivedMessages)
-}
-
-// serveStream receives requests until the client closes its side, handling
-// each with fn and the stream's context before reading the next, then
-// answers EmptySuccess.
-func serveStream[Req any](stream grpc.ClientStreamingServer[Req, exprotov1.EmptySuccess], fn func(context.Context, *Req) (*exprotov1.EmptySuccess, error)) error {
-	ctx := stream.Context()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(empty)
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := fn(ctx, req); err != nil {
-			return err
-		}
-	}
 }
