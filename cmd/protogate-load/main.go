@@ -14,6 +14,7 @@
 //	hold        open N idle connections at a given rate, hold them, check a sample still echoes
 //	fanout      one NATS publisher, N subscribers (plain NATS, or linepubsub connections through the gateway)
 //	udp         N UDP sockets echoing datagrams, ping-pong
+//	grpcfloor   the floor of the remote path: a bare grpc-go loop of OnReceivedBytes out and Send back
 //
 // `protogate-load <command> -h` describes a command and its flags.
 //
@@ -69,6 +70,7 @@ var commands = []command{
 	{"hold", "open N idle connections at a given rate, hold them, check a sample still echoes", cmdHold},
 	{"fanout", "one NATS publisher, N subscribers (plain NATS, or linepubsub connections through the gateway)", cmdFanout},
 	{"udp", "N UDP sockets echoing datagrams, ping-pong", cmdUDP},
+	{"grpcfloor", "the floor of the remote path: a bare grpc-go loop of OnReceivedBytes out and Send back", cmdGRPCFloor},
 }
 
 func main() {
