@@ -280,4 +280,3 @@ func freePorts(n int, udp bool) ([]int, error) {
 	}
 	return ports, nil
 }
-

@@ -529,7 +529,7 @@ func (s *suite) derivedRows() []row {
 		m := s.mem["wasm-hold"]
 		r := row{name: fmt.Sprintf("%d idle TCP conns, Wasm handler (builtin:echo)", wh.Conns),
 			measured: fmt.Sprintf("%.1f KiB/conn (RSS %.0f -> %.0f MiB), %.0f conns/s, %d held, %d/%d sampled echo", m.PerConnKB, m.BaseKiB/1024, m.PeakKiB/1024, wh.AcceptPS, wh.Held, wh.SampleOK, min(100, wh.Conns)),
-			target: "<= 8 KiB/conn; >= 0.6 x accept rate"}
+			target:   "<= 8 KiB/conn; >= 0.6 x accept rate"}
 		ok := m.PerConnKB <= 8 && wh.Held == wh.Conns && wh.Errors == 0 && wh.SampleOK == min(100, wh.Conns)
 		if fh != nil {
 			acc := wh.AcceptPS / fh.AcceptPS
@@ -553,7 +553,7 @@ func (s *suite) derivedRows() []row {
 		m := s.mem["long"]
 		rows = append(rows, row{name: fmt.Sprintf("%d messages through builtin:echo (100 conns, depth 4)", r.Msgs),
 			measured: fmt.Sprintf("%.0f msgs/s; RSS %.0f MiB at start, %.0f MiB at 1M, peak %.0f MiB", r.MsgsPerS, m.BaseKiB/1024, m.At1MKiB/1024, m.PeakKiB/1024),
-			ratio: fmt.Sprintf("growth after 1M: %.1f MiB", m.GrowthMiB), target: "< 50 MiB", met: yes(m.GrowthMiB < 50 && clean(r))})
+			ratio:    fmt.Sprintf("growth after 1M: %.1f MiB", m.GrowthMiB), target: "< 50 MiB", met: yes(m.GrowthMiB < 50 && clean(r))})
 	}
 	return rows
 }
