@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -206,6 +207,30 @@ func report(r *loadstat.Result, stdout, stderr io.Writer, extra ...string) error
 		fmt.Fprintln(stderr, e)
 	}
 	return nil
+}
+
+// forever stands for a -duration not given with -messages: the run ends
+// when the messages are done (or on a signal).
+const forever = time.Duration(1 << 62)
+
+// runLength returns the duration a run with the flags' values lasts:
+// with messages and no explicit -duration, forever.
+func runLength(fs *flag.FlagSet, d time.Duration, messages bool) time.Duration {
+	if messages && !isSet(fs, "duration") {
+		return forever
+	}
+	return d
+}
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 // checkFiles returns an error when conns connections cannot be open at once

@@ -31,7 +31,7 @@ echoed and checked but not measured.
 
 The run lasts -duration after the warm-up, or, with -messages, until that
 many round trips (all connections together, warm-up excluded) have
-completed; -duration then bounds the run. A connection that fails, or gets
+completed; -duration then bounds the run if it is given. A connection that fails, or gets
 no reply for -timeout, is closed and counted as an error; the others go on.
 
 JSON fields: scenario "echo", target, conns, size, depth, seconds, msgs,
@@ -75,7 +75,7 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Conns, "conns", 100, "number of connections")
 	fs.IntVar(&cfg.Size, "size", 64, "payload size in `bytes`")
 	fs.IntVar(&cfg.Depth, "depth", 1, "payloads in flight per connection (1: ping-pong)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run, unbounded unless given)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "time before measuring starts")
 	fs.Int64Var(&cfg.Messages, "messages", 0, "stop after this many round trips in all, warm-up excluded (0: run for -duration)")
 	fs.BoolVar(&useTLS, "tls", false, "connect with TLS")
@@ -89,6 +89,7 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Addr == "" {
 		return usagef("echo: -addr is required")
 	}
+	cfg.Duration = runLength(fs, cfg.Duration, cfg.Messages > 0)
 	if err := positive("echo", "conns", cfg.Conns, "size", cfg.Size, "depth", cfg.Depth, "duration", cfg.Duration, "timeout", cfg.Timeout); err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func cmdFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.NATS, "nats", "nats://127.0.0.1:4222", "`URL` of the NATS server the publisher (and plain subscribers) connect to")
 	fs.StringVar(&cfg.Gateway, "gateway", "", "`host:port` of a gateway listener running builtin:linepubsub (default: plain NATS subscribers)")
 	fs.IntVar(&cfg.Subs, "subs", 1000, "number of subscribers")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run, unbounded unless given)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "time before measuring starts")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "messages published per second (0: closed-loop, as fast as every subscriber keeps up)")
 	fs.Uint64Var(&cfg.Messages, "messages", 0, "stop after publishing this many messages, warm-up excluded (0: run for -duration)")
@@ -90,6 +90,7 @@ func cmdFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	cfg.Duration = runLength(fs, cfg.Duration, cfg.Messages > 0)
 	if err := positive("fanout", "subs", cfg.Subs, "window", cfg.Window, "duration", cfg.Duration, "timeout", cfg.Timeout); err != nil {
 		return err
 	}

@@ -23,7 +23,8 @@ to come back (ping-pong); a datagram not answered within -timeout counts as
 lost and the socket moves on to the next one. A late answer is recognized by
 its sequence number and ignored. The run lasts -duration after -warmup, or,
 with -messages, until that many datagrams (all sockets together, warm-up
-excluded) were sent and answered or lost.
+excluded) were sent and answered or lost; -duration then bounds the run if
+it is given.
 
 Before the run, each socket must get an answer to one of 3 probes; a socket
 that gets none is counted as an error and left out, and the command fails
@@ -58,7 +59,7 @@ func cmdUDP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Addr, "addr", "", "`host:port` of the UDP echo server (required)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "number of sockets")
 	fs.IntVar(&cfg.Size, "size", 64, "datagram size in `bytes`")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run, unbounded unless given)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "time before measuring starts")
 	fs.DurationVar(&cfg.Timeout, "timeout", time.Second, "a datagram not answered within this time is lost")
 	fs.Int64Var(&cfg.Messages, "messages", 0, "stop after this many datagrams in all, warm-up excluded (0: run for -duration)")
@@ -70,6 +71,7 @@ func cmdUDP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.Addr == "" {
 		return usagef("udp: -addr is required")
 	}
+	cfg.Duration = runLength(fs, cfg.Duration, cfg.Messages > 0)
 	if err := positive("udp", "conns", cfg.Conns, "size", cfg.Size, "duration", cfg.Duration, "timeout", cfg.Timeout); err != nil {
 		return err
 	}
