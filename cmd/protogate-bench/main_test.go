@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQuickSuite builds the three binaries and runs the suite's echo, remote
+// and udp groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
+// case must complete with clean results. The numbers are not checked; they
+// mean nothing in a quick run on a loaded machine.
+func TestQuickSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs servers")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "../protogate", "../protogate-load", "../exproto-echo-handler")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := t.TempDir()
+	cmd := exec.Command("go", "run", ".", "-bin", bin, "-out", out, "-quick", "-only", "echo,remote,udp")
+	b, err := cmd.CombinedOutput()
+	// Targets may be missed in a quick run (exit status 1), but the suite
+	// itself must work.
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		t.Fatalf("protogate-bench: %v\n%s", err, b)
+	}
+	if strings.Contains(string(b), "failed:") {
+		t.Fatalf("a case failed:\n%s", b)
+	}
+	f, err := os.Open(filepath.Join(out, "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct {
+			Case     string `json:"case"`
+			Msgs     uint64 `json:"msgs"`
+			Errors   uint64 `json:"errors"`
+			Mismatch uint64 `json:"mismatches"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", sc.Bytes(), err)
+		}
+		if r.Msgs == 0 || r.Errors != 0 || r.Mismatch != 0 {
+			t.Errorf("case %s: %s", r.Case, sc.Bytes())
+		}
+		seen[r.Case] = true
+	}
+	for _, c := range []string{"floor", "wasm-echo", "grpcfloor", "remote-unary", "remote-streaming", "floor-udp", "wasm-udp"} {
+		if !seen[c] {
+			t.Errorf("no result for case %s\n%s", c, b)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil || !strings.Contains(string(md), "| echo via Wasm Go guest (builtin:echo) |") {
+		t.Errorf("results.md: %v\n%s", err, md)
+	}
+}
