@@ -329,6 +329,9 @@ func (r *echoRun) pipelined(c *echoConn) {
 	// when it is not measured. The writer reuses a slot only once the
 	// reader has given the payload's token back.
 	sentAt := make([]atomic.Int64, depth)
+	for i := range sentAt {
+		sentAt[i].Store(-1)
+	}
 	readerDone := make(chan struct{})
 	writerDone := make(chan struct{})
 	var w writerState

@@ -38,6 +38,7 @@ func TestEchoPingPong(t *testing.T) {
 }
 
 func TestEchoMessages(t *testing.T) {
+	defer noLoadGoroutines(t)
 	addr := startServeEcho(t, false)
 	for _, tc := range []struct {
 		name               string
@@ -115,6 +116,7 @@ func TestEchoServerCloses(t *testing.T) {
 // A server that never answers: the watchdog closes the connections after
 // the timeout and counts them.
 func TestEchoStalled(t *testing.T) {
+	defer noLoadGoroutines(t)
 	addr := startTCP(t, func(_ int, c net.Conn) { io.Copy(io.Discard, c) })
 	for _, depth := range []int{1, 3} {
 		r, notes, err := runEcho(context.Background(), EchoConfig{Addr: addr, Conns: 2, Depth: depth, Duration: time.Hour, Timeout: 100 * time.Millisecond})
@@ -131,6 +133,7 @@ func TestEchoStalled(t *testing.T) {
 }
 
 func TestEchoCanceled(t *testing.T) {
+	defer noLoadGoroutines(t)
 	addr := startServeEcho(t, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	var log lockedBuffer

@@ -40,6 +40,7 @@ func complete(t *testing.T, r *loadstat.Result) {
 }
 
 func TestFanoutNATS(t *testing.T) {
+	defer noLoadGoroutines(t)
 	url := startNATS(t)
 	r, notes, err := runFanout(context.Background(), FanoutConfig{NATS: url, Subs: 10, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Size: 64, Timeout: 10 * time.Second})
 	if err != nil {

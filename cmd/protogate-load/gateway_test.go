@@ -54,6 +54,7 @@ func TestGatewayUDP(t *testing.T) {
 }
 
 func TestGatewayFanout(t *testing.T) {
+	defer noLoadGoroutines(t)
 	gw := startGateway(t)
 	// Through linepubsub connections, then plain NATS subscribers of the
 	// gateway's embedded server.

@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +40,46 @@ func TestMain(m *testing.M) {
 		shared.stop()
 	}
 	os.Exit(code)
+}
+
+// noLoadGoroutines fails the test if a goroutine of a load scenario is
+// still running: every run must have joined its goroutines when it returns.
+// A goroutine may still be on its way out after signaling that it is done,
+// so this waits a little for them to go.
+func noLoadGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		g := loadGoroutine()
+		if g == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a load goroutine is still running:\n%s", g)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// loadGoroutine returns the stack of a goroutine of a load scenario, or "".
+func loadGoroutine() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, fn := range []string{"(*echoRun)", "(*udpRun)", "(*fanRun)", "progress(", "parallel"} {
+			if strings.Contains(g, "protogate-load."+fn) {
+				return g
+			}
+		}
+	}
+	return ""
 }
 
 // startServeEcho runs serveEcho until the test ends and returns its address.

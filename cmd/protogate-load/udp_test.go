@@ -9,6 +9,7 @@ import (
 )
 
 func TestUDP(t *testing.T) {
+	defer noLoadGoroutines(t)
 	addr := startServeEcho(t, true)
 	r, _, err := runUDP(context.Background(), UDPConfig{Addr: addr, Conns: 4, Size: 64, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Timeout: 10 * time.Second})
 	if err != nil {
