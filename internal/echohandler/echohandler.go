@@ -49,7 +49,9 @@ const DefaultStreamConcurrency = 64
 // not authenticate and discards its logs.
 type Options struct {
 	// Authenticate makes OnSocketCreated authenticate each connection with
-	// clientid = its conn handle (proto_name "exproto-echo", proto_ver "1").
+	// clientid = its conn handle, proto_name "exproto" and proto_ver "1"
+	// (EMQX picks its authenticator chain by proto_name, and only "exproto"
+	// reaches the gateway's own chain).
 	Authenticate bool
 	// CallTimeout bounds an adapter call whose callback context carries no
 	// deadline. Default: DefaultCallTimeout.
@@ -153,7 +155,7 @@ func (h *Handler) OnSocketCreated(ctx context.Context, req *exprotov1.SocketCrea
 	resp, err := h.adapter.Authenticate(ctx, &exprotov1.AuthenticateRequest{
 		Conn: conn,
 		Clientinfo: &exprotov1.ClientInfo{
-			ProtoName: "exproto-echo",
+			ProtoName: "exproto",
 			ProtoVer:  "1",
 			Clientid:  conn,
 		},

@@ -132,7 +132,8 @@ func TestSocketCreated(t *testing.T) {
 		if _, err := New(f, Options{Authenticate: true}).OnSocketCreated(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.auth) != 1 || f.auth[0].GetConn() != conn || f.auth[0].GetClientinfo().GetClientid() != conn {
+		if len(f.auth) != 1 || f.auth[0].GetConn() != conn || f.auth[0].GetClientinfo().GetClientid() != conn ||
+			f.auth[0].GetClientinfo().GetProtoName() != "exproto" {
 			t.Fatalf("authenticate requests %v, want one with clientid %s", f.auth, conn)
 		}
 		if len(f.calls) != 1 {
