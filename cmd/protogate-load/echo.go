@@ -31,8 +31,9 @@ echoed and checked but not measured.
 
 The run lasts -duration after the warm-up, or, with -messages, until that
 many round trips (all connections together, warm-up excluded) have
-completed; -duration then bounds the run if it is given. A connection that fails, or gets
-no reply for -timeout, is closed and counted as an error; the others go on.
+completed; -duration then bounds the run if it is given. A connection that
+fails, or gets no reply for -timeout, is closed and counted as an error;
+the others go on.
 
 JSON fields: scenario "echo", target, conns, size, depth, seconds, msgs,
 msgs_per_s, p50_us, p99_us, p999_us, max_us, errors, mismatches.

@@ -41,8 +41,9 @@ up; a message still incomplete after -timeout is given up on. With -rate R
 it publishes R messages per second, whatever the subscribers do.
 
 Messages published during -warmup are not measured. After -duration (or,
-with -messages, once it has published that many) the publisher stops and the subscribers get up to -timeout to receive what is
-still on its way; lost is every expected delivery that did not arrive.
+with -messages, once it has published that many) the publisher stops, and
+the subscribers get up to -timeout to receive what is still on its way;
+lost is every expected delivery that did not arrive.
 
 JSON fields: scenario "fanout", target, conns (subscribers), size, depth
 (the window, closed-loop), seconds, msgs (deliveries), msgs_per_s, p50_us,
