@@ -27,13 +27,21 @@
 // with a non-zero exit status. SIGINT or SIGTERM ends a run early, and its
 // result is still printed.
 //
-// Examples, against a gateway serving builtin:echo on port 7993:
+// Examples, against a gateway serving builtin:echo on TCP port 7993 and UDP
+// port 7994:
 //
 //	protogate-load serve-echo -listen 127.0.0.1:9000 &
 //	protogate-load echo -addr 127.0.0.1:9000 -conns 100 -size 64 -duration 10s
 //	protogate-load echo -addr 127.0.0.1:7993 -conns 100 -size 64 -duration 10s
 //	protogate-load echo -addr 127.0.0.1:7993 -depth 4 -messages 5000000
 //	protogate-load hold -addr 127.0.0.1:7993 -conns 15000 -rate 2000 -hold 10s
+//	protogate-load udp -addr 127.0.0.1:7994 -conns 100 -duration 10s
+//
+// and, against a gateway serving builtin:linepubsub on port 7993 with its
+// embedded NATS server open on port 4222 (broker.nats_listen):
+//
+//	protogate-load fanout -nats nats://127.0.0.1:4222 -subs 1000 -gateway 127.0.0.1:7993
+//	protogate-load fanout -nats nats://127.0.0.1:4222 -subs 1000   # plain NATS subscribers
 //
 // The client is built to be cheap, since it usually shares the machine with
 // the server it measures: one goroutine per connection (two when pipelined),
