@@ -247,6 +247,7 @@ func TestDTLSLostFinalFlight(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { pc.Close() })
 			lc := &lossyConn{UDPConn: pc, lost: make(chan struct{})}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
@@ -272,7 +273,6 @@ func TestDTLSLostFinalFlight(t *testing.T) {
 			lc.released.Store(true)
 			r := <-done
 			if r.err != nil {
-				pc.Close()
 				t.Fatalf("client handshake: %v", r.err)
 			}
 			defer r.c.Close()
