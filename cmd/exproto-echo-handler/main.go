@@ -19,7 +19,8 @@
 // connections are never authenticated, which an echo does not need. On the
 // streaming service the bytes of each connection are echoed in order, and up
 // to -stream-concurrency connections of one stream are served at once (1:
-// one request at a time per stream). Point a protogate handler at it:
+// one request at a time per stream). Point a protogate handler at it (as
+// protogate.yaml next to this file does):
 //
 //	handlers:
 //	  echo: {grpc: {address: http://127.0.0.1:9001}}   # service_name: ConnectionHandler for streaming
