@@ -112,6 +112,9 @@ type Handler struct {
 	wg       sync.WaitGroup // background goroutines: replacements, timers, watcher
 
 	refusedLog atomic.Int64 // unix nanos of the last "refused" log line
+
+	wdMu  sync.Mutex             // guards wdSet
+	wdSet map[*instance]struct{} // instances the watchdog looks after
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -159,13 +162,14 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger.With("handler", cfg.Name)}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("handler", cfg.Name), wdSet: make(map[*instance]struct{})}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(uint32(min(cfg.MemoryLimit>>16, 65536))).
-		// Without it a guest in an endless loop could never be stopped.
-		WithCloseOnContextDone(true)
+		// Guest calls are interrupted by the checks instrument adds,
+		// which cost much less than wazero's own (see interrupt.go).
+		WithCloseOnContextDone(false)
 	if cfg.Cache != nil {
 		rc = rc.WithCompilationCache(cfg.Cache)
 	} else if cfg.CacheDir != "" {
@@ -186,6 +190,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 
+	// The watchdog runs before the first instance initialises.
+	h.goBackground(h.watchdog)
 	if err := h.Reload(); err != nil {
 		if cfg.Fallback != nil {
 			h.log.Error("wasmhost: module did not load; new connections use the fallback handler", "err", err)
@@ -197,6 +203,62 @@ func New(cfg Config) (*Handler, error) {
 		h.goBackground(h.watch)
 	}
 	return h, nil
+}
+
+// watchdog stops guest calls that run past their timeout. One goroutine
+// per handler samples every instance's call in progress a few times per
+// CallTimeout, which costs a guest call two atomic operations instead of
+// arming and stopping a timer. A call it has seen running for its whole
+// timeout is stopped: never early, and at most about two ticks late.
+// (Guests call out to Go regularly, see instrument, so a long call cannot
+// keep the watchdog's timer from firing.)
+func (h *Handler) watchdog() {
+	tick := max(min(h.cfg.CallTimeout, h.cfg.InitTimeout)/4, time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var insts []*instance
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		h.wdMu.Lock()
+		insts = insts[:0]
+		for in := range h.wdSet {
+			insts = append(insts, in)
+		}
+		h.wdMu.Unlock()
+		for _, in := range insts {
+			seq := in.calling.Load()
+			switch {
+			case seq == 0:
+				in.wdSeq = 0
+			case seq != in.wdSeq:
+				in.wdSeq, in.wdSince = seq, now
+			case now.Sub(in.wdSince) >= time.Duration(in.limit.Load()):
+				if in.calling.CompareAndSwap(seq, 0) {
+					in.kill()
+				}
+			}
+		}
+		clear(insts)
+	}
+}
+
+// watchInstance and unwatchInstance add and remove an instance from the
+// watchdog's set.
+func (h *Handler) watchInstance(in *instance) {
+	h.wdMu.Lock()
+	h.wdSet[in] = struct{}{}
+	h.wdMu.Unlock()
+}
+
+func (h *Handler) unwatchInstance(in *instance) {
+	h.wdMu.Lock()
+	delete(h.wdSet, in)
+	h.wdMu.Unlock()
 }
 
 // Reload loads the module again (from Path, or Wasm) and switches to it if

@@ -53,6 +53,8 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	for name, f := range hostFuncs {
 		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(name)
 	}
+	// Not part of the ABI: the function instrument's checks call.
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostYield), nil, nil).Export(yieldImport)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("wasmhost: host module: %w", err)
 	}

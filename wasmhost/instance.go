@@ -21,13 +21,17 @@ import (
 // instance is one instantiated module. Its lock serializes every guest call;
 // the fields after mu are guarded by it.
 type instance struct {
-	v     *version
-	id    int
-	mod   api.Module
-	ctx   context.Context    // per instance, carries the instance to host functions
-	kill  context.CancelFunc // aborts the call in progress, for good
-	out   *guestLog
-	start time.Time
+	v   *version
+	id  int
+	mod api.Module
+	// ctx carries the instance to host functions. Calls are interrupted
+	// with stopped, never through a context.
+	ctx context.Context
+	out *guestLog
+
+	// stopped kills the instance: calls end at their next call to
+	// hostYield (see instrument).
+	stopped atomic.Bool
 
 	// Guest exports, looked up once: a lookup per call would cost
 	// microseconds (wasm-measurements.md).
@@ -36,24 +40,27 @@ type instance struct {
 	nconns atomic.Int64 // pinned connections
 	dead   atomic.Bool  // faulted or closed: takes no calls
 
-	// Call deadline: watchdog fires if a call runs past deadline.
-	calling  atomic.Uint64 // sequence number of the call in progress; 0: none
-	deadline atomic.Int64  // since start, of the call in progress
-	watchdog *time.Timer
+	// The call in progress, for the handler's watchdog (see watch).
+	calling atomic.Uint64 // sequence number of the call in progress; 0: none
+	limit   atomic.Int64  // its timeout, in nanoseconds
+	// The watchdog's own bookkeeping, touched only by its goroutine.
+	wdSeq   uint64    // the call it saw running last tick
+	wdSince time.Time // when it first saw that call
 
-	mu        sync.Mutex
-	seq       uint64
-	stack     [3]uint64
-	inboxPtr  uint32
-	inboxCap  uint32
-	buf       []byte // encoding scratch
-	conns     map[uint64]*gateway.Conn
-	timers    map[int64]*guestTimer
-	nextTimer int64
-	current   *gateway.Conn // the connection whose callback runs
-	lastErr   string        // explains the last failed host call
-	fault     string        // set by a host function before it aborts the call
-	closed    bool
+	mu          sync.Mutex
+	seq         uint64
+	stack       [3]uint64
+	inboxPtr    uint32
+	inboxCap    uint32
+	buf         []byte // encoding scratch
+	conns       map[uint64]*gateway.Conn
+	timers      map[int64]*guestTimer
+	nextTimer   int64
+	current     *gateway.Conn // the connection whose callback runs
+	lastErr     string        // explains the last failed host call
+	fault       string        // set by a host function before it aborts the call
+	closed      bool
+	loopStopped bool
 }
 
 // guestTimer is a timer set by the guest with set_timer.
@@ -80,17 +87,12 @@ func (v *version) newInstance() (*instance, error) {
 	in := &instance{
 		v:      v,
 		id:     id,
-		start:  time.Now(),
 		conns:  make(map[uint64]*gateway.Conn),
 		timers: make(map[int64]*guestTimer),
 		buf:    make([]byte, 0, 4096),
 	}
 	in.out = newGuestLog(h.log.With("version", v.gen, "instance", id))
-	var cctx context.Context
-	cctx, in.kill = context.WithCancel(h.ctx)
-	in.ctx = context.WithValue(cctx, instanceKey{}, in)
-	in.watchdog = time.AfterFunc(time.Hour, in.onWatchdog)
-	in.watchdog.Stop()
+	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
 
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -98,20 +100,14 @@ func (v *version) newInstance() (*instance, error) {
 		// completing (wasm-measurements.md).
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
-		WithStdout(in.out.stdout()).WithStderr(in.out.stderr())
+		WithStdout(in.out.stdout()).WithStderr(in.out.stderr()).
+		// _initialize is called below, under the watchdog.
+		WithStartFunctions()
 	for k, val := range h.cfg.Env {
 		cfg = cfg.WithEnv(k, val)
 	}
-	if _, ok := v.cm.ExportedFunctions()[abi.ExportReactorInitialize]; ok {
-		cfg = cfg.WithStartFunctions(abi.ExportReactorInitialize)
-	} else {
-		cfg = cfg.WithStartFunctions()
-	}
-	ictx, cancel := context.WithTimeout(in.ctx, h.cfg.InitTimeout)
-	defer cancel()
-	mod, err := h.rt.InstantiateModule(ictx, v.cm, cfg)
+	mod, err := h.rt.InstantiateModule(in.ctx, v.cm, cfg)
 	if err != nil {
-		in.kill()
 		return nil, fmt.Errorf("instantiate: %w%s", err, in.out.tail())
 	}
 	in.mod = mod
@@ -123,19 +119,50 @@ func (v *version) newInstance() (*instance, error) {
 	in.fMessages = mod.ExportedFunction(abi.ExportOnReceivedMsgs)
 	in.fClosed = mod.ExportedFunction(abi.ExportOnSocketClosed)
 	in.fTimer = mod.ExportedFunction(abi.ExportOnTimer)
-	if in.fInit != nil {
-		in.mu.Lock()
-		st, err := in.callLocked(in.fInit, "protogate_init", h.cfg.InitTimeout, 0, 0, 0)
-		in.mu.Unlock()
-		if err == nil && st != abi.StatusSuccess {
-			err = fmt.Errorf("protogate_init returned %s%s", st.String(), in.out.tail())
-		}
-		if err != nil {
-			in.close()
-			return nil, err
-		}
+	h.watchInstance(in)
+	if err := in.initialize(); err != nil {
+		in.close()
+		return nil, err
 	}
 	return in, nil
+}
+
+// initialize runs the reactor's _initialize, if it has one, and then
+// protogate_init, under InitTimeout each.
+func (in *instance) initialize() error {
+	timeout := in.v.h.cfg.InitTimeout
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if f := in.mod.ExportedFunction(abi.ExportReactorInitialize); f != nil {
+		if _, err := in.callRawLocked(f, "instantiate: "+abi.ExportReactorInitialize, timeout, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if in.fInit == nil {
+		return nil
+	}
+	st, err := in.callLocked(in.fInit, "protogate_init", timeout, 0, 0, 0)
+	if err == nil && st != abi.StatusSuccess {
+		err = fmt.Errorf("protogate_init returned %s%s", st.String(), in.out.tail())
+	}
+	return err
+}
+
+// kill stops the call in progress, and every later one, within
+// yieldEvery loop iterations: the instance is unusable afterwards. It may
+// be called from any goroutine.
+func (in *instance) kill() { in.stopped.Store(true) }
+
+// errInterrupted ends a call that hostYield stops.
+var errInterrupted = errors.New("wasmhost: guest call interrupted")
+
+// hostYield is the function instrument's checks call every yieldEvery loop
+// iterations. Merely calling out to Go lets the Go runtime preempt the
+// goroutine. A killed instance's call ends here.
+func hostYield(ctx context.Context, _ api.Module, _ []uint64) {
+	if in := instanceOf(ctx); in != nil && in.stopped.Load() {
+		panic(errInterrupted)
+	}
 }
 
 // errFault wraps every error that discards an instance.
@@ -149,11 +176,9 @@ func (in *instance) callRawLocked(f api.Function, name string, timeout time.Dura
 	seq := in.seq
 	in.stack = [3]uint64{a, b, c}
 	in.fault = ""
-	in.deadline.Store(int64(time.Since(in.start) + timeout))
+	in.limit.Store(int64(timeout))
 	in.calling.Store(seq)
-	in.watchdog.Reset(timeout)
 	err := f.CallWithStack(in.ctx, in.stack[:])
-	in.watchdog.Stop()
 	timedOut := !in.calling.CompareAndSwap(seq, 0)
 	switch {
 	case timedOut:
@@ -192,22 +217,6 @@ func describeTrap(err error) string {
 	return msg
 }
 
-// onWatchdog interrupts a call that ran past its deadline. The instance
-// cannot be used afterwards: its context is canceled for good.
-func (in *instance) onWatchdog() {
-	seq := in.calling.Load()
-	if seq == 0 {
-		return
-	}
-	if now := time.Since(in.start); int64(now) < in.deadline.Load() {
-		in.watchdog.Reset(time.Duration(in.deadline.Load() - int64(now)))
-		return
-	}
-	if in.calling.CompareAndSwap(seq, 0) {
-		in.kill()
-	}
-}
-
 // faultLocked discards the instance after err: it closes every connection
 // pinned to it except the one whose callback failed (the gateway closes that
 // one when the callback returns the error). in.mu is held; the caller must
@@ -238,13 +247,15 @@ func (in *instance) closeModuleLocked() {
 	in.closed = true
 	in.dead.Store(true)
 	in.kill()
+	in.v.h.unwatchInstance(in)
 	if in.mod != nil {
 		in.mod.Close(context.Background())
 	}
 }
 
-// close closes the instance for good.
+// close closes the instance for good. A call in progress is interrupted.
 func (in *instance) close() {
+	in.kill()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for id, t := range in.timers {

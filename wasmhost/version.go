@@ -99,7 +99,7 @@ func checkModule(cm wazero.CompiledModule) (exports, error) {
 		mod, name, _ := def.Import()
 		switch mod {
 		case abi.ModuleName:
-			if _, ok := hostFuncs[name]; !ok {
+			if _, ok := hostFuncs[name]; !ok && name != yieldImport {
 				return ex, fmt.Errorf("wasmhost: the module imports %s.%s, which ABI v1 does not define", mod, name)
 			}
 		case "wasi_snapshot_preview1":
@@ -133,6 +133,10 @@ func typeNames(ts []api.ValueType) []string {
 // load compiles wasm, checks its ABI, starts a canary instance and then the
 // rest of the pool. It is called with h.mu held.
 func (h *Handler) load(wasm []byte, hash string, gen int) (*version, error) {
+	wasm, err := instrument(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: compile: %w", err)
+	}
 	cm, err := h.rt.CompileModule(h.ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: compile: %w", err)

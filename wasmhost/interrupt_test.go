@@ -1,0 +1,336 @@
+package wasmhost
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/protogate/protogate/abi"
+	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/guests/builtin"
+)
+
+// Helpers that assemble a module in the binary format.
+
+func leb(v uint32) []byte { return appendU32(nil, v) }
+
+func vec(items ...[]byte) []byte {
+	out := leb(uint32(len(items)))
+	for _, it := range items {
+		out = append(out, it...)
+	}
+	return out
+}
+
+func sec(id byte, body []byte) []byte {
+	return append(append([]byte{id}, leb(uint32(len(body)))...), body...)
+}
+
+func str(s string) []byte { return appendName(nil, s) }
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func fbody(code ...byte) []byte { return withLocals([]byte{0x00}, code...) }
+
+func withLocals(locals []byte, code ...byte) []byte {
+	b := append(append([]byte(nil), locals...), code...)
+	return append(leb(uint32(len(b))), b...)
+}
+
+// testModule exercises every place a function index appears: calls,
+// call_indirect through an element segment, ref.func in a global's
+// initializer and in an expression element segment, exports, the start
+// function and the name section. run() returns
+// 1000*seven() + 100*start_ran + 10*callIndirect() + twice(loop)
+// where the loop counts to 3.
+func testModule() []byte {
+	types := vec(
+		[]byte{0x60, 0x00, 0x01, 0x7f}, // 0: [] -> [i32]
+		[]byte{0x60, 0x00, 0x00},       // 1: [] -> []
+	)
+	imports := vec(cat(str("env"), str("seven"), []byte{0x00}, leb(0))) // func 0
+	// Defined functions: 1 run, 2 start, 3 two (via the table), 4 counter,
+	// 5 many.
+	funcs := vec(leb(0), leb(1), leb(0), leb(0), leb(1))
+	table := vec([]byte{0x70, 0x00, 0x02}) // funcref, min 2
+	globals := vec(
+		[]byte{0x7f, 0x01, 0x41, 0x00, 0x0b}, // 0: start ran (mut i32)
+		[]byte{0x70, 0x00, 0xd2, 0x03, 0x0b}, // 1: funcref = ref.func 3
+		[]byte{0x7f, 0x01, 0x41, 0x00, 0x0b}, // 2: loop counter
+	)
+	exports := vec(cat(str("run"), []byte{0x00}, leb(1)), cat(str("many"), []byte{0x00}, leb(5)))
+	start := leb(2)
+	elems := vec(
+		cat([]byte{0x00, 0x41, 0x00, 0x0b}, vec(leb(3))),                   // table[0] = func 3
+		cat([]byte{0x04, 0x41, 0x01, 0x0b}, vec([]byte{0xd2, 0x04, 0x0b})), // table[1] = func 4, as an expression
+	)
+	code := vec(
+		// run: seven()*1000 + started*100 + table[0]()*10 + table[1]()
+		fbody(
+			0x10, 0x00, 0x41, 0xe8, 0x07, 0x6c, // call 0; i32.const 1000; mul
+			0x23, 0x00, 0x41, 0xe4, 0x00, 0x6c, 0x6a, // global.get 0; 100; mul; add
+			0x41, 0x00, 0x11, 0x00, 0x00, 0x41, 0x0a, 0x6c, 0x6a, // call_indirect table[0] * 10; add
+			0x41, 0x01, 0x11, 0x00, 0x00, 0x6a, // call_indirect table[1]; add
+			0x0b,
+		),
+		// start: global 0 = 1
+		fbody(0x41, 0x01, 0x24, 0x00, 0x0b),
+		// two: 2
+		fbody(0x41, 0x02, 0x0b),
+		// counter: loop { g2++; br_if g2 < 3 }; g2
+		fbody(
+			0x03, 0x40,
+			0x23, 0x02, 0x41, 0x01, 0x6a, 0x24, 0x02, // g2 = g2 + 1
+			0x23, 0x02, 0x41, 0x03, 0x48, 0x0d, 0x00, // br_if 0 (g2 < 3)
+			0x0b,
+			0x23, 0x02, 0x0b,
+		),
+		// many: a loop of 5000 iterations
+		withLocals([]byte{0x01, 0x01, 0x7f}, // one i32 local
+			0x03, 0x40,
+			0x20, 0x00, 0x41, 0x01, 0x6a, 0x22, 0x00, // local 0 += 1
+			0x41, 0x88, 0x27, 0x48, 0x0d, 0x00, // br_if 0 (local 0 < 5000)
+			0x0b, 0x0b,
+		),
+	)
+	names := cat(str("name"),
+		sec(0, str("test")),
+		sec(1, vec(cat(leb(1), str("run")), cat(leb(4), str("counter")))),
+	)
+	return cat([]byte("\x00asm\x01\x00\x00\x00"),
+		sec(secType, types), sec(secImport, imports), sec(secFunction, funcs),
+		sec(secTable, table), sec(secGlobal, globals), sec(secExport, exports),
+		sec(secStart, start), sec(secElement, elems), sec(secCode, code),
+		sec(secCustom, names),
+		sec(secCustom, cat(str(".debug_info"), []byte{1, 2, 3})),
+	)
+}
+
+// runTestModule instantiates wasm with the host modules it needs and
+// returns what run() returns.
+func runTestModule(t *testing.T, wasm []byte, yield api.GoModuleFunc) (uint64, api.Module) {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	t.Cleanup(func() { rt.Close(ctx) })
+	_, err := rt.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, s []uint64) { s[0] = 7 }), nil, []api.ValueType{api.ValueTypeI32}).
+		Export("seven").Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if yield != nil {
+		_, err = rt.NewHostModuleBuilder(abi.ModuleName).NewFunctionBuilder().
+			WithGoModuleFunction(yield, nil, nil).Export(yieldImport).Instantiate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := mod.ExportedFunction("run").Call(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r[0], mod
+}
+
+func TestInstrumentKeepsBehaviour(t *testing.T) {
+	orig := testModule()
+	want, _ := runTestModule(t, orig, nil)
+	if want != 7000+100+20+3 {
+		t.Fatalf("the test module itself returns %d", want)
+	}
+	wasm, err := instrument(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yields := 0
+	got, mod := runTestModule(t, wasm, func(context.Context, api.Module, []uint64) { yields++ })
+	if got != want {
+		t.Errorf("instrumented module returns %d, want %d", got, want)
+	}
+	if yields != 0 {
+		t.Errorf("yield called %d times with the flag clear", yields)
+	}
+	if bytes.Contains(wasm, []byte(".debug_info")) {
+		t.Error("DWARF section kept")
+	}
+	if !bytes.Contains(wasm, []byte("counter")) {
+		t.Error("name section dropped")
+	}
+
+	// Yield is called every yieldEvery loop iterations: 3 so far, and
+	// 5000 more.
+	if _, err := mod.ExportedFunction("many").Call(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := (3 + 5000) / yieldEvery; yields != want {
+		t.Errorf("yield called %d times, want %d", yields, want)
+	}
+}
+
+func TestInstrumentStopsALoop(t *testing.T) {
+	// (func (export "spin") (loop (br 0)))
+	wasm := cat([]byte("\x00asm\x01\x00\x00\x00"),
+		sec(secType, vec([]byte{0x60, 0x00, 0x00})),
+		sec(secFunction, vec(leb(0))),
+		sec(secExport, vec(cat(str("spin"), []byte{0x00}, leb(0)))),
+		sec(secCode, vec(fbody(0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b))),
+	)
+	wasm, err := instrument(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := errors.New("stopped")
+	n := 0
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	_, err = rt.NewHostModuleBuilder(abi.ModuleName).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {
+			if n++; n == 1000 {
+				panic(stop)
+			}
+		}), nil, nil).Export(yieldImport).Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mod.ExportedFunction("spin").Call(ctx); !errors.Is(err, stop) {
+		t.Fatalf("spin returned %v", err)
+	}
+}
+
+func TestInstrumentRefuses(t *testing.T) {
+	for name, wasm := range map[string][]byte{
+		"not wasm":  []byte("\x7fELF"),
+		"version 2": []byte("\x00asm\x02\x00\x00\x00"),
+		"truncated": cat([]byte("\x00asm\x01\x00\x00\x00"), []byte{secType, 10, 1}),
+		"bad opcode": cat([]byte("\x00asm\x01\x00\x00\x00"),
+			sec(secType, vec([]byte{0x60, 0x00, 0x00})),
+			sec(secFunction, vec(leb(0))),
+			sec(secCode, vec(fbody(0xff, 0x0b)))),
+	} {
+		if _, err := instrument(wasm); err == nil {
+			t.Errorf("%s: instrumented", name)
+		}
+	}
+}
+
+// TestInstrumentGuests instruments every guest protogate ships and checks
+// that wazero compiles the result and that every loop got its check.
+func TestInstrumentGuests(t *testing.T) {
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	for _, name := range builtin.Names() {
+		wasm, _ := builtin.Lookup(name)
+		out, err := instrument(wasm)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := rt.CompileModule(ctx, out); err != nil {
+			t.Fatalf("%s: instrumented module does not compile: %v", name, err)
+		}
+		if !strings.Contains(string(out), yieldImport) {
+			t.Fatalf("%s: no yield import", name)
+		}
+		t.Logf("%s: %d -> %d bytes", name, len(wasm), len(out))
+	}
+}
+
+// spinGuest is a minimal ABI v1 guest whose on_received_bytes counts to
+// 2^30 in a loop without calling out: about a second of native code.
+func spinGuest() []byte {
+	types := vec(
+		[]byte{0x60, 0x01, 0x7f, 0x01, 0x7f},       // 0: [i32] -> [i32]
+		[]byte{0x60, 0x02, 0x7e, 0x7f, 0x01, 0x7f}, // 1: [i64 i32] -> [i32]
+		[]byte{0x60, 0x00, 0x00},                   // 2: [] -> []
+	)
+	funcs := vec(leb(2), leb(0), leb(1))
+	memory := vec([]byte{0x00, 0x01})
+	exports := vec(
+		cat(str(abi.ExportMarker), []byte{0x00}, leb(0)),
+		cat(str(abi.ExportInbox), []byte{0x00}, leb(1)),
+		cat(str(abi.ExportOnReceivedBytes), []byte{0x00}, leb(2)),
+	)
+	code := vec(
+		fbody(0x0b),
+		fbody(0x41, 0x80, 0x08, 0x0b), // inbox at 1024
+		withLocals([]byte{0x01, 0x01, 0x7e}, // one i64 local (index 2)
+			0x03, 0x40,
+			0x20, 0x02, 0x42, 0x01, 0x7c, 0x22, 0x02, // local 2 += 1
+			0x42, 0x80, 0x80, 0x80, 0x80, 0x04, 0x54, 0x0d, 0x00, // br_if 0 (local 2 < 1<<30)
+			0x0b,
+			0x41, 0x00, 0x0b,
+		),
+	)
+	return cat([]byte("\x00asm\x01\x00\x00\x00"),
+		sec(secType, types), sec(secFunction, funcs), sec(secMemory, memory),
+		sec(secExport, exports), sec(secCode, code))
+}
+
+// doneHandler tells when OnReceivedBytes returns.
+type doneHandler struct {
+	gateway.Handler
+	done chan error
+}
+
+func (d *doneHandler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
+	err := d.Handler.OnReceivedBytes(ctx, c, b)
+	d.done <- err
+	return err
+}
+
+// TestLongCallLetsGCRun checks that a guest call that runs long in native
+// code does not hold up the Go runtime: a garbage collection, which stops
+// every goroutine, completes while the call is still running, because the
+// guest calls out to Go every yieldEvery loop iterations.
+func TestLongCallLetsGCRun(t *testing.T) {
+	h, err := New(Config{Name: "spin", Wasm: spinGuest(), Instances: 1, CallTimeout: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if s := h.Stats(); s.Version == 0 {
+		t.Fatalf("module did not load: %s", s.LastError)
+	}
+	dh := &doneHandler{Handler: h, done: make(chan error, 1)}
+	srv := gateway.New(gateway.Options{Logger: slog.New(slog.DiscardHandler)})
+	defer srv.Close()
+	client, server := net.Pipe()
+	defer client.Close()
+	go srv.ServeConn(server, &gateway.Listener{Name: "spin", Type: gateway.TCP, Handler: dh})
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Give the call time to start (if it has not, the test proves less,
+	// but does not fail).
+	time.Sleep(50 * time.Millisecond)
+	runtime.GC()
+	select {
+	case err := <-dh.done:
+
+		t.Fatalf("the garbage collection waited for the guest call to end (%v)", err)
+	default:
+	}
+	if err := <-dh.done; err != nil {
+		t.Fatal(err)
+	}
+}
