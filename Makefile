@@ -41,7 +41,7 @@ deps: ## Install the test peers (apt) when missing
 test: deps ## Run every test with the race detector
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
-# The suite takes about 7 minutes on a 2-core machine; BENCH_FLAGS=-quick
+# The suite takes about 3 minutes on a 2-core machine; BENCH_FLAGS=-quick
 # checks it in under a minute (its numbers mean nothing).
 BENCH_OUT ?= bench/results
 BENCH_FLAGS ?=
