@@ -78,6 +78,10 @@ type Conn struct {
 	start  time.Time
 
 	wmu sync.Mutex // serializes socket writes; taken before omu
+	// A plain TCP socket's RawConn, read and written directly; nil for
+	// other sockets (see raw_linux.go).
+	rc  syscall.RawConn
+	raw *rawWriter
 
 	omu       sync.Mutex // guards out, spareOut, flushing, lingering
 	out       []byte     // bytes queued by Queue, not yet written
@@ -149,6 +153,27 @@ func (c *Conn) Listener() *Listener { return c.l }
 // connection (reserved a slot in ls); serveStream, then the Conn, releases it.
 func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 	defer s.wg.Done()
+	// The goroutine lives as long as the connection, mostly idle in a
+	// read: its stack stays small only if the frames below that read are
+	// small, so establishing the connection (large frames) returns first.
+	if c := s.establish(nc, ls); c != nil {
+		c.serve()
+	}
+}
+
+// serve runs an established connection until it closes.
+func (c *Conn) serve() {
+	c.armIdle()
+	c.enqueueAndDrain(event{kind: evCreated})
+	c.terminate(c.readLoop())
+}
+
+// establish does what serveStream does before the connection reaches the
+// handler and returns the registered Conn, or nil (having closed nc and
+// released its slot) if the connection is not established.
+//
+//go:noinline
+func (s *Server) establish(nc net.Conn, ls *lstate) *Conn {
 	l := ls.l
 	info := ConnInfo{SockType: l.Type, Listener: l.Name}
 	info.Peer = addrPort(nc.RemoteAddr())
@@ -171,7 +196,7 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 		h, err := proxyproto.Read(br)
 		if err != nil {
 			fail(CauseProxyProtocol, err)
-			return
+			return nil
 		}
 		nc.SetReadDeadline(time.Time{})
 		nc = proxyproto.NewConn(nc, br, h)
@@ -179,7 +204,7 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 		info.Local = addrPort(nc.LocalAddr())
 		if err := ls.checkAddr(info.Peer); err != nil {
 			fail("", err)
-			return
+			return nil
 		}
 	}
 	switch l.Type {
@@ -191,7 +216,7 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 		if err != nil {
 			// A failed handshake never reaches the handler.
 			fail(CauseHandshake, err)
-			return
+			return nil
 		}
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 			info.PeerCert = &CertInfo{CN: certs[0].Subject.CommonName, DN: certs[0].Subject.String()}
@@ -203,7 +228,7 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 		cancel()
 		if err != nil {
 			fail(CauseHandshake, err)
-			return
+			return nil
 		}
 		info.PeerCert, info.PSKIdentity = id.Cert, id.PSKIdentity
 		nc = dc
@@ -212,17 +237,19 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 	if !s.register(c) {
 		nc.Close()
 		ls.release()
-		return
+		return nil
 	}
-	c.armIdle()
-	c.enqueueAndDrain(event{kind: evCreated})
-	c.terminate(c.readLoop())
+	return c
 }
 
 // readLoop reads the socket until it fails or the connection stops taking
 // bytes, and returns the close reason the read error implies.
 func (c *Conn) readLoop() string {
 	l, ls := c.l, c.ls
+	sr := c.newStreamReader()
+	if c.rc != nil {
+		return c.readLoopRaw(c.rc, sr)
+	}
 	size := c.srv.opts.ReadBufferSize
 	if l.datagram() {
 		// One more than the limit, to tell an oversized datagram.
@@ -230,52 +257,22 @@ func (c *Conn) readLoop() string {
 	}
 	buf := make([]byte, size)
 	var bucket *limit.Bucket
-	if l.MaxBytesRate > 0 {
+	if l.MaxBytesRate > 0 && l.datagram() {
 		bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, float64(size)))
-	}
-	var dec *framing.Decoder
-	if l.Framing.Kind != framing.None {
-		fc := l.Framing
-		fc.MaxFrame = l.maxPacket()
-		dec, _ = framing.NewDecoder(fc) // validated by Listener.check
 	}
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
-			c.lastRecv.Store(int64(time.Since(c.start)) | 1)
 			data := buf[:n]
-			switch {
-			case l.datagram():
+			if !l.datagram() {
+				if !c.consumeStream(sr, data) {
+					return ""
+				}
+			} else {
+				c.lastRecv.Store(int64(time.Since(c.start)) | 1)
 				if n > l.maxPacket() || bucket != nil && !bucket.Allow(float64(n)) {
 					ls.dropped.Add(1)
 				} else if !c.enqueueBytes(data) {
-					return ""
-				}
-			case dec != nil:
-				dec.Feed(data)
-				for {
-					frame, ok, ferr := dec.Next()
-					if ferr != nil {
-						ls.overflow.Add(1)
-						c.srv.log.Info("gateway: frame too large; closing", "conn", c.handle, "listener", l.Name, "err", ferr)
-						c.closeWith("{shutdown,frame_too_large}")
-						return ""
-					}
-					if !ok {
-						break
-					}
-					if !c.enqueueBytes(frame) {
-						return ""
-					}
-				}
-			default:
-				if !c.enqueueBytes(data) {
-					return ""
-				}
-			}
-			if bucket != nil && !l.datagram() {
-				// Backpressure: read no more until the rate allows it.
-				if d := bucket.Reserve(float64(n)); d > 0 && !c.pause(d) {
 					return ""
 				}
 			}
@@ -288,6 +285,62 @@ func (c *Conn) readLoop() string {
 			return readErrReason(err, l.Type)
 		}
 	}
+}
+
+// streamReader is what a TCP or TLS read loop keeps across reads.
+type streamReader struct {
+	bucket *limit.Bucket    // MaxBytesRate
+	dec    *framing.Decoder // Framing
+}
+
+func (c *Conn) newStreamReader() *streamReader {
+	l := c.l
+	sr := &streamReader{}
+	if l.MaxBytesRate > 0 {
+		size := float64(c.srv.opts.ReadBufferSize)
+		sr.bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, size))
+	}
+	if l.Framing.Kind != framing.None {
+		fc := l.Framing
+		fc.MaxFrame = l.maxPacket()
+		sr.dec, _ = framing.NewDecoder(fc) // validated by Listener.check
+	}
+	return sr
+}
+
+// consumeStream hands one chunk read from a stream to the handler, whole
+// or frame by frame, and applies MaxBytesRate. It returns once the handler
+// is done with data, so the reader can reuse its buffer, and reports false
+// when the connection no longer takes bytes.
+func (c *Conn) consumeStream(sr *streamReader, data []byte) bool {
+	c.lastRecv.Store(int64(time.Since(c.start)) | 1)
+	if dec := sr.dec; dec != nil {
+		dec.Feed(data)
+		for {
+			frame, ok, ferr := dec.Next()
+			if ferr != nil {
+				c.ls.overflow.Add(1)
+				c.srv.log.Info("gateway: frame too large; closing", "conn", c.handle, "listener", c.l.Name, "err", ferr)
+				c.closeWith("{shutdown,frame_too_large}")
+				return false
+			}
+			if !ok {
+				break
+			}
+			if !c.enqueueBytes(frame) {
+				return false
+			}
+		}
+	} else if !c.enqueueBytes(data) {
+		return false
+	}
+	if sr.bucket != nil {
+		// Backpressure: read no more until the rate allows it.
+		if d := sr.bucket.Reserve(float64(len(data))); d > 0 && !c.pause(d) {
+			return false
+		}
+	}
+	return true
 }
 
 // pause sleeps for d unless the connection closes first; it reports whether
@@ -316,7 +369,7 @@ func (c *Conn) pause(d time.Duration) bool {
 
 func (s *Server) newConn(nc net.Conn, ls *lstate, info ConnInfo) *Conn {
 	id := s.nextID.Add(1)
-	return &Conn{
+	c := &Conn{
 		id:     id,
 		handle: formatHandle(id),
 		srv:    s,
@@ -327,6 +380,12 @@ func (s *Server) newConn(nc net.Conn, ls *lstate, info ConnInfo) *Conn {
 		start:  time.Now(),
 		ack:    make(chan struct{}, 1),
 	}
+	if !ls.l.datagram() {
+		if c.rc = rawSocket(nc); c.rc != nil {
+			c.raw = newRawWriter(c.rc)
+		}
+	}
+	return c
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -445,13 +504,7 @@ func (c *Conn) dispatch(ev *event) {
 	h := c.l.Handler
 	ctx := c.srv.ctx
 	if ev.kind == evClosed {
-		c.mu.Lock()
-		reason := c.reason
-		c.mu.Unlock()
-		if err := h.OnSocketClosed(ctx, c, reason); err != nil {
-			c.srv.log.Warn("gateway: OnSocketClosed failed", "conn", c.handle, "err", err)
-		}
-		c.finish()
+		c.closed(h)
 		return
 	}
 	if ev.kind == evFlush {
@@ -479,17 +532,38 @@ func (c *Conn) dispatch(ev *event) {
 			err = h.OnReceivedMessages(ctx, c, ev.msgs)
 		}
 		if err != nil {
-			c.mu.Lock()
-			c.failed = true
-			c.mu.Unlock()
-			c.srv.log.Warn("gateway: handler callback failed; closing connection",
-				"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
-			c.closeWith(fmt.Sprintf("{shutdown,{error,{%s,%s}}}", name, strings.ReplaceAll(err.Error(), "}", ")")))
+			c.callbackFailed(name, err)
 		}
 	}
 	if ev.ack {
 		c.ack <- struct{}{}
 	}
+}
+
+// callbackFailed closes the connection after a handler callback failed.
+// (Apart from dispatch, whose frame is on the stack of every callback.)
+//
+//go:noinline
+func (c *Conn) callbackFailed(name string, err error) {
+	c.mu.Lock()
+	c.failed = true
+	c.mu.Unlock()
+	c.srv.log.Warn("gateway: handler callback failed; closing connection",
+		"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
+	c.closeWith(fmt.Sprintf("{shutdown,{error,{%s,%s}}}", name, strings.ReplaceAll(err.Error(), "}", ")")))
+}
+
+// closed delivers OnSocketClosed and finishes the connection.
+//
+//go:noinline
+func (c *Conn) closed(h Handler) {
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	if err := h.OnSocketClosed(c.srv.ctx, c, reason); err != nil {
+		c.srv.log.Warn("gateway: OnSocketClosed failed", "conn", c.handle, "err", err)
+	}
+	c.finish()
 }
 
 // closeWith starts closing the connection with reason, unless it is already
@@ -520,6 +594,20 @@ func (c *Conn) closeWith(reason string) {
 	}
 	// Closing the socket ends the reader's Read; the reader then queues
 	// OnSocketClosed behind whatever is still queued.
+	c.closeSocket()
+}
+
+// closeSocket closes the socket so that its reader stops, from any
+// goroutine. A raw socket (see raw_linux.go) is shut down instead: its
+// reader may be inside its read callback, even on this goroutine, and
+// closing waits for the callback to return. Its reader then reads the end
+// of the stream, and the socket is closed for good once the reader is out
+// of the callback (terminate, finish).
+func (c *Conn) closeSocket() {
+	if c.rc != nil {
+		shutdownRaw(c.rc)
+		return
+	}
 	c.nc.Close()
 }
 
@@ -581,6 +669,10 @@ func dropMessages(q []event) []event {
 
 // finish marks the connection dead once OnSocketClosed has been delivered.
 func (c *Conn) finish() {
+	if c.rc != nil {
+		// A lingering flush only shut it down (closeSocket).
+		c.nc.Close()
+	}
 	c.mu.Lock()
 	c.state = stateDead
 	c.mu.Unlock()
@@ -644,7 +736,7 @@ func (c *Conn) onTimer() {
 			close(c.wake)
 		}
 		c.mu.Unlock()
-		c.nc.Close()
+		c.closeSocket()
 		return
 	}
 	if next >= 0 {
@@ -739,7 +831,7 @@ func (c *Conn) flush() {
 	}
 	c.wmu.Unlock()
 	if closeNow {
-		c.nc.Close()
+		c.closeSocket()
 	}
 }
 
@@ -789,8 +881,14 @@ func (c *Conn) write(b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	if _, err := c.nc.Write(b); err != nil {
+	var err error
+	if c.raw != nil {
+		err = c.raw.write(c.nc, b, c.srv.opts.WriteTimeout)
+	} else {
+		c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		_, err = c.nc.Write(b)
+	}
+	if err != nil {
 		c.srv.log.Debug("gateway: write failed", "conn", c.handle, "err", err)
 		c.closeWith("{shutdown,send_error}")
 		return false

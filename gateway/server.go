@@ -188,6 +188,9 @@ type Server struct {
 	wg sync.WaitGroup // every goroutine the server starts
 
 	dropped atomic.Uint64 // deliveries dropped because a queue was full
+
+	bufOnce sync.Once
+	bufs    sync.Pool // read buffers of raw sockets (*[]byte)
 }
 
 // New returns a Server with opts.
