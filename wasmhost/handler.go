@@ -432,7 +432,7 @@ func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *ga
 		}
 		ok, err := in.created(c, info)
 		if ok {
-			c.SetHandlerState(in)
+			c.SetHandlerState(&pin{in: in})
 			return err
 		}
 		// The instance died between pick and pin: pick again.
@@ -449,10 +449,24 @@ func (h *Handler) logRefused(err error) {
 	}
 }
 
+// pin is the handler state of a connection pinned to an instance.
+type pin struct {
+	in   *instance
+	last time.Duration // when OnReceivedBytes last ran, since hotEpoch
+}
+
 // route returns the instance a connection is pinned to, or the fallback.
 func (h *Handler) route(c *gateway.Conn) (*instance, gateway.Handler, error) {
+	p, fb, err := h.routePin(c)
+	if p != nil {
+		return p.in, nil, nil
+	}
+	return nil, fb, err
+}
+
+func (h *Handler) routePin(c *gateway.Conn) (*pin, gateway.Handler, error) {
 	switch s := c.HandlerState().(type) {
-	case *instance:
+	case *pin:
 		return s, nil, nil
 	case fallbackState:
 		return nil, h.cfg.Fallback, nil
@@ -462,14 +476,22 @@ func (h *Handler) route(c *gateway.Conn) (*instance, gateway.Handler, error) {
 
 // OnReceivedBytes implements gateway.Handler.
 func (h *Handler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
-	in, fb, err := h.route(c)
+	p, fb, err := h.routePin(c)
 	switch {
 	case err != nil:
 		return err
 	case fb != nil:
 		return fb.OnReceivedBytes(ctx, c, b)
 	}
-	return in.receivedBytes(c, b)
+	// A busy connection's bytes go to the guest on the connection's own
+	// goroutine; a quiet one's on the instance's (see loop.go).
+	now := time.Since(hotEpoch)
+	hot := now-p.last < hotWindow && p.last != 0
+	p.last = now
+	if hot {
+		return p.in.receivedBytesNow(c, b)
+	}
+	return p.in.receivedBytes(c, b)
 }
 
 // OnTimerTimeout implements gateway.Handler.

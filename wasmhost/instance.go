@@ -18,8 +18,9 @@ import (
 	"github.com/protogate/protogate/gateway"
 )
 
-// instance is one instantiated module. Its lock serializes every guest call;
-// the fields after mu are guarded by it.
+// instance is one instantiated module. Its goroutine runs the callbacks
+// (see loop.go) and its lock serializes every guest call; the fields after
+// mu are guarded by it.
 type instance struct {
 	v   *version
 	id  int
@@ -39,6 +40,9 @@ type instance struct {
 
 	nconns atomic.Int64 // pinned connections
 	dead   atomic.Bool  // faulted or closed: takes no calls
+
+	// The instance's goroutine runs the calls queued here (see loop.go).
+	mb mailbox
 
 	// The call in progress, for the handler's watchdog (see watch).
 	calling atomic.Uint64 // sequence number of the call in progress; 0: none
@@ -124,6 +128,7 @@ func (v *version) newInstance() (*instance, error) {
 		in.close()
 		return nil, err
 	}
+	in.startLoop()
 	return in, nil
 }
 
@@ -247,6 +252,7 @@ func (in *instance) closeModuleLocked() {
 	in.closed = true
 	in.dead.Store(true)
 	in.kill()
+	in.stopLoop()
 	in.v.h.unwatchInstance(in)
 	if in.mod != nil {
 		in.mod.Close(context.Background())
@@ -365,9 +371,9 @@ func (in *instance) deliver(c *gateway.Conn, f api.Function, name string, payloa
 	return err
 }
 
-// created pins c to the instance and runs the guest's on_socket_created. It
+// createdNow pins c to the instance and runs the guest's on_socket_created. It
 // reports false if the instance died before c could be pinned.
-func (in *instance) created(c *gateway.Conn, info *gateway.ConnInfo) (bool, error) {
+func (in *instance) createdNow(c *gateway.Conn, info *gateway.ConnInfo) (bool, error) {
 	in.mu.Lock()
 	if in.dead.Load() {
 		in.mu.Unlock()
@@ -402,20 +408,20 @@ func (in *instance) created(c *gateway.Conn, info *gateway.ConnInfo) (bool, erro
 	return true, err
 }
 
-func (in *instance) receivedBytes(c *gateway.Conn, b []byte) error {
+func (in *instance) receivedBytesNow(c *gateway.Conn, b []byte) error {
 	if b == nil {
 		b = []byte{}
 	}
 	return in.deliver(c, in.fBytes, abi.ExportOnReceivedBytes, b, 0)
 }
 
-func (in *instance) timerTimeout(c *gateway.Conn, t gateway.TimerType) error {
+func (in *instance) timerTimeoutNow(c *gateway.Conn, t gateway.TimerType) error {
 	return in.deliver(c, in.fTimeout, abi.ExportOnTimerTimeout, nil, uint64(t))
 }
 
-// receivedMessages encodes msgs as ReceivedMessagesRequest batches that fit
+// receivedMessagesNow encodes msgs as ReceivedMessagesRequest batches that fit
 // the call limit and delivers them.
-func (in *instance) receivedMessages(c *gateway.Conn, msgs []*gateway.Message) error {
+func (in *instance) receivedMessagesNow(c *gateway.Conn, msgs []*gateway.Message) error {
 	if in.fMessages == nil {
 		return nil
 	}
@@ -448,8 +454,8 @@ func (in *instance) receivedMessages(c *gateway.Conn, msgs []*gateway.Message) e
 	return nil
 }
 
-// socketClosed tells the guest and unpins c.
-func (in *instance) socketClosed(c *gateway.Conn, reason string) error {
+// socketClosedNow tells the guest and unpins c.
+func (in *instance) socketClosedNow(c *gateway.Conn, reason string) error {
 	in.mu.Lock()
 	var err error
 	var faulted bool
@@ -482,9 +488,9 @@ func (in *instance) socketClosed(c *gateway.Conn, reason string) error {
 	return err
 }
 
-// fireTimer runs a guest timer: on_timer(conn, id) on the instance, unless
+// fireTimerNow runs a guest timer: on_timer(conn, id) on the instance, unless
 // the timer was canceled or its connection is gone.
-func (in *instance) fireTimer(id int64) {
+func (in *instance) fireTimerNow(id int64) {
 	in.mu.Lock()
 	t, ok := in.timers[id]
 	if ok {
