@@ -98,6 +98,7 @@ type Conn struct {
 	subs  map[string]*subEntry
 
 	lastRecv atomic.Int64 // nanoseconds since start of the last read; 0: none yet
+	failed   atomic.Bool  // a callback failed: only OnSocketClosed remains
 	ack      chan struct{}
 
 	mu          sync.Mutex
@@ -106,8 +107,7 @@ type Conn struct {
 	queue       []event
 	spare       []event
 	draining    bool
-	pending     int  // messages queued
-	failed      bool // a callback failed: only OnSocketClosed remains
+	pending     int // messages queued
 	authing     bool
 	authed      bool
 	clientID    string
@@ -511,10 +511,7 @@ func (c *Conn) dispatch(ev *event) {
 		c.flush()
 		return
 	}
-	c.mu.Lock()
-	skip := c.failed
-	c.mu.Unlock()
-	if !skip {
+	if !c.failed.Load() {
 		var err error
 		var name string
 		switch ev.kind {
@@ -545,9 +542,7 @@ func (c *Conn) dispatch(ev *event) {
 //
 //go:noinline
 func (c *Conn) callbackFailed(name string, err error) {
-	c.mu.Lock()
-	c.failed = true
-	c.mu.Unlock()
+	c.failed.Store(true)
 	c.srv.log.Warn("gateway: handler callback failed; closing connection",
 		"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
 	c.closeWith(fmt.Sprintf("{shutdown,{error,{%s,%s}}}", name, strings.ReplaceAll(err.Error(), "}", ")")))
@@ -750,12 +745,18 @@ func (c *Conn) onTimer() {
 // on a connection that is closing (the bytes are discarded); a write error
 // closes the connection and is not reported to the caller.
 func (c *Conn) Send(b []byte) error {
-	if err := c.sendable(); err != nil || c.isClosing() {
-		return err
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch st {
+	case stateDead:
+		return ErrNotAlive
+	case stateClosing:
+		return nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if _, ok := c.writeQueued(); ok {
+	if c.writeQueued() {
 		c.write(b)
 	}
 	return nil
@@ -768,12 +769,19 @@ func (c *Conn) Send(b []byte) error {
 // Options.MaxQueuedBytes pending closes the connection as a slow consumer.
 // Handlers that must never block, such as Wasm guests, send with Queue.
 func (c *Conn) Queue(b []byte) error {
-	if err := c.sendable(); err != nil || c.isClosing() {
-		return err
+	c.mu.Lock()
+	switch c.state {
+	case stateDead:
+		c.mu.Unlock()
+		return ErrNotAlive
+	case stateClosing:
+		c.mu.Unlock()
+		return nil
 	}
 	c.omu.Lock()
 	if len(c.out)+len(b) > c.srv.opts.MaxQueuedBytes {
 		c.omu.Unlock()
+		c.mu.Unlock()
 		c.closeWith("{shutdown,send_queue_full}")
 		return nil
 	}
@@ -785,70 +793,51 @@ func (c *Conn) Queue(b []byte) error {
 	c.flushing = true
 	c.omu.Unlock()
 	if schedule {
-		c.mu.Lock()
-		if c.state != stateDead {
-			c.enqueueAsyncLocked(event{kind: evFlush})
-		}
-		c.mu.Unlock()
+		c.enqueueAsyncLocked(event{kind: evFlush})
 	}
+	c.mu.Unlock()
 	return nil
-}
-
-// sendable returns ErrNotAlive once the connection is dead.
-func (c *Conn) sendable() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == stateDead {
-		return ErrNotAlive
-	}
-	return nil
-}
-
-func (c *Conn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state != stateOpen
 }
 
 // flush writes what Queue buffered, until nothing is left. It runs as an
 // event, on the goroutine draining the connection's queue.
 func (c *Conn) flush() {
 	c.wmu.Lock()
-	closeNow := false
-	for {
-		empty, _ := c.writeQueued()
-		if !empty {
-			continue
-		}
-		c.omu.Lock()
-		if len(c.out) == 0 {
-			c.flushing = false
-			closeNow, c.lingering = c.lingering, false
-			c.omu.Unlock()
-			break
-		}
-		c.omu.Unlock()
+	c.omu.Lock()
+	for len(c.out) > 0 {
+		c.writeOutLocked()
 	}
+	c.flushing = false
+	closeNow := c.lingering
+	c.lingering = false
+	c.omu.Unlock()
 	c.wmu.Unlock()
 	if closeNow {
 		c.closeSocket()
 	}
 }
 
-// writeQueued writes what Queue buffered so far, under wmu. empty reports
-// that there was nothing to write; ok that writing worked (a failure
-// discards the rest).
-func (c *Conn) writeQueued() (empty, ok bool) {
+// writeQueued writes what Queue buffered so far, under wmu, and reports
+// whether writing worked (a failure discards the rest).
+func (c *Conn) writeQueued() bool {
 	c.omu.Lock()
-	if len(c.out) == 0 {
-		c.omu.Unlock()
-		return true, true
+	ok := true
+	if len(c.out) > 0 {
+		ok = c.writeOutLocked()
 	}
+	c.omu.Unlock()
+	return ok
+}
+
+// writeOutLocked writes c.out, with omu released during the write, and
+// keeps its storage for the next Queue unless it grew large. wmu and omu
+// are held. A failure discards what Queue added meanwhile.
+func (c *Conn) writeOutLocked() bool {
 	data, ends := c.out, c.outEnds
 	c.out, c.outEnds = c.spareOut[:0], c.spareEnds[:0]
 	c.spareOut, c.spareEnds = nil, nil
 	c.omu.Unlock()
-	ok = true
+	ok := true
 	if ends == nil {
 		// A stream: everything queued goes out in one write.
 		ok = c.write(data)
@@ -862,8 +851,10 @@ func (c *Conn) writeQueued() (empty, ok bool) {
 			start = end
 		}
 	}
-	c.recycleOut(data)
 	c.omu.Lock()
+	if c.spareOut == nil && cap(data) <= 64<<10 {
+		c.spareOut = data[:0]
+	}
 	if c.spareEnds == nil && ends != nil {
 		c.spareEnds = ends[:0]
 	}
@@ -871,8 +862,7 @@ func (c *Conn) writeQueued() (empty, ok bool) {
 		c.out = c.out[:0]
 		c.outEnds = c.outEnds[:0]
 	}
-	c.omu.Unlock()
-	return false, ok
+	return ok
 }
 
 // write writes b under wmu and reports whether it worked; a failed write
@@ -894,18 +884,6 @@ func (c *Conn) write(b []byte) bool {
 		return false
 	}
 	return true
-}
-
-// recycleOut keeps b's storage for the next Queue, unless it grew large.
-func (c *Conn) recycleOut(b []byte) {
-	if cap(b) > 64<<10 {
-		return
-	}
-	c.omu.Lock()
-	if c.spareOut == nil {
-		c.spareOut = b[:0]
-	}
-	c.omu.Unlock()
 }
 
 // SetHandlerState stores v with the connection for its handler back end,

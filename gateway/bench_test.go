@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// queueEcho answers every chunk with Queue, as a Wasm guest sends.
+type queueEcho struct{}
+
+func (queueEcho) OnSocketCreated(context.Context, *Conn, *ConnInfo) error    { return nil }
+func (queueEcho) OnReceivedBytes(_ context.Context, c *Conn, b []byte) error { return c.Queue(b) }
+func (queueEcho) OnTimerTimeout(context.Context, *Conn, TimerType) error     { return nil }
+func (queueEcho) OnReceivedMessages(context.Context, *Conn, []*Message) error {
+	return nil
+}
+func (queueEcho) OnSocketClosed(context.Context, *Conn, string) error { return nil }
+
+// benchServer serves queueEcho on a loopback listener until the benchmark
+// ends and returns its address.
+func benchServer(b *testing.B) string {
+	s := New(Options{Logger: quietLogger()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(ln, &Listener{Name: "bench", Type: TCP, Handler: queueEcho{}})
+	}()
+	b.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// pingPong sends 64 bytes on nc and reads them back, n times.
+func pingPong(b *testing.B, nc net.Conn, msg, buf []byte, n int) {
+	for range n {
+		if _, err := nc.Write(msg); err != nil {
+			b.Error(err)
+			return
+		}
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			b.Error(err)
+			return
+		}
+	}
+}
+
+// BenchmarkTCPEcho measures one 64-byte message through the gateway's TCP
+// path and back, ping-pong over loopback: a read, OnReceivedBytes, Queue,
+// the flush and its write, plus the client's write and read. The gateway
+// allocates nothing per message.
+func BenchmarkTCPEcho(b *testing.B) {
+	nc, err := net.Dial("tcp", benchServer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	pingPong(b, nc, msg, buf, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	pingPong(b, nc, msg, buf, b.N)
+}
+
+// BenchmarkTCPEcho100 is BenchmarkTCPEcho with 100 connections at once,
+// each ping-pong: what the load tool's echo case does, in one process.
+func BenchmarkTCPEcho100(b *testing.B) {
+	addr := benchServer(b)
+	const conns = 100
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		ncs[i] = nc
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, nc := range ncs {
+		n := b.N / conns
+		if i < b.N%conns {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pingPong(b, nc, make([]byte, 64), make([]byte, 64), n)
+		}()
+	}
+	wg.Wait()
+}
