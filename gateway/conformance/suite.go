@@ -56,6 +56,7 @@ var cases = []testCase{
 	{name: "DatagramReaping", slow: true, datagram: true, opts: envOptions{idle: 1500 * time.Millisecond}, run: testReaping},
 	{name: "HealthCheck", datagram: true, run: testHealthCheck},
 	{name: "NewConnAfterClose", onlyUDP: true, run: testNewConnAfterClose},
+	{name: "PeersIsolated", datagram: true, run: testPeersIsolated},
 	{name: "KeepaliveNotKeptByOtherPeer", slow: true, datagram: true, run: testKeepaliveOtherPeer},
 	{name: "PSKIdentity", onlyDTLS: true, opts: envOptions{psk: true}, run: testPSKIdentity},
 }
@@ -594,6 +595,28 @@ func testNewConnAfterClose(t *testing.T, env *Env) {
 		t.Fatal("handle reused")
 	}
 	c.alive(0)
+}
+
+// testPeersIsolated: two peers of one datagram listener (one socket on the
+// gateway's side) are two connections: their own handles and state, and
+// closing one leaves the other served.
+func testPeersIsolated(t *testing.T, env *Env) {
+	a := env.dial(t)
+	b := env.dial(t)
+	if a.handle == b.handle {
+		t.Fatalf("two peers share handle %s", a.handle)
+	}
+	a.connect("iso-a", 0, 0)
+	b.connect("iso-b", 0, 0)
+	b.subscribe("iso/b", 0, 0)
+	a.send(jp.Frame{Type: jp.Disconnect})
+	env.Rec.waitClosed(t, a.handle)
+	b.publish("iso/b", 0, "still here", 0)
+	f := b.expect(jp.Publish, 0)
+	if f.Payload != "still here" {
+		t.Fatalf("b got %+v", f)
+	}
+	b.alive(0)
 }
 
 // testKeepaliveOtherPeer: another peer's traffic does not keep a
