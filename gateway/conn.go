@@ -106,6 +106,7 @@ type Conn struct {
 	reason      string // why the connection closes; set once
 	queue       []event
 	spare       []event
+	spareMsgs   []*Message // for the next evMessages
 	draining    bool
 	pending     int // messages queued
 	authing     bool
@@ -477,6 +478,14 @@ func (c *Conn) drain() {
 	for {
 		c.mu.Lock()
 		if batch != nil {
+			for i := range batch {
+				// The handler is done with the batch of messages:
+				// keep one for the next delivery.
+				if m := batch[i].msgs; m != nil && c.spareMsgs == nil && cap(m) <= 64 {
+					clear(m)
+					c.spareMsgs = m[:0]
+				}
+			}
 			clear(batch)
 			c.spare = batch[:0]
 		}
@@ -1159,7 +1168,9 @@ func (c *Conn) Deliver(m *Message) {
 		c.queue[n-1].msgs = append(c.queue[n-1].msgs, m)
 		return
 	}
-	c.enqueueAsyncLocked(event{kind: evMessages, msgs: []*Message{m}})
+	msgs := append(c.spareMsgs, m)
+	c.spareMsgs = nil
+	c.enqueueAsyncLocked(event{kind: evMessages, msgs: msgs})
 }
 
 // String returns the connection's handle and peer, for logs.

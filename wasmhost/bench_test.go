@@ -1,14 +1,19 @@
 package wasmhost_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/gateway/broker"
 	"github.com/protogate/protogate/wasmhost"
 )
 
@@ -76,4 +81,158 @@ func BenchmarkEchoWasmGoGuest(b *testing.B) {
 	}
 	defer h.Close()
 	benchEcho(b, h)
+}
+
+// BenchmarkEchoWasmTCP100 is BenchmarkEchoWasmGoGuest over loopback TCP
+// with 100 connections at once, each ping-pong, as the load tool's echo
+// case: the read, OnReceivedBytes into the guest, its Send (Queue), the
+// flush and its write. One op is one round trip.
+func BenchmarkEchoWasmTCP100(b *testing.B) {
+	h, err := wasmhost.New(wasmhost.Config{Name: "echo", Wasm: mustBuiltin(b, "echo"), Cache: sharedCache(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	addr := benchServe(b, gateway.Options{}, h)
+	const conns = 100
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		ncs[i] = nc
+	}
+	round := func(nc net.Conn, msg, buf []byte, n int) {
+		for range n {
+			if _, err := nc.Write(msg); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := io.ReadFull(nc, buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}
+	for _, nc := range ncs {
+		round(nc, make([]byte, 64), make([]byte, 64), 10)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, nc := range ncs {
+		n := b.N / conns
+		if i < b.N%conns {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			round(nc, make([]byte, 64), make([]byte, 64), n)
+		}()
+	}
+	wg.Wait()
+}
+
+// benchServe serves h on a loopback listener until the benchmark ends.
+func benchServe(b *testing.B, opts gateway.Options, h gateway.Handler) string {
+	opts.Logger = slog.New(slog.DiscardHandler)
+	srv := gateway.New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln, &gateway.Listener{Name: "bench", Type: gateway.TCP, Handler: h})
+	}()
+	b.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// BenchmarkFanout measures the delivery of published messages to 1000
+// connections subscribed to their topic through builtin:linepubsub on the
+// embedded broker: the broker's shared subscription, each connection's
+// queue, OnReceivedMessages in the guest and its Send back to the device,
+// whose client reads the MSG line. One op is one delivery; at most 100
+// messages are in flight.
+func BenchmarkFanout(b *testing.B) {
+	const subs, window = 1000, 100
+	br, err := broker.Start(broker.Config{DataDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Shutdown(context.Background())
+	h, err := wasmhost.New(wasmhost.Config{Name: "line", Wasm: mustBuiltin(b, "linepubsub"), Cache: sharedCache(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	addr := benchServe(b, gateway.Options{PubSub: br}, h)
+
+	var lines atomic.Int64 // MSG lines the clients read
+	var wg sync.WaitGroup
+	ncs := make([]net.Conn, 0, subs)
+	defer func() {
+		for _, nc := range ncs {
+			nc.Close()
+		}
+		wg.Wait()
+	}()
+	for range subs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ncs = append(ncs, nc)
+		nc.SetDeadline(time.Now().Add(time.Minute))
+		if _, err := io.WriteString(nc, "SUB bench/fanout\n"); err != nil {
+			b.Fatal(err)
+		}
+		ok := make([]byte, 3)
+		if _, err := io.ReadFull(nc, ok); err != nil || string(ok) != "OK\n" {
+			b.Fatalf("SUB: %q, %v", ok, err)
+		}
+		nc.SetDeadline(time.Time{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := nc.Read(buf)
+				lines.Add(int64(bytes.Count(buf[:n], []byte{'\n'})))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	payload := bytes.Repeat([]byte("x"), 64)
+	msgs := max(b.N/subs, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range msgs {
+		for int64(i-window)*subs > lines.Load() {
+			runtime.Gosched()
+		}
+		if err := br.Publish(&gateway.Message{Topic: "bench/fanout", Payload: payload}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	want := int64(msgs) * subs
+	deadline := time.Now().Add(time.Minute)
+	for lines.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d deliveries arrived", lines.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
 }
