@@ -28,6 +28,11 @@ import (
 
 const wait = 20 * time.Second
 
+// startWait bounds a gateway's start, which compiles the Wasm guests
+// (instrumented, under -race, sharing 2 cores with other test packages) the
+// first time.
+const startWait = 90 * time.Second
+
 func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {

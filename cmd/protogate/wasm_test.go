@@ -57,7 +57,7 @@ func startRun(t *testing.T, cfg *config.Config) *running {
 		return r
 	case err := <-done:
 		t.Fatalf("run: %v", err)
-	case <-time.After(wait):
+	case <-time.After(startWait):
 		t.Fatal("gateway did not start")
 	}
 	return nil
