@@ -618,6 +618,12 @@ func (c *Conn) closeSocket() {
 // terminate runs on the reader once it stops reading: it releases the
 // connection's resources and queues the final OnSocketClosed.
 func (c *Conn) terminate(readReason string) {
+	if readReason != "" && c.srv.isClosing() {
+		// A read that ends during Shutdown ends because of it (a datagram
+		// transport can report its end before Shutdown reaches this
+		// connection): handlers see the shutdown reason either way.
+		readReason = ReasonShutdown
+	}
 	c.mu.Lock()
 	if c.state == stateOpen {
 		c.state = stateClosing
