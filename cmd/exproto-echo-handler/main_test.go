@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -323,48 +321,6 @@ func TestRunErrors(t *testing.T) {
 			err := run(context.Background(), tc.args, io.Discard, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestAdapterTarget(t *testing.T) {
-	dir := t.TempDir()
-	badCA := filepath.Join(dir, "bad.pem")
-	if err := os.WriteFile(badCA, []byte("not a certificate"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		url, ca    string
-		target     string
-		secure     bool
-		wantErrSub string
-	}{
-		{url: "http://127.0.0.1:9100", target: "127.0.0.1:9100"},
-		{url: "http://localhost", target: "localhost:80"},
-		{url: "https://gw.example", target: "gw.example:443", secure: true},
-		{url: "localhost:9100", wantErrSub: "want a URL"},
-		{url: "grpc://127.0.0.1:9100", wantErrSub: "scheme must be http or https"},
-		{url: "http://127.0.0.1:9100", ca: badCA, wantErrSub: "needs an https://"},
-		{url: "https://127.0.0.1:9100", ca: badCA, wantErrSub: "no PEM certificates"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.url, func(t *testing.T) {
-			target, creds, err := adapterTarget(tc.url, tc.ca)
-			if tc.wantErrSub != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErrSub) {
-					t.Fatalf("error = %v, want containing %q", err, tc.wantErrSub)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if target != tc.target {
-				t.Errorf("target = %q, want %q", target, tc.target)
-			}
-			if got := creds.Info().SecurityProtocol == "tls"; got != tc.secure {
-				t.Errorf("TLS = %v, want %v", got, tc.secure)
 			}
 		})
 	}

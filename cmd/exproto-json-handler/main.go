@@ -20,22 +20,18 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/protogate/protogate/internal/adaptertarget"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/protogate/protogate/gateway/remote/exprotojson"
 	"github.com/protogate/protogate/proto/exprotov1"
@@ -70,7 +66,7 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	target, creds, err := adapterTarget(*adapter, *adapterCA)
+	target, creds, err := adaptertarget.Parse(*adapter, *adapterCA)
 	if err != nil {
 		return err
 	}
@@ -116,46 +112,4 @@ func run(args []string) error {
 		return err
 	}
 	return nil
-}
-
-// adapterTarget turns an adapter URL into a gRPC target and the transport
-// credentials its scheme asks for. A missing port defaults to 80 or 443.
-func adapterTarget(rawURL, caFile string) (string, credentials.TransportCredentials, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100: %w", rawURL, err)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100", rawURL)
-	}
-	port := u.Port()
-	switch u.Scheme {
-	case "http":
-		if caFile != "" {
-			return "", nil, errors.New("-adapter-ca needs an https:// adapter URL")
-		}
-		if port == "" {
-			port = "80"
-		}
-		return net.JoinHostPort(u.Hostname(), port), insecure.NewCredentials(), nil
-	case "https":
-		if port == "" {
-			port = "443"
-		}
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
-			if err != nil {
-				return "", nil, fmt.Errorf("-adapter-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return "", nil, fmt.Errorf("-adapter-ca %s: no PEM certificates found", caFile)
-			}
-			cfg.RootCAs = pool
-		}
-		return net.JoinHostPort(u.Hostname(), port), credentials.NewTLS(cfg), nil
-	default:
-		return "", nil, fmt.Errorf("-adapter %q: scheme must be http or https", rawURL)
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package adaptertarget
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestAdapterTarget(t *testing.T) {
+func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	badCA := filepath.Join(dir, "bad.pem")
 	if err := os.WriteFile(badCA, []byte("not a certificate"), 0o600); err != nil {
@@ -34,7 +34,7 @@ func TestAdapterTarget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
-			target, creds, err := adapterTarget(tc.url, tc.ca)
+			target, creds, err := Parse(tc.url, tc.ca)
 			if tc.wantErrSub != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErrSub) {
 					t.Fatalf("error = %v, want containing %q", err, tc.wantErrSub)
