@@ -190,7 +190,7 @@ type Server struct {
 	dropped atomic.Uint64 // deliveries dropped because a queue was full
 
 	bufOnce sync.Once
-	bufs    sync.Pool // read buffers of raw sockets (*[]byte)
+	bufs    sync.Pool // read buffers of raw sockets (*rawRead)
 }
 
 // New returns a Server with opts.
