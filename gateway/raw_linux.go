@@ -44,6 +44,10 @@ import (
 // the TCP_CM_INQ control message that carries the hint.
 const tcpINQ = 36
 
+// noINQ makes readers do without the TCP_INQ hint, as on kernels that lack
+// it; tests set it to exercise that path.
+var noINQ bool
+
 // rawSocket returns the RawConn of a plain TCP socket, or nil.
 func rawSocket(nc net.Conn) syscall.RawConn {
 	tc, ok := nc.(*net.TCPConn)
@@ -112,6 +116,9 @@ func (s *Server) readBufPool() *sync.Pool {
 // enableINQ asks the kernel for the TCP_INQ hint on every recvmsg of rc's
 // socket and reports whether it will give it.
 func enableINQ(rc syscall.RawConn) bool {
+	if noINQ {
+		return false
+	}
 	var err error
 	cerr := rc.Control(func(fd uintptr) {
 		err = syscall.SetsockoptInt(int(fd), syscall.SOL_TCP, tcpINQ, 1)

@@ -28,6 +28,17 @@ import (
 // then see the close, on every stream read path. Many devices do it at once,
 // so that data and FIN are both queued before the gateway's first read.
 func TestSendAndCloseAtOnce(t *testing.T) {
+	testSendAndCloseAtOnce(t)
+}
+
+// TestSendAndCloseAtOnceWithoutINQ is TestSendAndCloseAtOnce on a kernel
+// without TCP_INQ, where raw sockets are read until EAGAIN.
+func TestSendAndCloseAtOnceWithoutINQ(t *testing.T) {
+	setNoINQ(t)
+	testSendAndCloseAtOnce(t)
+}
+
+func testSendAndCloseAtOnce(t *testing.T) {
 	serverTLS, clientTLS := selfSignedTLS(t)
 	cases := []struct {
 		name string
