@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/protogate/protogate/abi"
 	"github.com/protogate/protogate/gateway/framing"
 	"github.com/protogate/protogate/gateway/limit"
 	"github.com/protogate/protogate/gateway/proxyproto"
@@ -511,7 +511,6 @@ func (c *Conn) drain() {
 // dispatch delivers one event to the handler.
 func (c *Conn) dispatch(ev *event) {
 	h := c.l.Handler
-	ctx := c.srv.ctx
 	if ev.kind == evClosed {
 		c.closed(h)
 		return
@@ -521,29 +520,54 @@ func (c *Conn) dispatch(ev *event) {
 		return
 	}
 	if !c.failed.Load() {
-		var err error
-		var name string
-		switch ev.kind {
-		case evCreated:
-			name = "on_socket_created"
-			err = h.OnSocketCreated(ctx, c, &c.info)
-		case evBytes:
-			name = "on_received_bytes"
-			err = h.OnReceivedBytes(ctx, c, ev.bytes)
-		case evTimeout:
-			name = "on_timer_timeout"
-			err = h.OnTimerTimeout(ctx, c, KeepAlive)
-		case evMessages:
-			name = "on_received_messages"
-			err = h.OnReceivedMessages(ctx, c, ev.msgs)
-		}
-		if err != nil {
-			c.callbackFailed(name, err)
+		if err := c.invoke(h, ev); err != nil {
+			c.callbackFailed(callbackName(ev.kind), err)
 		}
 	}
 	if ev.ack {
 		c.ack <- struct{}{}
 	}
+}
+
+// invoke calls the handler for ev. A panic in the handler is recovered
+// here, as net/http recovers one per request: it fails the callback (so
+// only this connection closes) instead of ending the process with every
+// other device's connection.
+func (c *Conn) invoke(h Handler, ev *event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.srv.handlerPanicked(c, callbackName(ev.kind), r)
+		}
+	}()
+	ctx := c.srv.ctx
+	switch ev.kind {
+	case evCreated:
+		return h.OnSocketCreated(ctx, c, &c.info)
+	case evBytes:
+		return h.OnReceivedBytes(ctx, c, ev.bytes)
+	case evTimeout:
+		return h.OnTimerTimeout(ctx, c, KeepAlive)
+	case evMessages:
+		return h.OnReceivedMessages(ctx, c, ev.msgs)
+	}
+	return nil
+}
+
+// callbackName names the callback of an event kind as close reasons do.
+func callbackName(k eventKind) string {
+	switch k {
+	case evCreated:
+		return abi.CallbackSocketCreated
+	case evBytes:
+		return abi.CallbackReceivedBytes
+	case evTimeout:
+		return abi.CallbackTimerTimeout
+	case evMessages:
+		return abi.CallbackReceivedMessages
+	case evClosed:
+		return abi.CallbackSocketClosed
+	}
+	return "unknown"
 }
 
 // callbackFailed closes the connection after a handler callback failed.
@@ -554,20 +578,26 @@ func (c *Conn) callbackFailed(name string, err error) {
 	c.failed.Store(true)
 	c.srv.log.Warn("gateway: handler callback failed; closing connection",
 		"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
-	c.closeWith(fmt.Sprintf("{shutdown,{error,{%s,%s}}}", name, strings.ReplaceAll(err.Error(), "}", ")")))
+	c.closeWith(abi.ErrorReason(name, err.Error()))
 }
 
-// closed delivers OnSocketClosed and finishes the connection.
+// closed delivers OnSocketClosed and finishes the connection, even if the
+// handler panics.
 //
 //go:noinline
 func (c *Conn) closed(h Handler) {
+	defer c.finish()
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.handlerPanicked(c, abi.CallbackSocketClosed, r)
+		}
+	}()
 	c.mu.Lock()
 	reason := c.reason
 	c.mu.Unlock()
 	if err := h.OnSocketClosed(c.srv.ctx, c, reason); err != nil {
 		c.srv.log.Warn("gateway: OnSocketClosed failed", "conn", c.handle, "err", err)
 	}
-	c.finish()
 }
 
 // closeWith starts closing the connection with reason, unless it is already

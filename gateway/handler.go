@@ -21,6 +21,16 @@ import (
 // A non-nil error from any callback but OnSocketClosed closes the connection;
 // its reason names the callback and the error. The context carries no deadline:
 // each back end applies its own (remote: timeout, wasm: call_timeout).
+//
+// A panic in a callback is a bug of the back end, and the gateway contains
+// it to the connection, as net/http does for a request: it is recovered,
+// logged once with its stack, counted (Server.Panics), and treated as an
+// error of that callback, so that connection closes with a reason naming
+// the callback and the panic while every other connection is served on. A
+// panic in OnSocketClosed is logged and counted; the connection is finished
+// as usual. Back ends must still not panic on purpose: what a panicking
+// callback had locked or started is left as the panic left it, and only
+// the back end can know whether that harms other connections.
 type Handler interface {
 	OnSocketCreated(ctx context.Context, c *Conn, info *ConnInfo) error
 	OnReceivedBytes(ctx context.Context, c *Conn, b []byte) error

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -188,6 +189,7 @@ type Server struct {
 	wg sync.WaitGroup // every goroutine the server starts
 
 	dropped atomic.Uint64 // deliveries dropped because a queue was full
+	panics  atomic.Uint64 // handler callbacks that panicked
 
 	bufOnce sync.Once
 	bufs    sync.Pool // read buffers of raw sockets (*rawRead)
@@ -382,6 +384,21 @@ func (s *Server) NumConns() int { return int(s.nconns.Load()) }
 // Dropped returns how many deliveries were dropped because a connection's
 // queue was full.
 func (s *Server) Dropped() uint64 { return s.dropped.Load() }
+
+// Panics returns how many handler callbacks panicked. Each panic closed
+// only the connection whose callback it was.
+func (s *Server) Panics() uint64 { return s.panics.Load() }
+
+// handlerPanicked records a panic recovered from callback on c: it counts
+// it, logs it once with the stack, and returns the error that fails the
+// callback.
+func (s *Server) handlerPanicked(c *Conn, callback string, r any) error {
+	s.panics.Add(1)
+	s.log.Error("gateway: handler panicked; closing its connection",
+		"conn", c.handle, "listener", c.l.Name, "callback", callback,
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return fmt.Errorf("panic: %v", r)
+}
 
 // RawPublish publishes without a connection: no mountpoint, no
 // authorization, From "exproto", as ExProto's RawPublish.

@@ -507,6 +507,6 @@ func (in *instance) fireTimerNow(id int64) {
 	// The gateway does not know of this callback, so a failure is reported
 	// by closing the connection here.
 	if err := in.deliver(c, in.fTimer, abi.ExportOnTimer, nil, uint64(id)); err != nil {
-		c.CloseWithReason("{shutdown,{error,{on_timer," + err.Error() + "}}}")
+		c.CloseWithReason(abi.ErrorReason(abi.CallbackTimer, err.Error()))
 	}
 }

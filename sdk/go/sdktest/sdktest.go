@@ -235,7 +235,7 @@ func (h *Host) Connect(info protogate.ConnInfo) protogate.Conn {
 		aci.PeerCert = abi.CertInfo{CN: info.PeerCert.CN, DN: info.PeerCert.DN}
 	}
 	req := abi.AppendSocketCreated(nil, handle(c), &aci)
-	h.callback(c, "on_socket_created", req, bridge.Exports.OnSocketCreated)
+	h.callback(c, abi.CallbackSocketCreated, req, bridge.Exports.OnSocketCreated)
 	return c
 }
 
@@ -247,7 +247,7 @@ func handle(c protogate.Conn) string { return fmt.Sprintf("%016x", uint64(c)) }
 // closes the connection).
 func (h *Host) Receive(c protogate.Conn, b []byte) error {
 	h.t.Helper()
-	return h.callback(c, "on_received_bytes", b, bridge.Exports.OnReceivedBytes)
+	return h.callback(c, abi.CallbackReceivedBytes, b, bridge.Exports.OnReceivedBytes)
 }
 
 // Deliver delivers OnReceivedMessages with msgs and returns the callback's
@@ -267,7 +267,7 @@ func (h *Host) Deliver(c protogate.Conn, msgs ...protogate.Message) error {
 			Timestamp: uint64(m.Timestamp),
 		})
 	}
-	return h.callback(c, "on_received_messages", req, bridge.Exports.OnReceivedMessages)
+	return h.callback(c, abi.CallbackReceivedMessages, req, bridge.Exports.OnReceivedMessages)
 }
 
 // Timeout delivers OnTimerTimeout(KeepAlive), as when the keepalive
@@ -281,7 +281,7 @@ func (h *Host) Timeout(c protogate.Conn) error {
 		st.state, st.reason = stateClosing, ReasonKeepaliveTimeout
 	}
 	h.mu.Unlock()
-	return h.callback(c, "on_timer_timeout", nil, func(conn uint64, _ uint32) abi.Status {
+	return h.callback(c, abi.CallbackTimerTimeout, nil, func(conn uint64, _ uint32) abi.Status {
 		return bridge.Exports.OnTimerTimeout(conn, int32(protogate.KeepAlive))
 	})
 }
@@ -300,7 +300,7 @@ func (h *Host) Fire(c protogate.Conn, t protogate.Timer) error {
 	if !armed {
 		h.t.Fatalf("sdktest: Fire: timer %d of conn %d is not armed", t, c)
 	}
-	return h.callback(c, "on_timer", nil, func(conn uint64, _ uint32) abi.Status {
+	return h.callback(c, abi.CallbackTimer, nil, func(conn uint64, _ uint32) abi.Status {
 		return bridge.Exports.OnTimer(conn, int64(t))
 	})
 }
@@ -452,7 +452,7 @@ func (h *Host) callback(c protogate.Conn, name string, payload []byte, fn func(c
 		h.mu.Lock()
 		if st.state == stateOpen {
 			st.state = stateClosing
-			st.reason = "{shutdown,{error,{" + name + "," + status.String() + "}}}"
+			st.reason = abi.ErrorReason(name, status.String())
 		}
 		h.mu.Unlock()
 	}
@@ -500,7 +500,7 @@ func (h *Host) closed(c protogate.Conn) error {
 	st.timers = nil
 	h.mu.Unlock()
 	if status != abi.StatusSuccess {
-		h.checkStatus("on_socket_closed", status)
+		h.checkStatus(abi.CallbackSocketClosed, status)
 		return &protogate.Error{Status: status, Msg: "on_socket_closed failed"}
 	}
 	return nil
