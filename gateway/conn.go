@@ -97,9 +97,10 @@ type Conn struct {
 	subMu sync.Mutex
 	subs  map[string]*subEntry
 
-	lastRecv atomic.Int64 // nanoseconds since start of the last read; 0: none yet
-	failed   atomic.Bool  // a callback failed: only OnSocketClosed remains
-	ack      chan struct{}
+	lastRecv  atomic.Int64 // nanoseconds since start of the last read; 0: none yet
+	failed    atomic.Bool  // a callback failed: only OnSocketClosed remains
+	published atomic.Bool  // Publish was called since the reader last looked
+	ack       chan struct{}
 
 	mu          sync.Mutex
 	state       connState
@@ -118,7 +119,14 @@ type Conn struct {
 	kaBase      time.Duration // since start: when the keepalive was started
 	timer       *time.Timer
 	closedEvent bool          // the evClosed event has been queued
-	wake        chan struct{} // closed when the connection closes; made by pause
+	wake        chan struct{} // closed when the connection closes; made by wakeLocked
+	// Delivery flow control (see Deliver): when the queue last started to
+	// fill or was last taken by the handler, whether the subscriber is
+	// slow, and a channel closed at the next take for deliveries waiting
+	// for room.
+	lastTake time.Duration // since start
+	slow     bool
+	space    chan struct{}
 }
 
 type subEntry struct {
@@ -273,7 +281,7 @@ func (c *Conn) readLoop() string {
 				c.lastRecv.Store(int64(time.Since(c.start)) | 1)
 				if n > l.maxPacket() || bucket != nil && !bucket.Allow(float64(n)) {
 					ls.dropped.Add(1)
-				} else if !c.enqueueBytes(data) {
+				} else if !c.enqueueBytes(data) || !c.pace() {
 					return ""
 				}
 			}
@@ -335,6 +343,9 @@ func (c *Conn) consumeStream(sr *streamReader, data []byte) bool {
 	} else if !c.enqueueBytes(data) {
 		return false
 	}
+	if !c.pace() {
+		return false
+	}
 	if sr.bucket != nil {
 		// Backpressure: read no more until the rate allows it.
 		if d := sr.bucket.Reserve(float64(len(data))); d > 0 && !c.pause(d) {
@@ -348,13 +359,7 @@ func (c *Conn) consumeStream(sr *streamReader, data []byte) bool {
 // the connection is still open.
 func (c *Conn) pause(d time.Duration) bool {
 	c.mu.Lock()
-	if c.wake == nil {
-		c.wake = make(chan struct{})
-		if c.state != stateOpen {
-			close(c.wake)
-		}
-	}
-	wake := c.wake
+	wake := c.wakeLocked()
 	c.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -365,6 +370,67 @@ func (c *Conn) pause(d time.Duration) bool {
 		return false
 	case <-c.srv.stopCtx.Done():
 		return false
+	}
+}
+
+// wakeLocked returns a channel that is closed when the connection stops
+// being open. c.mu is held.
+func (c *Conn) wakeLocked() <-chan struct{} {
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+		if c.state != stateOpen {
+			close(c.wake)
+		}
+	}
+	return c.wake
+}
+
+// closingLocked moves an open connection to stateClosing with reason and
+// wakes whatever waits for it to close. c.mu is held.
+func (c *Conn) closingLocked(reason string) {
+	c.state = stateClosing
+	c.reason = reason
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.wake != nil {
+		close(c.wake)
+	}
+}
+
+// pace holds the reader of a connection that published while the
+// gateway's deliveries are behind its publishers (Pacer), until they catch
+// up, and reports whether the connection is still open. The device's
+// further bytes wait in the socket meanwhile, so a burst is slowed down by
+// TCP flow control instead of overflowing the queues of subscribers that
+// keep up.
+func (c *Conn) pace() bool {
+	if !c.published.Load() {
+		return true
+	}
+	c.published.Store(false)
+	p := c.srv.pacer
+	if p == nil {
+		return true
+	}
+	var wake <-chan struct{}
+	for {
+		behind := p.Behind()
+		if behind == nil {
+			return true
+		}
+		if wake == nil {
+			c.mu.Lock()
+			wake = c.wakeLocked()
+			c.mu.Unlock()
+		}
+		select {
+		case <-behind:
+		case <-wake:
+			return false
+		case <-c.srv.stopCtx.Done():
+			return false
+		}
 	}
 }
 
@@ -496,10 +562,14 @@ func (c *Conn) drain() {
 		}
 		batch = c.queue
 		c.queue, c.spare = c.spare, nil
+		taken := 0
 		for i := range batch {
 			if batch[i].kind == evMessages {
-				c.pending -= len(batch[i].msgs)
+				taken += len(batch[i].msgs)
 			}
+		}
+		if taken > 0 {
+			c.tookLocked(taken)
 		}
 		c.mu.Unlock()
 		for i := range batch {
@@ -608,14 +678,7 @@ func (c *Conn) closeWith(reason string) {
 		c.mu.Unlock()
 		return
 	}
-	c.state = stateClosing
-	c.reason = reason
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	if c.wake != nil {
-		close(c.wake)
-	}
+	c.closingLocked(reason)
 	c.mu.Unlock()
 	c.omu.Lock()
 	linger := c.flushing
@@ -656,11 +719,7 @@ func (c *Conn) terminate(readReason string) {
 	}
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.state = stateClosing
-		c.reason = readReason
-		if c.timer != nil {
-			c.timer.Stop()
-		}
+		c.closingLocked(readReason)
 	}
 	if c.reason == "" {
 		c.reason = ReasonNormal
@@ -770,11 +829,7 @@ func (c *Conn) onTimer() {
 		}
 	}
 	if expired != "" {
-		c.state = stateClosing
-		c.reason = expired
-		if c.wake != nil {
-			close(c.wake)
-		}
+		c.closingLocked(expired)
 		c.mu.Unlock()
 		c.closeSocket()
 		return
@@ -1089,6 +1144,7 @@ func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
 	if err != nil {
 		return err
 	}
+	c.published.Store(true)
 	return c.srv.opts.PubSub.Publish(&Message{
 		QoS:     uint8(qos),
 		From:    clientID,
@@ -1177,16 +1233,52 @@ func mountFilter(mp, filter string) string {
 	return mp + filter
 }
 
-// Deliver queues m for the handler. It never blocks: when the connection has
-// MaxPendingMessages queued, m is dropped and counted.
+// Deliver queues m for the handler. While the connection has
+// MaxPendingMessages queued, Deliver waits for its handler to take them, up
+// to MaxDeliveryWait since the handler last took messages: a subscriber
+// that keeps up loses nothing, and its deliveries slow the publishers
+// down instead (see Pacer). A subscriber that took nothing for that long
+// is slow: it loses what exceeds its bound (counted in Server.Dropped)
+// without making deliveries wait, until it takes a batch that shows it
+// caught up (less than half the bound).
 func (c *Conn) Deliver(m *Message) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != stateOpen {
-		return
+	max := c.srv.opts.MaxPendingMessages
+	for c.pending >= max {
+		if c.state != stateOpen {
+			c.mu.Unlock()
+			return
+		}
+		wait := c.lastTake + c.srv.opts.MaxDeliveryWait - time.Since(c.start)
+		if c.slow || wait <= 0 {
+			if !c.slow {
+				c.slow = true
+				c.srv.log.Info("gateway: subscriber is slow; dropping its deliveries beyond its bound",
+					"conn", c.handle, "listener", c.l.Name, "max_pending_messages", max)
+			}
+			c.mu.Unlock()
+			c.srv.dropped.Add(1)
+			return
+		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space, wake := c.space, c.wakeLocked()
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-space:
+		case <-wake:
+		case <-t.C:
+		case <-c.srv.stopCtx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+		c.mu.Lock()
 	}
-	if c.pending >= c.srv.opts.MaxPendingMessages {
-		c.srv.dropped.Add(1)
+	if c.state != stateOpen {
+		c.mu.Unlock()
 		return
 	}
 	if c.mountpoint != "" {
@@ -1197,16 +1289,36 @@ func (c *Conn) Deliver(m *Message) {
 			m = &cp
 		}
 	}
+	if c.pending == 0 {
+		// The clock of MaxDeliveryWait starts with the first message
+		// waiting, not at the last take, however long ago that was.
+		c.lastTake = time.Since(c.start)
+	}
 	c.pending++
 	// Deliveries that queue up while the handler is busy go out as one
 	// OnReceivedMessages batch.
 	if n := len(c.queue); n > 0 && c.queue[n-1].kind == evMessages {
 		c.queue[n-1].msgs = append(c.queue[n-1].msgs, m)
+		c.mu.Unlock()
 		return
 	}
 	msgs := append(c.spareMsgs, m)
 	c.spareMsgs = nil
 	c.enqueueAsyncLocked(event{kind: evMessages, msgs: msgs})
+	c.mu.Unlock()
+}
+
+// tookLocked records that the handler took n queued messages. c.mu is held.
+func (c *Conn) tookLocked(n int) {
+	if c.slow && n < c.srv.opts.MaxPendingMessages/2 {
+		c.slow = false
+	}
+	c.pending -= n
+	c.lastTake = time.Since(c.start)
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
 }
 
 // String returns the connection's handle and peer, for logs.

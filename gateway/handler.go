@@ -132,9 +132,27 @@ type PubSub interface {
 	Subscribe(filter string, s Subscriber) (Subscription, error)
 }
 
-// Subscriber receives deliveries. Deliver must not block and must not modify m.
+// Subscriber receives deliveries. Deliver must not modify m. It may wait
+// while the subscriber's queue is full and the subscriber is taking
+// messages, which is how a PubSub learns that its subscribers are behind;
+// it never waits longer than the subscriber's own bound (for a Conn,
+// Options.MaxDeliveryWait). A PubSub must therefore not call Deliver while
+// holding anything a subscriber's handler may need, and must tolerate
+// one delivery goroutine waiting on one subscriber.
 type Subscriber interface {
 	Deliver(m *Message)
+}
+
+// Pacer is implemented by a PubSub whose deliveries can fall behind its
+// publishers (gateway/broker). A connection that published pauses before
+// it reads more while Behind returns a channel, until that channel is
+// closed and Behind returns nil: a device's burst is slowed down to the
+// rate at which subscribers take the messages. Behind must be cheap; it is
+// called after every read of a connection that published.
+type Pacer interface {
+	// Behind returns nil when deliveries keep up, or a channel that is
+	// closed once the delivery backlog has shrunk.
+	Behind() <-chan struct{}
 }
 
 // Subscription is an active subscription.

@@ -53,9 +53,16 @@ type Options struct {
 	// HandshakeTimeout bounds a TLS handshake. Default: 10s.
 	HandshakeTimeout time.Duration
 	// MaxPendingMessages bounds the deliveries queued for one connection
-	// while its handler is busy; further deliveries are dropped and counted.
-	// Default: 1000.
+	// while its handler is busy. Default: 1000.
 	MaxPendingMessages int
+	// MaxDeliveryWait is how long a delivery to a connection whose queue
+	// is full waits for its handler to take messages (counted from the
+	// last time it took some) before the connection counts as a slow
+	// subscriber, whose deliveries beyond MaxPendingMessages are then
+	// dropped and counted (Dropped). Subscribers that keep up lose
+	// nothing: their deliveries wait, and publishing connections pause
+	// (Pacer). Default: 1s.
+	MaxDeliveryWait time.Duration
 	// MaxQueuedBytes bounds the bytes Conn.Queue may hold for one
 	// connection; beyond it the connection is closed as a slow consumer.
 	// Default: 4 MiB.
@@ -164,8 +171,9 @@ type admitSetter interface {
 // Server serves connections from any number of listeners. It is safe for
 // concurrent use; create it with New.
 type Server struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	pacer Pacer // opts.PubSub, if it is one
 
 	ctx    context.Context // canceled by Close: aborts handler calls
 	cancel context.CancelFunc
@@ -209,6 +217,9 @@ func New(opts Options) *Server {
 	if opts.MaxPendingMessages <= 0 {
 		opts.MaxPendingMessages = 1000
 	}
+	if opts.MaxDeliveryWait <= 0 {
+		opts.MaxDeliveryWait = time.Second
+	}
 	if opts.MaxQueuedBytes <= 0 {
 		opts.MaxQueuedBytes = 4 << 20
 	}
@@ -222,6 +233,7 @@ func New(opts Options) *Server {
 		clients:   make(map[string]*Conn),
 		lstates:   make(map[string]*lstate),
 	}
+	s.pacer, _ = opts.PubSub.(Pacer)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopCtx, s.stop = context.WithCancel(s.ctx)
 	// Handles are never reused, not even across restarts: the counter starts
@@ -381,8 +393,8 @@ func (s *Server) Conn(id uint64) *Conn {
 // NumConns returns the number of connections currently registered.
 func (s *Server) NumConns() int { return int(s.nconns.Load()) }
 
-// Dropped returns how many deliveries were dropped because a connection's
-// queue was full.
+// Dropped returns how many deliveries were dropped because a slow
+// subscriber's queue was full (see Options.MaxDeliveryWait).
 func (s *Server) Dropped() uint64 { return s.dropped.Load() }
 
 // Panics returns how many handler callbacks panicked. Each panic closed

@@ -419,13 +419,22 @@ func (in *instance) timerTimeoutNow(c *gateway.Conn, t gateway.TimerType) error 
 	return in.deliver(c, in.fTimeout, abi.ExportOnTimerTimeout, nil, uint64(t))
 }
 
+// deliveryBatchBytes caps one on_received_messages call's payload (a single
+// larger message still goes alone). The gateway hands over everything that
+// queued while the connection was busy, up to MaxPendingMessages; at 1 KiB
+// a message that is a megabyte for the guest to decode and answer in one
+// call, which on a loaded machine (or with the guest's garbage collector
+// running) can take longer than call_timeout. Smaller calls keep each one
+// short.
+const deliveryBatchBytes = 64 << 10
+
 // receivedMessagesNow encodes msgs as ReceivedMessagesRequest batches that fit
 // the call limit and delivers them.
 func (in *instance) receivedMessagesNow(c *gateway.Conn, msgs []*gateway.Message) error {
 	if in.fMessages == nil {
 		return nil
 	}
-	limit := in.v.h.cfg.MaxCallBytes
+	limit := min(in.v.h.cfg.MaxCallBytes, deliveryBatchBytes)
 	for len(msgs) > 0 {
 		in.mu.Lock()
 		buf := abi.AppendReceivedMessages(in.buf[:0], c.Handle())

@@ -64,8 +64,17 @@ type Config struct {
 	MaxPayload int
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
-	// Shards is the number of delivery goroutines. Default: 4.
+	// Shards is the number of delivery queues, each with its own
+	// goroutines; one subject's messages always use the same one, in
+	// order. Default: 4.
 	Shards int
+	// MaxBufferedBytes bounds what the delivery queues hold, together,
+	// while subscribers are behind publishers. Publishing connections of
+	// the gateway pause long before it is reached (see Behind); only
+	// publishers outside the gateway (NATS and MQTT clients) can fill it,
+	// and what exceeds it is dropped and counted (Dropped).
+	// Default: 64 MiB.
+	MaxBufferedBytes int
 }
 
 // Broker is a running embedded NATS server and the gateway's connection to
@@ -80,10 +89,11 @@ type Broker struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
-	mu   sync.Mutex
-	subs map[subKey]*natsSub
+	mu      sync.Mutex
+	subs    map[subKey]*natsSub
+	dropped uint64 // by nats.go, on subscriptions since removed; guarded by mu
 
-	shards []chan *nats.Msg
+	shards []*shard
 	quit   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -99,7 +109,10 @@ type natsSub struct {
 	next    atomic.Uint32                        // round robin for queue groups
 }
 
-var _ gateway.PubSub = (*Broker)(nil)
+var (
+	_ gateway.PubSub = (*Broker)(nil)
+	_ gateway.Pacer  = (*Broker)(nil)
+)
 
 // Start starts the embedded server and connects to it in-process.
 func Start(cfg Config) (*Broker, error) {
@@ -117,6 +130,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.Shards <= 0 {
 		cfg.Shards = 4
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 64 << 20
 	}
 	opts := &server.Options{
 		ServerName:             cfg.Node,
@@ -184,12 +200,19 @@ func Start(cfg Config) (*Broker, error) {
 		subs:     make(map[subKey]*natsSub),
 		quit:     make(chan struct{}),
 	}
-	b.shards = make([]chan *nats.Msg, cfg.Shards)
+	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
-		ch := make(chan *nats.Msg, 4096)
-		b.shards[i] = ch
-		b.wg.Add(1)
-		go b.deliverLoop(ch)
+		sh := newShard(max(cfg.MaxBufferedBytes/cfg.Shards, 2*(cfg.MaxPayload+headerRoom)))
+		b.shards[i] = sh
+		b.wg.Add(2)
+		go func() {
+			defer b.wg.Done()
+			sh.pump(b.quit)
+		}()
+		go func() {
+			defer b.wg.Done()
+			b.deliverLoop(sh)
+		}()
 	}
 	return b, nil
 }
@@ -319,7 +342,7 @@ func (b *Broker) join(k subKey, s gateway.Subscriber) (*natsSub, error) {
 	ns := b.subs[k]
 	if ns == nil {
 		ns = &natsSub{key: k}
-		ch := b.shards[shardOf(k.subject, len(b.shards))]
+		ch := b.shards[shardOf(k.subject, len(b.shards))].in
 		var err error
 		if k.queue != "" {
 			ns.sub, err = b.nc.ChanQueueSubscribe(k.subject, k.queue, ch)
@@ -368,7 +391,11 @@ func (b *Broker) leave(ns *natsSub, s gateway.Subscriber) error {
 	if b.closed.Load() {
 		return nil
 	}
-	return ns.sub.Unsubscribe()
+	err := ns.sub.Unsubscribe()
+	if n, derr := ns.sub.Dropped(); derr == nil {
+		b.dropped += uint64(n)
+	}
+	return err
 }
 
 func shardOf(s string, n int) int {
@@ -403,13 +430,10 @@ func (sub *subscription) Unsubscribe() error {
 
 // deliverLoop turns NATS messages of one shard into gateway messages and hands
 // them to the local subscribers.
-func (b *Broker) deliverLoop(ch chan *nats.Msg) {
-	defer b.wg.Done()
+func (b *Broker) deliverLoop(sh *shard) {
 	for {
-		var nm *nats.Msg
-		select {
-		case nm = <-ch:
-		case <-b.quit:
+		nm := sh.next(b.quit)
+		if nm == nil {
 			return
 		}
 		if strings.HasPrefix(nm.Subject, "$") {
@@ -486,6 +510,44 @@ func (b *Broker) toMessage(nm *nats.Msg, t string) *gateway.Message {
 	return m
 }
 
+// Behind implements gateway.Pacer: it returns nil while deliveries keep up
+// with publishers, or a channel that is closed once the delivery queue
+// that was behind is short again. Publishing connections of the gateway
+// wait on it before they read more, so a burst from a device slows that
+// device down (TCP flow control) instead of overflowing the queues of
+// subscribers that keep up.
+func (b *Broker) Behind() <-chan struct{} {
+	if b.closed.Load() {
+		return nil
+	}
+	for _, sh := range b.shards {
+		if ch := sh.behind(); ch != nil {
+			return ch
+		}
+	}
+	return nil
+}
+
+// Dropped returns how many messages the broker dropped before they reached
+// the subscribers' queues, because deliveries were further behind than
+// Config.MaxBufferedBytes. Drops at a subscriber's own bound are counted
+// by the gateway (gateway.Server.Dropped).
+func (b *Broker) Dropped() uint64 {
+	var n uint64
+	for _, sh := range b.shards {
+		n += sh.dropped.Load()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n += b.dropped
+	for _, ns := range b.subs {
+		if d, err := ns.sub.Dropped(); err == nil {
+			n += uint64(d)
+		}
+	}
+	return n
+}
+
 // Shutdown drains the in-process connection (pending publishes are
 // flushed, subscriptions end), stops the delivery goroutines and shuts the
 // server down. It is safe to call more than once.
@@ -508,6 +570,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	// nats.go may still hold a shard channel, so stop the loops with quit
 	// rather than by closing the channels.
 	close(b.quit)
+	for _, sh := range b.shards {
+		sh.release()
+	}
 	b.wg.Wait()
 	b.ns.Shutdown()
 	b.ns.WaitForShutdown()
