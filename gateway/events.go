@@ -1,0 +1,186 @@
+package gateway
+
+// This file holds a connection's event queue and the delivery of its
+// events to the handler.
+
+import (
+	"github.com/protogate/protogate/abi"
+)
+
+type eventKind uint8
+
+const (
+	evCreated eventKind = iota
+	evBytes
+	evTimeout
+	evMessages
+	evFlush // write what Queue buffered
+	evClosed
+)
+
+// event is one entry of a connection's queue.
+type event struct {
+	kind  eventKind
+	ack   bool // the socket reader waits for this event to be handled
+	bytes []byte
+	msgs  []*Message
+}
+
+// enqueueAndDrain queues ev and, if no one is draining, drains the queue on
+// the calling goroutine.
+func (c *Conn) enqueueAndDrain(ev event) {
+	c.mu.Lock()
+	c.queue = append(c.queue, ev)
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	c.mu.Unlock()
+	c.drain()
+}
+
+// enqueueBytes hands a read chunk to the handler and returns once the handler
+// is done with it, so the reader can reuse its buffer. It reports false when
+// the connection no longer takes bytes.
+func (c *Conn) enqueueBytes(b []byte) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	wait := c.draining
+	c.queue = append(c.queue, event{kind: evBytes, ack: wait, bytes: b})
+	c.draining = true
+	c.mu.Unlock()
+	if wait {
+		<-c.ack
+	} else {
+		c.drain()
+	}
+	return true
+}
+
+// enqueueAsync queues ev from a goroutine that must not run handler code
+// (timers, deliveries) and starts a drainer if needed.
+func (c *Conn) enqueueAsyncLocked(ev event) {
+	c.queue = append(c.queue, ev)
+	if !c.draining {
+		c.draining = true
+		c.srv.goDrain(c)
+	}
+}
+
+// drain runs queued events until the queue is empty. Only the goroutine that
+// set draining calls it.
+func (c *Conn) drain() {
+	var batch []event
+	for {
+		c.mu.Lock()
+		if batch != nil {
+			for i := range batch {
+				// The handler is done with the batch of messages:
+				// keep one for the next delivery.
+				if m := batch[i].msgs; m != nil && c.spareMsgs == nil && cap(m) <= 64 {
+					clear(m)
+					c.spareMsgs = m[:0]
+				}
+			}
+			clear(batch)
+			c.spare = batch[:0]
+		}
+		if len(c.queue) == 0 {
+			c.draining = false
+			c.mu.Unlock()
+			return
+		}
+		batch = c.queue
+		c.queue, c.spare = c.spare, nil
+		taken := 0
+		for i := range batch {
+			if batch[i].kind == evMessages {
+				taken += len(batch[i].msgs)
+			}
+		}
+		if taken > 0 {
+			c.tookLocked(taken)
+		}
+		c.mu.Unlock()
+		for i := range batch {
+			c.dispatch(&batch[i])
+		}
+	}
+}
+
+// dispatch delivers one event to the handler.
+func (c *Conn) dispatch(ev *event) {
+	h := c.l.Handler
+	if ev.kind == evClosed {
+		c.closed(h)
+		return
+	}
+	if ev.kind == evFlush {
+		c.flush()
+		return
+	}
+	if !c.failed.Load() {
+		if err := c.invoke(h, ev); err != nil {
+			c.callbackFailed(callbackName(ev.kind), err)
+		}
+	}
+	if ev.ack {
+		c.ack <- struct{}{}
+	}
+}
+
+// invoke calls the handler for ev. A panic in the handler is recovered
+// here, as net/http recovers one per request: it fails the callback (so
+// only this connection closes) instead of ending the process with every
+// other device's connection.
+func (c *Conn) invoke(h Handler, ev *event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.srv.handlerPanicked(c, callbackName(ev.kind), r)
+		}
+	}()
+	ctx := c.srv.ctx
+	switch ev.kind {
+	case evCreated:
+		return h.OnSocketCreated(ctx, c, &c.info)
+	case evBytes:
+		return h.OnReceivedBytes(ctx, c, ev.bytes)
+	case evTimeout:
+		return h.OnTimerTimeout(ctx, c, KeepAlive)
+	case evMessages:
+		return h.OnReceivedMessages(ctx, c, ev.msgs)
+	}
+	return nil
+}
+
+// callbackName names the callback of an event kind as close reasons do.
+func callbackName(k eventKind) string {
+	switch k {
+	case evCreated:
+		return abi.CallbackSocketCreated
+	case evBytes:
+		return abi.CallbackReceivedBytes
+	case evTimeout:
+		return abi.CallbackTimerTimeout
+	case evMessages:
+		return abi.CallbackReceivedMessages
+	case evClosed:
+		return abi.CallbackSocketClosed
+	}
+	return "unknown"
+}
+
+// callbackFailed closes the connection after a handler callback failed.
+// (Apart from dispatch, whose frame is on the stack of every callback.)
+//
+//go:noinline
+func (c *Conn) callbackFailed(name string, err error) {
+	c.failed.Store(true)
+	c.srv.log.Warn("gateway: handler callback failed; closing connection",
+		"conn", c.handle, "listener", c.l.Name, "callback", name, "err", err)
+	c.closeWith(abi.ErrorReason(name, err.Error()))
+}

@@ -1,0 +1,291 @@
+package gateway
+
+// This file holds the pub/sub calls of a connection (Authenticate,
+// Publish, Subscribe, Unsubscribe) and its deliveries.
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/protogate/protogate/gateway/topic"
+)
+
+type subEntry struct {
+	qos uint8
+	sub Subscription
+}
+
+// Authenticate registers ci.ClientID for the connection after the Server's
+// Authenticator (if any, and unless the listener disables it) accepts the
+// credentials. Another connection holding the same client id is closed with
+// ReasonDiscarded. A failed Authenticate leaves the connection open and may be
+// retried; a second successful one is refused.
+func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string) error {
+	if ci == nil {
+		return Errorf(CodeRequiredParamsMissed, "gateway: clientinfo is missing")
+	}
+	c.mu.Lock()
+	switch {
+	case c.state == stateDead:
+		c.mu.Unlock()
+		return ErrNotAlive
+	case c.state != stateOpen:
+		c.mu.Unlock()
+		return ErrDisconnected
+	case c.authed || c.authing:
+		c.mu.Unlock()
+		return ErrAlreadyAuthenticated
+	}
+	c.authing = true
+	c.mu.Unlock()
+
+	if a := c.srv.opts.Authenticator; a != nil && !c.l.DisableAuthn {
+		if err := a.Authenticate(ctx, ci, password); err != nil {
+			c.mu.Lock()
+			c.authing = false
+			c.mu.Unlock()
+			if CodeOf(err) == CodeUnknown {
+				err = &Error{Code: CodePermissionDeny, Err: err}
+			}
+			return err
+		}
+	}
+	mp := topic.ExpandMountpoint(c.l.Mountpoint, ci.ClientID, ci.Username)
+	old := c.srv.claimClientID(ci.ClientID, c)
+	if old != nil {
+		c.srv.log.Info("gateway: client id taken over; discarding older connection",
+			"clientid", ci.ClientID, "old", old.handle, "new", c.handle)
+		old.closeWith(ReasonDiscarded)
+	}
+	c.mu.Lock()
+	c.authing = false
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		c.srv.releaseClientID(ci.ClientID, c)
+		return ErrDisconnected
+	}
+	c.authed = true
+	c.clientID = ci.ClientID
+	c.username = ci.Username
+	c.mountpoint = mp
+	c.mu.Unlock()
+	return nil
+}
+
+// pubsubState returns the mountpoint and client id for a pub/sub call, or
+// the error refusing it.
+func (c *Conn) pubsubState() (mountpoint, clientID string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.state == stateDead:
+		return "", "", ErrNotAlive
+	case c.state != stateOpen:
+		return "", "", ErrClosing
+	case !c.authed:
+		return "", "", ErrNotAuthenticated
+	}
+	if c.srv.opts.PubSub == nil {
+		return "", "", ErrNoPubSub
+	}
+	return c.mountpoint, c.clientID, nil
+}
+
+func checkTopicQoS(t string, qos uint32) error {
+	if t == "" {
+		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
+	}
+	if qos > 2 {
+		return Errorf(CodeParamsTypeError, "gateway: qos %d is not 0, 1 or 2", qos)
+	}
+	return nil
+}
+
+// Publish publishes payload on the mounted topic, From the connection's
+// client id. The connection must be authenticated. Like all subscribers, the
+// connection itself receives the message if it is subscribed.
+func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
+	if err := checkTopicQoS(t, qos); err != nil {
+		return err
+	}
+	mp, clientID, err := c.pubsubState()
+	if err != nil {
+		return err
+	}
+	c.published.Store(true)
+	return c.srv.opts.PubSub.Publish(&Message{
+		QoS:     uint8(qos),
+		From:    clientID,
+		Topic:   topic.Mount(mp, t),
+		Payload: payload,
+	})
+}
+
+// Subscribe subscribes the connection to the mounted filter. Subscribing
+// again to the same filter updates its QoS. Deliveries arrive as
+// OnReceivedMessages with the mountpoint stripped from their topics.
+func (c *Conn) Subscribe(filter string, qos uint32) error {
+	if err := checkTopicQoS(filter, qos); err != nil {
+		return err
+	}
+	mp, _, err := c.pubsubState()
+	if err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if e, ok := c.subs[filter]; ok {
+		e.qos = uint8(qos)
+		return nil
+	}
+	sub, err := c.srv.opts.PubSub.Subscribe(mountFilter(mp, filter), c)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	open := c.state == stateOpen
+	c.mu.Unlock()
+	if !open {
+		// Lost a race with close: terminate may already have run
+		// unsubscribeAll, so undo here.
+		sub.Unsubscribe()
+		return ErrClosing
+	}
+	if c.subs == nil {
+		c.subs = make(map[string]*subEntry)
+	}
+	c.subs[filter] = &subEntry{qos: uint8(qos), sub: sub}
+	return nil
+}
+
+// Unsubscribe removes a subscription. Removing a filter the connection is not
+// subscribed to succeeds.
+func (c *Conn) Unsubscribe(filter string) error {
+	if filter == "" {
+		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
+	}
+	if _, _, err := c.pubsubState(); err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	e, ok := c.subs[filter]
+	delete(c.subs, filter)
+	c.subMu.Unlock()
+	if ok {
+		return e.sub.Unsubscribe()
+	}
+	return nil
+}
+
+func (c *Conn) unsubscribeAll() {
+	c.subMu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.subMu.Unlock()
+	for _, e := range subs {
+		e.sub.Unsubscribe()
+	}
+}
+
+// mountFilter applies the mountpoint to a filter, inside a $share/group/
+// prefix when there is one.
+func mountFilter(mp, filter string) string {
+	if mp == "" {
+		return filter
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		if group, f, ok := strings.Cut(rest, "/"); ok {
+			return "$share/" + group + "/" + mp + f
+		}
+	}
+	return mp + filter
+}
+
+// Deliver queues m for the handler. While the connection has
+// MaxPendingMessages queued, Deliver waits for its handler to take them, up
+// to MaxDeliveryWait since the handler last took messages: a subscriber
+// that keeps up loses nothing, and its deliveries slow the publishers
+// down instead (see Pacer). A subscriber that took nothing for that long
+// is slow: it loses what exceeds its bound (counted in Server.Dropped)
+// without making deliveries wait, until it takes a batch that shows it
+// caught up (less than half the bound).
+func (c *Conn) Deliver(m *Message) {
+	c.mu.Lock()
+	max := c.srv.opts.MaxPendingMessages
+	for c.pending >= max {
+		if c.state != stateOpen {
+			c.mu.Unlock()
+			return
+		}
+		wait := c.lastTake + c.srv.opts.MaxDeliveryWait - time.Since(c.start)
+		if c.slow || wait <= 0 {
+			if !c.slow {
+				c.slow = true
+				c.srv.log.Info("gateway: subscriber is slow; dropping its deliveries beyond its bound",
+					"conn", c.handle, "listener", c.l.Name, "max_pending_messages", max)
+			}
+			c.mu.Unlock()
+			c.srv.dropped.Add(1)
+			return
+		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space, wake := c.space, c.wakeLocked()
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-space:
+		case <-wake:
+		case <-t.C:
+		case <-c.srv.stopCtx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+		c.mu.Lock()
+	}
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	if c.mountpoint != "" {
+		t, ok := topic.Unmount(c.mountpoint, m.Topic)
+		if ok {
+			cp := *m
+			cp.Topic = t
+			m = &cp
+		}
+	}
+	if c.pending == 0 {
+		// The clock of MaxDeliveryWait starts with the first message
+		// waiting, not at the last take, however long ago that was.
+		c.lastTake = time.Since(c.start)
+	}
+	c.pending++
+	// Deliveries that queue up while the handler is busy go out as one
+	// OnReceivedMessages batch.
+	if n := len(c.queue); n > 0 && c.queue[n-1].kind == evMessages {
+		c.queue[n-1].msgs = append(c.queue[n-1].msgs, m)
+		c.mu.Unlock()
+		return
+	}
+	msgs := append(c.spareMsgs, m)
+	c.spareMsgs = nil
+	c.enqueueAsyncLocked(event{kind: evMessages, msgs: msgs})
+	c.mu.Unlock()
+}
+
+// tookLocked records that the handler took n queued messages. c.mu is held.
+func (c *Conn) tookLocked(n int) {
+	if c.slow && n < c.srv.opts.MaxPendingMessages/2 {
+		c.slow = false
+	}
+	c.pending -= n
+	c.lastTake = time.Since(c.start)
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+}
