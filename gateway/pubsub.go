@@ -41,7 +41,7 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.mu.Unlock()
 
 	if a := c.srv.opts.Authenticator; a != nil && !c.l.DisableAuthn {
-		if err := a.Authenticate(ctx, ci, password); err != nil {
+		if err := c.authenticate(ctx, a, ci, password); err != nil {
 			c.mu.Lock()
 			c.authing = false
 			c.mu.Unlock()
@@ -71,6 +71,18 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.mountpoint = mp
 	c.mu.Unlock()
 	return nil
+}
+
+// authenticate runs the Authenticator. A panic in it (a bug of an authn
+// back end, possibly triggered by what a device sent) denies this client
+// instead of ending the process: the call fails closed.
+func (c *Conn) authenticate(ctx context.Context, a Authenticator, ci *ClientInfo, password string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.srv.handlerPanicked(c, "authenticate", r)
+		}
+	}()
+	return a.Authenticate(ctx, ci, password)
 }
 
 // pubsubState returns the mountpoint and client id for a pub/sub call, or

@@ -397,16 +397,16 @@ func (s *Server) NumConns() int { return int(s.nconns.Load()) }
 // subscriber's queue was full (see Options.MaxDeliveryWait).
 func (s *Server) Dropped() uint64 { return s.dropped.Load() }
 
-// Panics returns how many handler callbacks panicked. Each panic closed
-// only the connection whose callback it was.
+// Panics returns how many panics of handler callbacks and authenticators
+// the server recovered. Each cost only the connection it happened on.
 func (s *Server) Panics() uint64 { return s.panics.Load() }
 
-// handlerPanicked records a panic recovered from callback on c: it counts
-// it, logs it once with the stack, and returns the error that fails the
-// callback.
+// handlerPanicked records a panic recovered from callback (or the
+// authenticator) on c: it counts it, logs it once with the stack, and
+// returns the error that fails the call.
 func (s *Server) handlerPanicked(c *Conn, callback string, r any) error {
 	s.panics.Add(1)
-	s.log.Error("gateway: handler panicked; closing its connection",
+	s.log.Error("gateway: recovered a panic; failing the call",
 		"conn", c.handle, "listener", c.l.Name, "callback", callback,
 		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	return fmt.Errorf("panic: %v", r)

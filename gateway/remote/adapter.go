@@ -2,6 +2,8 @@ package remote
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"log/slog"
 	"sync/atomic"
 
@@ -22,6 +24,7 @@ type Adapter struct {
 	log *slog.Logger
 
 	warnedMountpoint atomic.Bool
+	panics           atomic.Uint64
 }
 
 var _ pb.ConnectionAdapterServer = (*Adapter)(nil)
@@ -39,6 +42,24 @@ func (a *Adapter) Register(s *grpc.Server) { pb.RegisterConnectionAdapterServer(
 
 var success = &pb.CodeResponse{}
 
+// recoverRPC, deferred by every rpc, turns a panic while serving it into an
+// UNKNOWN reply: a bug reached through one handler's call must not end the
+// process and every device's connection with it (grpc-go does not recover
+// panics of services).
+func (a *Adapter) recoverRPC(rpc string, resp **pb.CodeResponse, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	a.panics.Add(1)
+	a.log.Error("remote: recovered a panic in an adapter rpc", "rpc", rpc,
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*resp, *err = &pb.CodeResponse{Code: pb.ResultCode_UNKNOWN, Message: "remote: internal error in " + rpc}, nil
+}
+
+// Panics returns how many rpcs panicked and were answered UNKNOWN.
+func (a *Adapter) Panics() uint64 { return a.panics.Load() }
+
 // reply turns an error into a CodeResponse.
 func (a *Adapter) reply(rpc, conn string, err error) (*pb.CodeResponse, error) {
 	if err == nil {
@@ -50,7 +71,8 @@ func (a *Adapter) reply(rpc, conn string, err error) (*pb.CodeResponse, error) {
 }
 
 // Send implements pb.ConnectionAdapterServer.
-func (a *Adapter) Send(_ context.Context, req *pb.SendBytesRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Send(_ context.Context, req *pb.SendBytesRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Send", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.Send(req.GetBytes())
@@ -59,7 +81,8 @@ func (a *Adapter) Send(_ context.Context, req *pb.SendBytesRequest) (*pb.CodeRes
 }
 
 // Close implements pb.ConnectionAdapterServer.
-func (a *Adapter) Close(_ context.Context, req *pb.CloseSocketRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Close(_ context.Context, req *pb.CloseSocketRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Close", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.Close()
@@ -69,7 +92,8 @@ func (a *Adapter) Close(_ context.Context, req *pb.CloseSocketRequest) (*pb.Code
 
 // Authenticate implements pb.ConnectionAdapterServer. The password is never
 // logged.
-func (a *Adapter) Authenticate(ctx context.Context, req *pb.AuthenticateRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Authenticate(ctx context.Context, req *pb.AuthenticateRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Authenticate", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		ci := req.GetClientinfo()
@@ -92,7 +116,8 @@ func (a *Adapter) Authenticate(ctx context.Context, req *pb.AuthenticateRequest)
 }
 
 // StartTimer implements pb.ConnectionAdapterServer.
-func (a *Adapter) StartTimer(_ context.Context, req *pb.TimerRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) StartTimer(_ context.Context, req *pb.TimerRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("StartTimer", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.StartTimer(gateway.TimerType(req.GetType()), req.GetInterval())
@@ -101,7 +126,8 @@ func (a *Adapter) StartTimer(_ context.Context, req *pb.TimerRequest) (*pb.CodeR
 }
 
 // Publish implements pb.ConnectionAdapterServer.
-func (a *Adapter) Publish(_ context.Context, req *pb.PublishRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Publish(_ context.Context, req *pb.PublishRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Publish", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.Publish(req.GetTopic(), req.GetQos(), req.GetPayload())
@@ -110,12 +136,14 @@ func (a *Adapter) Publish(_ context.Context, req *pb.PublishRequest) (*pb.CodeRe
 }
 
 // RawPublish implements pb.ConnectionAdapterServer.
-func (a *Adapter) RawPublish(_ context.Context, req *pb.RawPublishRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) RawPublish(_ context.Context, req *pb.RawPublishRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("RawPublish", &resp, &err)
 	return a.reply("RawPublish", "", a.srv.RawPublish(req.GetTopic(), req.GetQos(), req.GetPayload()))
 }
 
 // Subscribe implements pb.ConnectionAdapterServer.
-func (a *Adapter) Subscribe(_ context.Context, req *pb.SubscribeRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Subscribe(_ context.Context, req *pb.SubscribeRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Subscribe", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.Subscribe(req.GetTopic(), req.GetQos())
@@ -124,7 +152,8 @@ func (a *Adapter) Subscribe(_ context.Context, req *pb.SubscribeRequest) (*pb.Co
 }
 
 // Unsubscribe implements pb.ConnectionAdapterServer.
-func (a *Adapter) Unsubscribe(_ context.Context, req *pb.UnsubscribeRequest) (*pb.CodeResponse, error) {
+func (a *Adapter) Unsubscribe(_ context.Context, req *pb.UnsubscribeRequest) (resp *pb.CodeResponse, err error) {
+	defer a.recoverRPC("Unsubscribe", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
 		err = c.Unsubscribe(req.GetTopic())
