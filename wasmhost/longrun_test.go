@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/protogate/protogate/gateway"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	"github.com/protogate/protogate/wasmhost"
 )
 

@@ -33,7 +33,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/protogate/protogate/gateway/remote/exprotojson"
+	"github.com/protogate/protogate/internal/jsonhandler"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -81,7 +81,7 @@ func run(args []string) error {
 		return err
 	}
 	srv := grpc.NewServer()
-	exprotojson.New(exprotov1.NewConnectionAdapterClient(cc), log).Register(srv)
+	jsonhandler.New(exprotov1.NewConnectionAdapterClient(cc), log).Register(srv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

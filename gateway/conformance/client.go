@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 )
 
 // client is a device speaking the JSON test protocol. It is not safe for

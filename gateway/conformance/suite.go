@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/protogate/protogate/gateway"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 )
 
 // testCase is one behaviour of the suite; each runs on every transport.

@@ -29,7 +29,7 @@ package main
 import (
 	"strconv"
 
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	protogate "github.com/protogate/protogate/sdk/go"
 )
 

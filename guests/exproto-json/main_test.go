@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/protogate/protogate/abi"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	protogate "github.com/protogate/protogate/sdk/go"
 	"github.com/protogate/protogate/sdk/go/sdktest"
 )

@@ -1,4 +1,4 @@
-// Package exprotojson is the reference remote ExProto handler: a gRPC
+// Package jsonhandler is the reference remote ExProto handler: a gRPC
 // implementation of the emqx.exproto.v1 handler services that speaks the JSON
 // test protocol of package jsonproto and behaves exactly like EMQX's echo
 // handler (emqx_exproto_echo_svr.erl). The protogate conformance suite and the
@@ -25,7 +25,7 @@
 // succeeds, so the gateway keeps the connection; a transport error (a non-OK
 // gRPC status from the adapter) is logged and returned by the callback, which
 // makes the gateway close the connection.
-package exprotojson
+package jsonhandler
 
 import (
 	"context"
@@ -38,7 +38,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/protogate/protogate/gateway/conformance/jsonproto"
+	"github.com/protogate/protogate/internal/jsonproto"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -378,7 +378,7 @@ func (h *Handler) close(ctx context.Context, conn string) error {
 func (h *Handler) check(conn, rpc string, resp *exprotov1.CodeResponse, err error) (ok bool, _ error) {
 	if err != nil {
 		h.log.Warn("adapter call failed", "rpc", rpc, "conn", conn, "err", err)
-		return false, fmt.Errorf("exprotojson: %s: %w", rpc, err)
+		return false, fmt.Errorf("jsonhandler: %s: %w", rpc, err)
 	}
 	if code := resp.GetCode(); code != exprotov1.ResultCode_SUCCESS {
 		h.log.Info("adapter call refused", "rpc", rpc, "conn", conn, "code", code, "message", resp.GetMessage())

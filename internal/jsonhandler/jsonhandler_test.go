@@ -1,4 +1,4 @@
-package exprotojson
+package jsonhandler
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/protogate/protogate/gateway/conformance/jsonproto"
+	"github.com/protogate/protogate/internal/jsonproto"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -515,7 +515,7 @@ func TestTransportErrorFailsCallback(t *testing.T) {
 				if got := status.Code(err); got != codes.Unavailable {
 					t.Fatalf("callback error = %v (code %v), want Unavailable", err, got)
 				}
-				if !strings.Contains(err.Error(), "exprotojson:") {
+				if !strings.Contains(err.Error(), "jsonhandler:") {
 					t.Errorf("error %q does not say where it came from", err)
 				}
 				wantCalls(t, e.fake.take(), tc.want)
