@@ -16,7 +16,8 @@
 //
 // After Close the rest of the connection's bytes are ignored. Deliveries are
 // written to the device as one PUBLISH frame per message, and a keepalive
-// timeout sends DISCONNECT and then Close. A failed host call is logged and
+// timeout sends DISCONNECT and then Close. Each frame goes out in one Send,
+// ended by a newline (jsonproto.AppendLine). A failed host call is logged and
 // the callback still succeeds, as the reference handler does with a
 // non-SUCCESS result code (a Wasm guest has no transport errors, the
 // reference handler's only reason to fail a callback).
@@ -189,7 +190,7 @@ func (g *guest) ack(c protogate.Conn, call string, t jp.Type, err error) {
 }
 
 func (g *guest) send(c protogate.Conn, f jp.Frame) {
-	g.out = jp.AppendEncode(g.out[:0], f)
+	g.out = jp.AppendLine(g.out[:0], f)
 	check(c, "Send", c.Send(g.out))
 }
 

@@ -19,7 +19,8 @@
 // Deliveries (OnReceivedMessages) are written to the device as one PUBLISH
 // frame per message (the protocol's payload is a JSON string, so bytes that
 // are not valid UTF-8 are replaced by U+FFFD), and a keepalive timeout
-// (OnTimerTimeout) sends DISCONNECT and then Close.
+// (OnTimerTimeout) sends DISCONNECT and then Close. Each frame goes out in
+// one Send, ended by a newline ([jsonproto.AppendLine]).
 //
 // A non-SUCCESS result from an adapter call is logged and the callback still
 // succeeds, so the gateway keeps the connection; a transport error (a non-OK
@@ -361,7 +362,7 @@ func (h *Handler) ack(ctx context.Context, conn, rpc string, t jsonproto.Type, r
 }
 
 func (h *Handler) send(ctx context.Context, conn string, f jsonproto.Frame) error {
-	resp, err := h.adapter.Send(ctx, &exprotov1.SendBytesRequest{Conn: conn, Bytes: jsonproto.Encode(f)})
+	resp, err := h.adapter.Send(ctx, &exprotov1.SendBytesRequest{Conn: conn, Bytes: jsonproto.AppendLine(nil, f)})
 	_, err = h.check(conn, "Send", resp, err)
 	return err
 }
