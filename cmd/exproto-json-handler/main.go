@@ -2,9 +2,10 @@
 // server that implements both emqx.exproto.v1 handler services
 // (ConnectionUnaryHandler and the legacy streaming ConnectionHandler) and
 // speaks the JSON test protocol of EMQX's echo handler (CONNECT, PUBLISH,
-// SUBSCRIBE, ... as JSON objects; see package jsonproto). It is the handler
-// the README quickstart and the conformance suite use, and it works unchanged
-// against EMQX's ExProto gateway.
+// SUBSCRIBE, ... as JSON objects; see package internal/jsonproto). It is the
+// handler of the README quickstart (make run-grpc); its code is package
+// internal/jsonhandler, which the conformance suite also runs, and it works
+// unchanged against EMQX's ExProto gateway.
 //
 // Usage:
 //

@@ -1,7 +1,8 @@
 // Command exproto-json is a protogate guest that speaks the JSON test
-// protocol of EMQX's ExProto suite (package jsonproto) and behaves exactly
-// like the reference remote handler, gateway/remote/exprotojson, so the
-// gateway's conformance suite runs against it unchanged.
+// protocol of EMQX's ExProto suite (package internal/jsonproto) and behaves
+// exactly like the reference remote handler, internal/jsonhandler, so the
+// gateway's conformance suite runs against it unchanged. Of the project's
+// packages it imports only the SDK, abi and the codec.
 //
 // Frames from the device are handled as follows:
 //

@@ -13,7 +13,7 @@ import (
 )
 
 // These tests mirror those of the reference handler
-// (gateway/remote/exprotojson) call for call. sdktest's host refuses
+// (internal/jsonhandler) call for call. sdktest's host refuses
 // pub/sub before Authenticate, so tests that publish connect first; denials
 // are injected with Host.Fail.
 

@@ -1,9 +1,11 @@
 // Package jsonhandler is the reference remote ExProto handler: a gRPC
-// implementation of the emqx.exproto.v1 handler services that speaks the JSON
-// test protocol of package jsonproto and behaves exactly like EMQX's echo
-// handler (emqx_exproto_echo_svr.erl). The protogate conformance suite and the
-// README quickstart run it against the gateway, and it runs unchanged against
-// EMQX.
+// implementation of the emqx.exproto.v1 handler services that speaks the
+// JSON test protocol of package internal/jsonproto and handles frames as
+// EMQX's echo handler (emqx_exproto_echo_svr.erl) does.
+// cmd/exproto-json-handler serves it (the README quickstart), the remote
+// back end's conformance test and cmd/protogate's end-to-end tests run it
+// against the gateway, and it runs unchanged against EMQX. The
+// guests/exproto-json Wasm guest is its twin.
 //
 // Frames from the device are handled as follows:
 //
