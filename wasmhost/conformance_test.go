@@ -76,7 +76,7 @@ func mustBuiltin(t testing.TB, name string) []byte {
 }
 
 // TestConformance runs the gateway's behaviour suite, unchanged, against the
-// builtin:exproto-json guest on TCP and TLS.
+// builtin:exproto-json guest on TCP, TLS, UDP and DTLS.
 func TestConformance(t *testing.T) {
 	wasm := mustBuiltin(t, "exproto-json")
 	conformance.Run(t, conformance.Backend{

@@ -2,9 +2,10 @@
 // server that implements both emqx.exproto.v1 handler services
 // (ConnectionUnaryHandler and the legacy streaming ConnectionHandler) and
 // speaks the JSON test protocol of EMQX's echo handler (CONNECT, PUBLISH,
-// SUBSCRIBE, ... as JSON objects; see package jsonproto). It is the handler
-// the README quickstart and the conformance suite use, and it works unchanged
-// against EMQX's ExProto gateway.
+// SUBSCRIBE, ... as JSON objects; see package internal/jsonproto). It is the
+// handler of the README quickstart (make run-grpc); its code is package
+// internal/jsonhandler, which the conformance suite also runs, and it works
+// unchanged against EMQX's ExProto gateway.
 //
 // Usage:
 //
@@ -33,7 +34,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/protogate/protogate/gateway/remote/exprotojson"
+	"github.com/protogate/protogate/internal/jsonhandler"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -81,7 +82,7 @@ func run(args []string) error {
 		return err
 	}
 	srv := grpc.NewServer()
-	exprotojson.New(exprotov1.NewConnectionAdapterClient(cc), log).Register(srv)
+	jsonhandler.New(exprotov1.NewConnectionAdapterClient(cc), log).Register(srv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,7 +1,7 @@
-// Command protogate is the gateway daemon: it owns device sockets (TCP, TLS),
-// hands each connection's protocol to a handler (a remote gRPC service
-// written for EMQX's ExProto), and connects devices to pub/sub on an
-// embedded NATS server.
+// Command protogate is the gateway daemon: it owns device sockets (TCP, TLS,
+// UDP, DTLS), hands each connection's protocol to a handler (a WebAssembly
+// module run in-process, or a remote gRPC service written for EMQX's
+// ExProto), and connects devices to pub/sub on an embedded NATS server.
 //
 // Usage:
 //
@@ -11,7 +11,8 @@
 //	protogate version            print the version
 //
 // SIGINT and SIGTERM shut down gracefully: stop accepting, close every
-// connection (its handler sees OnSocketClosed), drain NATS, exit 0.
+// connection (its handler sees OnSocketClosed), drain NATS, exit 0. SIGHUP
+// reloads the Wasm modules from their files.
 package main
 
 import (

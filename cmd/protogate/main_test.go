@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
-	"github.com/protogate/protogate/gateway/remote/exprotojson"
+	"github.com/protogate/protogate/internal/jsonhandler"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	pb "github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -190,10 +190,10 @@ listeners:
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	h := exprotojson.New(pb.NewConnectionAdapterClient(cc), slog.New(slog.DiscardHandler))
+	h := jsonhandler.New(pb.NewConnectionAdapterClient(cc), slog.New(slog.DiscardHandler))
 	closed := make(chan string, 4)
-	h.SetObserver(func(ev exprotojson.Event) {
-		if ev.Kind == exprotojson.KindClosed {
+	h.SetObserver(func(ev jsonhandler.Event) {
+		if ev.Kind == jsonhandler.KindClosed {
 			closed <- ev.Reason
 		}
 	})

@@ -18,9 +18,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/protogate/protogate/cmd/protogate/internal/config"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
-	"github.com/protogate/protogate/gateway/remote/exprotojson"
 	"github.com/protogate/protogate/guests/builtin"
+	"github.com/protogate/protogate/internal/jsonhandler"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	pb "github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -164,7 +164,7 @@ listeners:
 	}
 	defer cc.Close()
 	gs := grpc.NewServer()
-	exprotojson.New(pb.NewConnectionAdapterClient(cc), nil).Register(gs)
+	jsonhandler.New(pb.NewConnectionAdapterClient(cc), nil).Register(gs)
 	go gs.Serve(hln)
 	defer gs.Stop()
 

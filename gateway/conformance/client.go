@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 )
 
 // client is a device speaking the JSON test protocol. It is not safe for
@@ -67,6 +67,34 @@ func (c *client) tryNext(d time.Duration) (jp.Frame, error) {
 		if err != nil && n == 0 {
 			return jp.Frame{}, err
 		}
+	}
+}
+
+// expectBytes reads exactly want from the connection, bypassing the frame
+// decoder: on a datagram transport the next datagram must be want.
+func (c *client) expectBytes(want string) {
+	c.t.Helper()
+	if n := c.dec.Buffered(); n != 0 {
+		c.t.Fatalf("expectBytes: %d bytes already read and not decoded", n)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(Timeout))
+	var got []byte
+	var err error
+	if c.datagram {
+		var n int
+		n, err = c.nc.Read(c.buf)
+		got = c.buf[:n]
+	} else {
+		got = make([]byte, len(want))
+		var n int
+		n, err = io.ReadFull(c.nc, got)
+		got = got[:n]
+	}
+	if err != nil {
+		c.t.Fatalf("reading %q: got %q, %v", want, got, err)
+	}
+	if string(got) != want {
+		c.t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

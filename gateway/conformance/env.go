@@ -1,11 +1,15 @@
 // Package conformance is the behaviour suite every handler back end must
 // pass. Run builds a complete gateway from real parts (an embedded NATS
-// server, the ConnectionAdapter on gRPC over loopback, TCP and TLS listeners
-// on 127.0.0.1) around the back end under test, and drives it with real
-// socket clients speaking the JSON test protocol of EMQX's ExProto suite
-// (package jsonproto). The handler under test must implement that protocol:
-// the reference remote handler (gateway/remote/exprotojson) and the
-// builtin:exproto-json Wasm guest do.
+// server, TCP, TLS, UDP and DTLS listeners on 127.0.0.1) around the back end
+// under test, and drives it with real socket clients speaking the JSON test
+// protocol of EMQX's ExProto suite (package internal/jsonproto). The handler
+// under test must implement that protocol: the reference remote handler
+// (internal/jsonhandler, behind gateway/remote) and the builtin:exproto-json
+// Wasm guest do.
+//
+// The suite knows no back end: each back end's tests pass in a [Backend]
+// whose Handler builds the handler under test around the assembled gateway
+// (the remote back end serves its ConnectionAdapter on [Env.Server]).
 //
 // Between the gateway and the back end the suite inserts a recorder that
 // checks the event-model guarantees on every connection: OnSocketCreated
@@ -27,37 +31,37 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/pion/dtls/v2"
-	"google.golang.org/grpc"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
 	"github.com/protogate/protogate/gateway/listener"
-	"github.com/protogate/protogate/gateway/remote"
 )
 
 // Backend is a handler back end under test.
 type Backend struct {
 	// Name appears in test names.
 	Name string
-	// Handler returns the handler under test for env. Back ends that call
-	// the ConnectionAdapter over gRPC find it at env.AdapterAddr. Cleanup
-	// registered on t runs after the gateway has shut down.
+	// Handler returns the handler under test for env, whose Server is built
+	// but not yet serving. A back end that needs more of the gateway than
+	// the Handler interface (the remote back end's ConnectionAdapter) starts
+	// it here on env.Server. Cleanup registered on t runs after the gateway
+	// has shut down.
 	Handler func(t testing.TB, env *Env) gateway.Handler
 }
 
 // Env is one gateway assembled for a test.
 type Env struct {
-	Server      *gateway.Server
-	Broker      *broker.Broker
-	AdapterAddr string     // host:port of the ConnectionAdapter
-	NATS        *nats.Conn // an ordinary NATS client of the embedded server
-	Addr        string     // the device listener
-	Type        gateway.SocketType
-	TLS         *tls.Config  // client TLS config for SSL listeners
-	DTLS        *dtls.Config // client DTLS config for DTLS listeners
-	UDP         *listener.UDPListener
-	Rec         *Recorder
-	Listener    *gateway.Listener
+	Server   *gateway.Server
+	Broker   *broker.Broker
+	Logger   *slog.Logger // the gateway's logger: to t.Log, warnings and up
+	NATS     *nats.Conn   // an ordinary NATS client of the embedded server
+	Addr     string       // the device listener
+	Type     gateway.SocketType
+	TLS      *tls.Config  // client TLS config for SSL listeners
+	DTLS     *dtls.Config // client DTLS config for DTLS listeners
+	UDP      *listener.UDPListener
+	Rec      *Recorder
+	Listener *gateway.Listener
 }
 
 // envOptions tune one Env.
@@ -140,25 +144,7 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 	t.Cleanup(nc.Close)
 
 	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: o.auth, Logger: log})
-	env := &Env{Server: srv, Broker: br, NATS: nc, Type: typ}
-
-	gs := grpc.NewServer()
-	remote.NewAdapter(srv, log).Register(gs)
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.AdapterAddr = aln.Addr().String()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		gs.Serve(aln)
-	}()
-	t.Cleanup(func() {
-		gs.Stop()
-		wg.Wait()
-	})
+	env := &Env{Server: srv, Broker: br, Logger: log, NATS: nc, Type: typ}
 
 	env.Rec = newRecorder(b.Handler(t, env))
 	env.Listener = &gateway.Listener{

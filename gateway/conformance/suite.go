@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/protogate/protogate/gateway"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 )
 
 // testCase is one behaviour of the suite; each runs on every transport.
@@ -48,6 +48,7 @@ var cases = []testCase{
 	{name: "HandlerFaultClosesOnlyThatConnection", run: testHandlerFault},
 	{name: "DeliveriesInOrder", run: testDeliveriesInOrder},
 	{name: "ByteByByteAndCoalesced", run: testChunking},
+	{name: "AnswersArriveByteExact", run: testAnswerBytes},
 	{name: "StaleHandle", run: testStaleHandle},
 	{name: "ShutdownClosesEveryConnection", run: testShutdown},
 	{name: "KeepaliveTimeout", slow: true, run: testKeepaliveTimeout},
@@ -419,6 +420,21 @@ func testChunking(t *testing.T, env *Env) {
 	if string(got) != string(want) {
 		t.Errorf("handler received %q, want %q", got, want)
 	}
+}
+
+// testAnswerBytes checks that what the handler sends reaches the device
+// byte for byte, one datagram per Send on datagram transports. The reference
+// handlers end every frame with a newline, so that a person typing frames
+// into nc sees one answer per line.
+func testAnswerBytes(t *testing.T, env *Env) {
+	c := env.dial(t)
+	c.send(jp.Frame{Type: jp.Connect, ClientInfo: jp.ClientInfo{ProtoName: "exproto", ProtoVer: "1.0", ClientID: "bytes-1"}})
+	c.expectBytes(`{"type":2,"code":0}` + "\n")
+	c.send(jp.Frame{Type: jp.Subscribe, Topic: "b/1"})
+	c.expectBytes(`{"type":6,"code":0}` + "\n")
+	c.send(jp.Frame{Type: jp.Publish, Topic: "b/1", Payload: "x"})
+	c.expectBytes(`{"type":4,"code":0}` + "\n")
+	c.expectBytes(`{"type":3,"topic":"b/1","qos":0,"payload":"x"}` + "\n")
 }
 
 func testStaleHandle(t *testing.T, env *Env) {

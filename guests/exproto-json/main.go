@@ -1,7 +1,8 @@
 // Command exproto-json is a protogate guest that speaks the JSON test
-// protocol of EMQX's ExProto suite (package jsonproto) and behaves exactly
-// like the reference remote handler, gateway/remote/exprotojson, so the
-// gateway's conformance suite runs against it unchanged.
+// protocol of EMQX's ExProto suite (package internal/jsonproto) and behaves
+// exactly like the reference remote handler, internal/jsonhandler, so the
+// gateway's conformance suite runs against it unchanged. Of the project's
+// packages it imports only the SDK, abi and the codec.
 //
 // Frames from the device are handled as follows:
 //
@@ -16,7 +17,8 @@
 //
 // After Close the rest of the connection's bytes are ignored. Deliveries are
 // written to the device as one PUBLISH frame per message, and a keepalive
-// timeout sends DISCONNECT and then Close. A failed host call is logged and
+// timeout sends DISCONNECT and then Close. Each frame goes out in one Send,
+// ended by a newline (jsonproto.AppendLine). A failed host call is logged and
 // the callback still succeeds, as the reference handler does with a
 // non-SUCCESS result code (a Wasm guest has no transport errors, the
 // reference handler's only reason to fail a callback).
@@ -29,7 +31,7 @@ package main
 import (
 	"strconv"
 
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	protogate "github.com/protogate/protogate/sdk/go"
 )
 
@@ -189,7 +191,7 @@ func (g *guest) ack(c protogate.Conn, call string, t jp.Type, err error) {
 }
 
 func (g *guest) send(c protogate.Conn, f jp.Frame) {
-	g.out = jp.AppendEncode(g.out[:0], f)
+	g.out = jp.AppendLine(g.out[:0], f)
 	check(c, "Send", c.Send(g.out))
 }
 

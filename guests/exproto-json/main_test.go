@@ -7,28 +7,32 @@ import (
 	"testing"
 
 	"github.com/protogate/protogate/abi"
-	jp "github.com/protogate/protogate/gateway/conformance/jsonproto"
+	jp "github.com/protogate/protogate/internal/jsonproto"
 	protogate "github.com/protogate/protogate/sdk/go"
 	"github.com/protogate/protogate/sdk/go/sdktest"
 )
 
 // These tests mirror those of the reference handler
-// (gateway/remote/exprotojson) call for call. sdktest's host refuses
+// (internal/jsonhandler) call for call. sdktest's host refuses
 // pub/sub before Authenticate, so tests that publish connect first; denials
 // are injected with Host.Fail.
 
-func enc(f jp.Frame) string { return string(jp.Encode(f)) }
+// enc is a frame as a device sends it; answer one as the guest sends it,
+// ended by a newline.
+func enc(f jp.Frame) string    { return string(jp.Encode(f)) }
+func answer(f jp.Frame) string { return string(jp.AppendLine(nil, f)) }
 
 var (
-	connack0  = enc(jp.Frame{Type: jp.Connack, Code: 0})
-	connack1  = enc(jp.Frame{Type: jp.Connack, Code: 1})
-	puback0   = enc(jp.Frame{Type: jp.Puback, Code: 0})
-	puback1   = enc(jp.Frame{Type: jp.Puback, Code: 1})
-	suback0   = enc(jp.Frame{Type: jp.Suback, Code: 0})
-	suback1   = enc(jp.Frame{Type: jp.Suback, Code: 1})
-	unsuback  = enc(jp.Frame{Type: jp.Unsuback, Code: 0})
-	unsuback1 = enc(jp.Frame{Type: jp.Unsuback, Code: 1})
+	connack0  = answer(jp.Frame{Type: jp.Connack, Code: 0})
+	connack1  = answer(jp.Frame{Type: jp.Connack, Code: 1})
+	puback0   = answer(jp.Frame{Type: jp.Puback, Code: 0})
+	puback1   = answer(jp.Frame{Type: jp.Puback, Code: 1})
+	suback0   = answer(jp.Frame{Type: jp.Suback, Code: 0})
+	suback1   = answer(jp.Frame{Type: jp.Suback, Code: 1})
+	unsuback  = answer(jp.Frame{Type: jp.Unsuback, Code: 0})
+	unsuback1 = answer(jp.Frame{Type: jp.Unsuback, Code: 1})
 	discFr    = enc(jp.Frame{Type: jp.Disconnect})
+	discAns   = answer(jp.Frame{Type: jp.Disconnect})
 )
 
 func connectFrame(clientid, password string, keepalive uint32) []byte {
@@ -276,9 +280,9 @@ func TestReceivedMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, c,
-		send(enc(jp.Frame{Type: jp.Publish, Topic: "t/dn", QoS: 1, Payload: "one"})),
-		send(`{"type":3,"topic":"t/2","qos":0,"payload":"{\"json\":\"inside\"}"}`),
-		send(`{"type":3,"topic":"t/3","qos":2,"payload":"bad \ufffd utf-8"}`),
+		send(answer(jp.Frame{Type: jp.Publish, Topic: "t/dn", QoS: 1, Payload: "one"})),
+		send(`{"type":3,"topic":"t/2","qos":0,"payload":"{\"json\":\"inside\"}"}`+"\n"),
+		send(`{"type":3,"topic":"t/3","qos":2,"payload":"bad \ufffd utf-8"}`+"\n"),
 	)
 	// A refused Send is logged, not fatal.
 	h.Fail(abi.ImportSend, abi.StatusNotAlive, "gone")
@@ -295,7 +299,7 @@ func TestTimerTimeout(t *testing.T) {
 	if err := h.Timeout(c); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, h, c, send(discFr), "close C")
+	wantCalls(t, h, c, send(discAns), "close C")
 	// The gateway closes the connection with the keepalive reason; the
 	// DISCONNECT sent while it is closing is dropped, as in the gateway.
 	if reason, closed := h.Closed(c); !closed || reason != sdktest.ReasonKeepaliveTimeout {

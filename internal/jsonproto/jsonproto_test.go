@@ -57,6 +57,20 @@ func TestEncode(t *testing.T) {
 	}
 }
 
+func TestAppendLine(t *testing.T) {
+	got := AppendLine([]byte("prefix"), Frame{Type: Suback, Code: 1})
+	if want := "prefix" + `{"type":6,"code":1}` + "\n"; string(got) != want {
+		t.Fatalf("AppendLine() = %q, want %q", got, want)
+	}
+	line := got[len("prefix"):]
+	if !json.Valid(line) {
+		t.Fatalf("%q is not a JSON text", line)
+	}
+	if f, err := Decode(line); err != nil || f != (Frame{Type: Suback, Code: 1}) {
+		t.Fatalf("Decode(%q) = %+v, %v", line, f, err)
+	}
+}
+
 func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	// The hand-written string encoder must agree with encoding/json on what
 	// the string decodes to.
@@ -379,16 +393,19 @@ func TestRoundTrip(t *testing.T) {
 		{Type: Disconnect},
 		{Type: RawPublish, Topic: "x", QoS: 4294967295, Payload: "{\"nested\":\"json\"}##"},
 	}
-	var stream []byte
+	var stream, lines []byte
 	for _, f := range frames {
 		got, err := Decode(Encode(f))
 		if err != nil || got != f {
 			t.Fatalf("Decode(Encode(%+v)) = %+v, %v", f, got, err)
 		}
 		stream = AppendEncode(stream, f)
+		lines = AppendLine(lines, f)
 	}
-	got, err := drain(NewDecoder(0), bytewise(string(stream))...)
-	if err != nil || len(got) != len(frames) {
-		t.Fatalf("stream: %d frames, err %v", len(got), err)
+	for name, s := range map[string][]byte{"bare": stream, "lines": lines} {
+		got, err := drain(NewDecoder(0), bytewise(string(s))...)
+		if err != nil || len(got) != len(frames) {
+			t.Fatalf("%s stream: %d frames, err %v", name, len(got), err)
+		}
 	}
 }

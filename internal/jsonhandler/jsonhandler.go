@@ -1,9 +1,11 @@
-// Package exprotojson is the reference remote ExProto handler: a gRPC
-// implementation of the emqx.exproto.v1 handler services that speaks the JSON
-// test protocol of package jsonproto and behaves exactly like EMQX's echo
-// handler (emqx_exproto_echo_svr.erl). The protogate conformance suite and the
-// README quickstart run it against the gateway, and it runs unchanged against
-// EMQX.
+// Package jsonhandler is the reference remote ExProto handler: a gRPC
+// implementation of the emqx.exproto.v1 handler services that speaks the
+// JSON test protocol of package internal/jsonproto and handles frames as
+// EMQX's echo handler (emqx_exproto_echo_svr.erl) does.
+// cmd/exproto-json-handler serves it (the README quickstart), the remote
+// back end's conformance test and cmd/protogate's end-to-end tests run it
+// against the gateway, and it runs unchanged against EMQX. The
+// guests/exproto-json Wasm guest is its twin.
 //
 // Frames from the device are handled as follows:
 //
@@ -19,13 +21,14 @@
 // Deliveries (OnReceivedMessages) are written to the device as one PUBLISH
 // frame per message (the protocol's payload is a JSON string, so bytes that
 // are not valid UTF-8 are replaced by U+FFFD), and a keepalive timeout
-// (OnTimerTimeout) sends DISCONNECT and then Close.
+// (OnTimerTimeout) sends DISCONNECT and then Close. Each frame goes out in
+// one Send, ended by a newline ([jsonproto.AppendLine]).
 //
 // A non-SUCCESS result from an adapter call is logged and the callback still
 // succeeds, so the gateway keeps the connection; a transport error (a non-OK
 // gRPC status from the adapter) is logged and returned by the callback, which
 // makes the gateway close the connection.
-package exprotojson
+package jsonhandler
 
 import (
 	"context"
@@ -38,7 +41,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/protogate/protogate/gateway/conformance/jsonproto"
+	"github.com/protogate/protogate/internal/jsonproto"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -361,7 +364,7 @@ func (h *Handler) ack(ctx context.Context, conn, rpc string, t jsonproto.Type, r
 }
 
 func (h *Handler) send(ctx context.Context, conn string, f jsonproto.Frame) error {
-	resp, err := h.adapter.Send(ctx, &exprotov1.SendBytesRequest{Conn: conn, Bytes: jsonproto.Encode(f)})
+	resp, err := h.adapter.Send(ctx, &exprotov1.SendBytesRequest{Conn: conn, Bytes: jsonproto.AppendLine(nil, f)})
 	_, err = h.check(conn, "Send", resp, err)
 	return err
 }
@@ -378,7 +381,7 @@ func (h *Handler) close(ctx context.Context, conn string) error {
 func (h *Handler) check(conn, rpc string, resp *exprotov1.CodeResponse, err error) (ok bool, _ error) {
 	if err != nil {
 		h.log.Warn("adapter call failed", "rpc", rpc, "conn", conn, "err", err)
-		return false, fmt.Errorf("exprotojson: %s: %w", rpc, err)
+		return false, fmt.Errorf("jsonhandler: %s: %w", rpc, err)
 	}
 	if code := resp.GetCode(); code != exprotov1.ResultCode_SUCCESS {
 		h.log.Info("adapter call refused", "rpc", rpc, "conn", conn, "code", code, "message", resp.GetMessage())

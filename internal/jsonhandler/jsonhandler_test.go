@@ -1,4 +1,4 @@
-package exprotojson
+package jsonhandler
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/protogate/protogate/gateway/conformance/jsonproto"
+	"github.com/protogate/protogate/internal/jsonproto"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -270,17 +270,21 @@ func forEachService(t *testing.T, fn func(t *testing.T, ctx context.Context, e *
 	}
 }
 
-func enc(f jsonproto.Frame) string { return string(jsonproto.Encode(f)) }
+// enc is a frame as a device sends it; answer one as the handler sends it,
+// ended by a newline.
+func enc(f jsonproto.Frame) string    { return string(jsonproto.Encode(f)) }
+func answer(f jsonproto.Frame) string { return string(jsonproto.AppendLine(nil, f)) }
 
 var (
-	connack0 = enc(jsonproto.Frame{Type: jsonproto.Connack, Code: 0})
-	connack1 = enc(jsonproto.Frame{Type: jsonproto.Connack, Code: 1})
-	puback0  = enc(jsonproto.Frame{Type: jsonproto.Puback, Code: 0})
-	puback1  = enc(jsonproto.Frame{Type: jsonproto.Puback, Code: 1})
-	suback0  = enc(jsonproto.Frame{Type: jsonproto.Suback, Code: 0})
-	suback1  = enc(jsonproto.Frame{Type: jsonproto.Suback, Code: 1})
-	unsuback = enc(jsonproto.Frame{Type: jsonproto.Unsuback, Code: 0})
+	connack0 = answer(jsonproto.Frame{Type: jsonproto.Connack, Code: 0})
+	connack1 = answer(jsonproto.Frame{Type: jsonproto.Connack, Code: 1})
+	puback0  = answer(jsonproto.Frame{Type: jsonproto.Puback, Code: 0})
+	puback1  = answer(jsonproto.Frame{Type: jsonproto.Puback, Code: 1})
+	suback0  = answer(jsonproto.Frame{Type: jsonproto.Suback, Code: 0})
+	suback1  = answer(jsonproto.Frame{Type: jsonproto.Suback, Code: 1})
+	unsuback = answer(jsonproto.Frame{Type: jsonproto.Unsuback, Code: 0})
 	discFr   = enc(jsonproto.Frame{Type: jsonproto.Disconnect})
+	discAns  = answer(jsonproto.Frame{Type: jsonproto.Disconnect})
 )
 
 func connectFrame(clientid, password string, keepalive uint32) []byte {
@@ -474,12 +478,12 @@ func TestReceivedMessages(t *testing.T) {
 			&exprotov1.Message{Topic: "t/2", Qos: 0, Payload: []byte(`{"json":"inside"}`)},
 		))
 		wantCalls(t, e.fake.take(), []string{
-			"Send C " + enc(jsonproto.Frame{Type: jsonproto.Publish, Topic: "t/dn", QoS: 1, Payload: "one"}),
-			"Send C " + `{"type":3,"topic":"t/2","qos":0,"payload":"{\"json\":\"inside\"}"}`,
+			"Send C " + answer(jsonproto.Frame{Type: jsonproto.Publish, Topic: "t/dn", QoS: 1, Payload: "one"}),
+			"Send C " + `{"type":3,"topic":"t/2","qos":0,"payload":"{\"json\":\"inside\"}"}` + "\n",
 		})
 		// A refused Send (the connection is gone) is logged, not fatal.
 		must(t, c.messages(ctx, "dead1", &exprotov1.Message{Topic: "t", Payload: []byte("x")}))
-		wantCalls(t, e.fake.take(), []string{"Send dead1 " + `{"type":3,"topic":"t","qos":0,"payload":"x"}`})
+		wantCalls(t, e.fake.take(), []string{"Send dead1 " + `{"type":3,"topic":"t","qos":0,"payload":"x"}` + "\n"})
 	})
 }
 
@@ -489,7 +493,7 @@ func TestTimerTimeout(t *testing.T) {
 		must(t, c.bytes(ctx, "C", connectFrame("c1", "pw", 5)))
 		e.fake.take()
 		must(t, c.timeout(ctx, "C"))
-		wantCalls(t, e.fake.take(), []string{"Send C " + discFr, "Close C"})
+		wantCalls(t, e.fake.take(), []string{"Send C " + discAns, "Close C"})
 		must(t, c.bytes(ctx, "C", []byte(discFr)))
 		wantCalls(t, e.fake.take(), nil)
 	})
@@ -515,7 +519,7 @@ func TestTransportErrorFailsCallback(t *testing.T) {
 				if got := status.Code(err); got != codes.Unavailable {
 					t.Fatalf("callback error = %v (code %v), want Unavailable", err, got)
 				}
-				if !strings.Contains(err.Error(), "exprotojson:") {
+				if !strings.Contains(err.Error(), "jsonhandler:") {
 					t.Errorf("error %q does not say where it came from", err)
 				}
 				wantCalls(t, e.fake.take(), tc.want)
@@ -685,7 +689,7 @@ func TestConcurrentConnections(t *testing.T) {
 		for j := range publishes {
 			want = append(want, fmt.Sprintf("Publish %s %s 0 %d", conn, conn, j), "Send "+conn+" "+puback0)
 		}
-		want = append(want, "Send "+conn+" "+enc(jsonproto.Frame{Type: jsonproto.Publish, Topic: conn, Payload: "m"}))
+		want = append(want, "Send "+conn+" "+answer(jsonproto.Frame{Type: jsonproto.Publish, Topic: conn, Payload: "m"}))
 		wantCalls(t, got, want)
 		for _, k := range []string{KindCreated, KindBytes, KindMessages, KindClosed} {
 			if _, ok := seen.Load(conn + "/" + k); !ok {

@@ -20,8 +20,13 @@
 // The payload is a JSON string, so it carries text, not arbitrary bytes. EMQX's
 // test server writes one object per TCP segment or datagram with no delimiter;
 // EMQX's bench client and its Erlang example handler append "##" after every
-// object. [Encode] writes a bare object; [Decoder] accepts both styles and
-// reassembles objects that arrive split or coalesced.
+// object. [Encode] writes a bare object. [AppendLine] adds a newline, and is
+// what protogate's reference handlers (internal/jsonhandler and the
+// guests/exproto-json Wasm guest) write, so that a person typing frames into
+// nc sees one answer per line; JSON allows whitespace after a value, so a
+// client that decodes one object per segment or datagram reads it as before.
+// [Decoder] accepts all three styles and reassembles objects that arrive
+// split or coalesced.
 //
 // The package uses only the standard library so that it also builds for
 // GOOS=wasip1.
@@ -176,6 +181,13 @@ func AppendEncode(dst []byte, f Frame) []byte {
 		dst = strconv.AppendInt(append(dst, `,"code":`...), int64(f.Code), 10)
 	}
 	return append(dst, '}')
+}
+
+// AppendLine appends the encoding of f, as produced by [Encode], and a
+// newline to dst and returns the extended slice: one answer of the
+// reference handlers.
+func AppendLine(dst []byte, f Frame) []byte {
+	return append(AppendEncode(dst, f), '\n')
 }
 
 func appendClientInfo(dst []byte, ci ClientInfo) []byte {
