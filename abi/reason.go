@@ -1,7 +1,5 @@
 package abi
 
-import "strings"
-
 // Callback names as they appear in close reasons (EMQX's names for the
 // ExProto callbacks, and on_timer for a guest timer).
 const (
@@ -20,7 +18,22 @@ const (
 // working. The gateway, the Wasm host and the SDK's fake host all build the
 // reason here.
 func ErrorReason(callback, detail string) string {
-	return "{shutdown,{error,{" + callback + "," + braces.Replace(detail) + "}}}"
+	b := make([]byte, 0, len(callback)+len(detail)+24)
+	b = append(b, "{shutdown,{error,{"...)
+	b = append(b, callback...)
+	b = append(b, ',')
+	for i := 0; i < len(detail); i++ {
+		// Bytes, not runes: braces are ASCII and never part of a
+		// multi-byte sequence. (No strings package here: abi is linked
+		// into every guest, and echo links nothing else of it.)
+		switch c := detail[i]; c {
+		case '{':
+			b = append(b, '(')
+		case '}':
+			b = append(b, ')')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(append(b, "}}}"...))
 }
-
-var braces = strings.NewReplacer("{", "(", "}", ")")
