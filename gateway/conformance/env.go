@@ -34,6 +34,7 @@ import (
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
+	"github.com/protogate/protogate/gateway/framing"
 	"github.com/protogate/protogate/gateway/listener"
 )
 
@@ -47,6 +48,12 @@ type Backend struct {
 	// it here on env.Server. Cleanup registered on t runs after the gateway
 	// has shut down.
 	Handler func(t testing.TB, env *Env) gateway.Handler
+	// AsyncCallbacks says that a callback returns once the event is on its
+	// way to the handler, not once the handler has run it (ExProto's
+	// legacy streaming service). Such a handler answers bytes after the
+	// gateway has moved on, so an answer to bytes that arrived with the
+	// device's close can come too late to be written.
+	AsyncCallbacks bool
 }
 
 // Env is one gateway assembled for a test.
@@ -62,6 +69,7 @@ type Env struct {
 	UDP      *listener.UDPListener
 	Rec      *Recorder
 	Listener *gateway.Listener
+	backend  Backend
 }
 
 // envOptions tune one Env.
@@ -73,6 +81,9 @@ type envOptions struct {
 	maxPayload   int
 	clientCert   bool
 	psk          bool // DTLS clients use PSK instead of certificates
+	framing      bool // the stream listener frames by line
+	proxy        bool // the stream listener reads a PROXY header first
+	maxPending   int  // gateway.Options.MaxPendingMessages
 }
 
 // The PSK the DTLS listener knows and PSK clients use.
@@ -143,8 +154,8 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 	}
 	t.Cleanup(nc.Close)
 
-	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: o.auth, Logger: log})
-	env := &Env{Server: srv, Broker: br, Logger: log, NATS: nc, Type: typ}
+	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: o.auth, Logger: log, MaxPendingMessages: o.maxPending})
+	env := &Env{Server: srv, Broker: br, Logger: log, NATS: nc, Type: typ, backend: b}
 
 	env.Rec = newRecorder(b.Handler(t, env))
 	env.Listener = &gateway.Listener{
@@ -154,6 +165,12 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 		IdleTimeout:  o.idle,
 		Mountpoint:   o.mountpoint,
 		DisableAuthn: o.disableAuthn,
+		// JSON frames end with a newline, so line framing hands the
+		// handler one frame per OnReceivedBytes.
+		ProxyProtocol: o.proxy,
+	}
+	if o.framing {
+		env.Listener.Framing = framing.Config{Kind: framing.Line}
 	}
 	var ln net.Listener
 	switch typ {

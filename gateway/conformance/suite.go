@@ -21,10 +21,10 @@ type testCase struct {
 	// slow cases wait for timers and run in parallel with each other.
 	slow bool
 	// stream cases run only on TCP and SSL, datagram cases only on UDP
-	// and DTLS, onlyUDP and onlyDTLS on one of them.
-	stream, datagram, onlyUDP, onlyDTLS bool
-	opts                                envOptions
-	run                                 func(t *testing.T, env *Env)
+	// and DTLS, onlyTCP, onlyUDP and onlyDTLS on one of them.
+	stream, datagram, onlyTCP, onlyUDP, onlyDTLS bool
+	opts                                         envOptions
+	run                                          func(t *testing.T, env *Env)
 }
 
 var cases = []testCase{
@@ -44,6 +44,11 @@ var cases = []testCase{
 	{name: "ConnInfo", opts: envOptions{clientCert: true}, run: testConnInfo},
 	{name: "ConnInfoWithoutClientCert", run: testConnInfoNoCert},
 	{name: "PeerCloseReason", stream: true, run: testPeerClose},
+	{name: "SendAndCloseAtOnce", stream: true, run: testSendAndClose},
+	{name: "SendAndCloseAtOnceFramed", stream: true, opts: envOptions{framing: true}, run: testSendAndClose},
+	{name: "SendAndCloseAtOnceBehindProxy", stream: true, opts: envOptions{proxy: true}, run: testSendAndClose},
+	{name: "BurstArrivesWhole", onlyTCP: true, opts: envOptions{maxPending: 32}, run: testBurst},
+	{name: "BurstArrivesWholeBesideStalled", onlyTCP: true, opts: envOptions{maxPending: 32}, run: testBurstBesideStalled},
 	{name: "DisconnectClosesSocket", run: testDisconnect},
 	{name: "HandlerFaultClosesOnlyThatConnection", run: testHandlerFault},
 	{name: "DeliveriesInOrder", run: testDeliveriesInOrder},
@@ -68,7 +73,7 @@ func Run(t *testing.T, b Backend) {
 		t.Run(typ.String(), func(t *testing.T) {
 			datagram := typ == gateway.UDP || typ == gateway.DTLS
 			for _, tc := range cases {
-				if tc.stream && datagram || tc.datagram && !datagram ||
+				if tc.stream && datagram || tc.datagram && !datagram || tc.onlyTCP && typ != gateway.TCP ||
 					tc.onlyUDP && typ != gateway.UDP || tc.onlyDTLS && typ != gateway.DTLS {
 					continue
 				}

@@ -75,6 +75,7 @@ func TestConformance(t *testing.T) {
 					t.Cleanup(func() { h.Close() })
 					return h
 				},
+				AsyncCallbacks: svc == remote.ServiceStreaming,
 			})
 		})
 	}
