@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,8 +34,8 @@ const (
 
 // Config configures a Handler.
 type Config struct {
-	// Address is the handler's URL: http://host:port or https://host:port.
-	// Host names are allowed.
+	// Address is the handler's URL, http://host:port or https://host:port
+	// (host names allowed; see ParseAddress).
 	Address string
 	// ServiceName selects ServiceUnary (default) or ServiceStreaming.
 	ServiceName string
@@ -107,18 +109,136 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// dialTarget turns a handler URL into a gRPC target and credentials.
+// Address is a parsed handler address: EMQX's handler.address, also the
+// shape of the -adapter flag of the example handlers.
+type Address struct {
+	// Host is a host name or an IP address (an IPv6 address without
+	// brackets).
+	Host string
+	// Port is the TCP port, 1 to 65535.
+	Port uint16
+	// TLS is true for an https:// address.
+	TLS bool
+}
+
+// HostPort returns the host:port to dial ("[::1]:9001" for IPv6).
+func (a Address) HostPort() string {
+	return net.JoinHostPort(a.Host, strconv.Itoa(int(a.Port)))
+}
+
+// String returns the address in the form ParseAddress reads,
+// "http://host:port" or "https://host:port".
+func (a Address) String() string {
+	if a.TLS {
+		return "https://" + a.HostPort()
+	}
+	return "http://" + a.HostPort()
+}
+
+// AddressError is the error ParseAddress returns.
+type AddressError struct {
+	// Msg says what is wrong with the address, quoting it; it has no
+	// package prefix, so configuration errors can show it as it is.
+	Msg string
+}
+
+// Error implements the error interface.
+func (e *AddressError) Error() string { return "remote: " + e.Msg }
+
+// ParseAddress parses a handler address as EMQX reads handler.address: a URL
+// with the scheme http (plain HTTP/2) or https (TLS), case-insensitive, and
+// a host that is an IP address or a host name. A missing port is 80 for http
+// and 443 for https. The scheme is required: "127.0.0.1:9001" is refused,
+// with a hint to write "http://127.0.0.1:9001", because EMQX users who left
+// it out saw their handler silently never called. A path other than "/", a
+// query, a fragment and user information are refused rather than ignored.
+//
+// The gateway's dialer, the configuration validator and the example
+// handlers' -adapter flag all use it, so they accept the same addresses.
+func ParseAddress(s string) (Address, error) {
+	bad := func(format string, args ...any) (Address, error) {
+		return Address{}, &AddressError{Msg: fmt.Sprintf(format, args...)}
+	}
+	if s == "" {
+		return bad("missing address (want a URL such as http://127.0.0.1:9001)")
+	}
+	if !strings.Contains(s, "://") {
+		return bad("address %q has no scheme; write %q (or https:// for TLS)", s, "http://"+s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return bad("invalid address %q: %v", s, err)
+	}
+	var a Address
+	switch u.Scheme { // url.Parse lowercases the scheme
+	case "http":
+	case "https":
+		a.TLS = true
+	default:
+		return bad("unsupported scheme %q in %q (want http:// or https://)", u.Scheme, s)
+	}
+	switch {
+	case u.Opaque != "":
+		return bad("invalid address %q (want http://host:port or https://host:port)", s)
+	case u.User != nil:
+		return bad("address %q must not contain user information", s)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.ForceQuery, u.Fragment != "":
+		return bad("address %q must be scheme://host:port without a path or query", s)
+	case u.Hostname() == "":
+		return bad("address %q has no host", s)
+	}
+	a.Host = u.Hostname()
+	if _, err := netip.ParseAddr(a.Host); err != nil && !validHostname(a.Host) {
+		return bad("invalid host %q in address %q", a.Host, s)
+	}
+	switch p := u.Port(); p {
+	case "":
+		a.Port = 80
+		if a.TLS {
+			a.Port = 443
+		}
+	default:
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return bad("invalid port %q in address %q (want 1 to 65535)", p, s)
+		}
+		a.Port = uint16(n)
+	}
+	return a, nil
+}
+
+// validHostname reports whether h is a plausible DNS host name: labels of
+// letters, digits, '-' and '_', not starting or ending with '-'.
+func validHostname(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// dialTarget turns a handler address into a gRPC target and credentials.
 func dialTarget(address string, tc *tls.Config) (string, credentials.TransportCredentials, error) {
-	u, err := url.Parse(address)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", nil, fmt.Errorf("remote: address %q: want http://host:port or https://host:port", address)
+	a, err := ParseAddress(address)
+	if err != nil {
+		return "", nil, err
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || port == "" {
-		return "", nil, fmt.Errorf("remote: address %q: want http://host:port or https://host:port", address)
-	}
-	target := "dns:///" + net.JoinHostPort(host, port)
-	if u.Scheme == "http" {
+	target := "dns:///" + a.HostPort()
+	if !a.TLS {
 		return target, insecure.NewCredentials(), nil
 	}
 	if tc == nil {
@@ -127,7 +247,7 @@ func dialTarget(address string, tc *tls.Config) (string, credentials.TransportCr
 		tc = tc.Clone()
 	}
 	if tc.ServerName == "" {
-		tc.ServerName = host
+		tc.ServerName = a.Host
 	}
 	return target, credentials.NewTLS(tc), nil
 }
