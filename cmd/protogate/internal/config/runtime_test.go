@@ -181,3 +181,18 @@ func TestAdapterBindOnlyWhenNeeded(t *testing.T) {
 		t.Errorf("a bad adapter.bind is still refused: %v", err)
 	}
 }
+
+// TestModuleCompiledUnderValidLimitOnly: a bad memory_limit is reported
+// once, not also as a module that does not fit it.
+func TestModuleCompiledUnderValidLimitOnly(t *testing.T) {
+	in := withHandler("    wasm:", "      path: '"+writeFile(t, "big.wasm", bigMemoryModule)+"'", "      memory_limit: 1KB")
+	_, err := Check(writeFile(t, "gw.yaml", []byte(in)))
+	const want = "line 5: handlers.h.wasm.memory_limit: 1KiB is out of range (want 64KiB to 4GiB)"
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), want) {
+		t.Errorf("Check = %v, want only %q", err, want)
+	}
+	in = withHandler("    wasm:", "      path: '"+writeFile(t, "big.wasm", bigMemoryModule)+"'", "      memory_limit: 256MiB")
+	if _, err := Check(writeFile(t, "gw.yaml", []byte(in))); err != nil {
+		t.Errorf("a 125 MiB memory under a 256MiB limit: %v", err)
+	}
+}

@@ -425,7 +425,7 @@ func (v *validator) handler(p, name string, h Handler) {
 			}
 		} else if w.Path == "" {
 			v.errf(wp+".path", "missing module path (want a file path or builtin:<name>)")
-		} else if msg := checkModuleFile(w.Path, w.MemoryLimit, v.compile); msg != "" {
+		} else if msg := checkModuleFile(w.Path, w.MemoryLimit, v.compile && validMemoryLimit(w.MemoryLimit)); msg != "" {
 			// With a grpc fallback protogate serves through it until the
 			// file is fixed (it reloads when the file changes).
 			if h.GRPC != nil {
@@ -437,12 +437,16 @@ func (v *validator) handler(p, name string, h Handler) {
 		if w.Instances < 0 || w.Instances > 1024 {
 			v.errf(wp+".instances", "%d is out of range (want 0 to 1024; 0 means GOMAXPROCS)", w.Instances)
 		}
-		if w.MemoryLimit < 64*KiB || w.MemoryLimit > 4*GiB {
+		if !validMemoryLimit(w.MemoryLimit) {
 			v.errf(wp+".memory_limit", "%s is out of range (want 64KiB to 4GiB)", w.MemoryLimit)
 		}
 		v.duration(wp+".call_timeout", w.CallTimeout, true)
 	}
 }
+
+// validMemoryLimit reports whether b is a valid wasm.memory_limit. A module
+// is compiled under the limit only when it is.
+func validMemoryLimit(b ByteSize) bool { return b >= 64*KiB && b <= 4*GiB }
 
 func (v *validator) serverTLS(p string, t *ServerTLS) {
 	switch {
