@@ -1,12 +1,27 @@
-// Command protogate is the gateway daemon: it owns device sockets (TCP, TLS,
-// UDP, DTLS), hands each connection's protocol to a handler (a WebAssembly
-// module run in-process, or a remote gRPC service written for EMQX's
-// ExProto), and connects devices to pub/sub on an embedded NATS server.
+// Command protogate is the gateway daemon. It owns the device sockets,
+// hands each connection's protocol to a handler, and connects devices to
+// pub/sub on an embedded NATS server, all as configured by one YAML file
+// (protogate config prints the documented default).
+//
+//   - Listeners: tcp, ssl (TLS over TCP), udp (each peer address is a
+//     connection) and dtls (certificates and/or pre-shared keys), each with
+//     optional connection limits, access rules, PROXY protocol and framing.
+//   - Handlers: wasm, a WebAssembly module run in-process by wazero (a file,
+//     reloaded when it changes and on SIGHUP, or a builtin: module); or grpc,
+//     a remote service written for EMQX's ExProto (emqx.exproto.v1), which
+//     calls protogate back through the ConnectionAdapter gRPC server
+//     (adapter.bind, opened only when some handler has a grpc block). A wasm
+//     handler with a grpc block falls back to it while its module cannot
+//     load or keeps crashing.
+//   - Pub/sub: an embedded NATS server; broker.nats_listen and
+//     broker.mqtt_listen open NATS and MQTT 3.1.1 ports for other clients.
 //
 // Usage:
 //
 //	protogate run [-c FILE]      serve; without -c, the embedded default config
-//	protogate validate -c FILE   check a config file; exit 1 naming the bad key
+//	protogate validate -c FILE   check a config file (and compile its wasm
+//	                             modules); print every problem with its line
+//	                             and key, exit 1 if there is one
 //	protogate config             print the embedded default config
 //	protogate version            print the version
 //
@@ -65,7 +80,7 @@ func protogate(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   protogate run [-c FILE]      run the gateway (default: the embedded config)
-  protogate validate -c FILE   check a config file
+  protogate validate -c FILE   check a config file and its wasm modules
   protogate config             print the embedded default config
   protogate version            print the version
 `)
@@ -92,9 +107,14 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "protogate validate: -c FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*file); err != nil {
+	cfg, err := config.Check(*file)
+	if err != nil {
+		// One problem per line, in the order of the file.
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *file)
 	return 0
@@ -119,6 +139,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
+	for _, w := range cfg.Warnings() {
+		log.Warn("protogate: " + w.Error())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, nil); err != nil && !errors.Is(err, context.Canceled) {

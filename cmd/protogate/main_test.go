@@ -65,6 +65,23 @@ handlers:
 listeners:
   - {name: l, type: tcp, bind: "127.0.0.1:0", handler: h}
 `)
+	// Every problem, one per line, in the order of the file.
+	several := write("several.yaml", `
+log: {level: loud}
+handlers:
+  h: {grpc: {address: "127.0.0.1:9001"}}
+  w: {wasm: {path: `+write("main.go", "package main\n")+`}}
+listeners:
+  - {name: l, type: tpc, bind: "127.0.0.1:0", handler: h}
+`)
+	fallback := write("fallback.yaml", `
+handlers:
+  h:
+    wasm: {path: `+write("notwasm.wasm", "hello")+`}
+    grpc: {address: "http://127.0.0.1:9001"}
+listeners:
+  - {name: l, type: tcp, bind: "127.0.0.1:0", handler: h}
+`)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -72,6 +89,15 @@ listeners:
 		want []string
 	}{
 		{"good", []string{"validate", "-c", good}, 0, []string{"ok"}},
+		{"several", []string{"validate", "-c", several}, 1, []string{
+			several + ": line 2: log.level: unknown log level \"loud\" (want debug, info, warn or error)\n",
+			several + ": line 4: handlers.h.grpc.address: address \"127.0.0.1:9001\" has no scheme; write \"http://127.0.0.1:9001\" (or https:// for TLS)\n",
+			several + ": line 5: handlers.w.wasm.path: \"" + filepath.Join(dir, "main.go") + "\" is not a WebAssembly module",
+			several + ": line 7: listeners[0].type: unknown listener type \"tpc\" (want tcp, ssl, udp or dtls)\n",
+		}},
+		{"fallback warning", []string{"validate", "-c", fallback}, 0, []string{
+			"warning: config: " + fallback + ": line 4: handlers.h.wasm.path: ", "the grpc handler serves until it is fixed", "fallback.yaml: ok",
+		}},
 		{"unknown key", []string{"validate", "-c", unknownKey}, 1, []string{"line 7", "bindd"}},
 		{"bad value", []string{"validate", "-c", badValue}, 1, []string{"line 3", "log.level", "loud"}},
 		{"missing file", []string{"validate", "-c", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -28,7 +25,6 @@ import (
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/authn"
 	"github.com/protogate/protogate/gateway/broker"
-	"github.com/protogate/protogate/gateway/framing"
 	"github.com/protogate/protogate/gateway/limit"
 	"github.com/protogate/protogate/gateway/listener"
 	"github.com/protogate/protogate/gateway/remote"
@@ -41,8 +37,7 @@ import (
 const shutdownGrace = 20 * time.Second
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level)) // validated by config
+	level, _ := c.SlogLevel() // validated by config
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -52,7 +47,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // running describes a started gateway; tests use it to find ports.
 type running struct {
-	adapter   net.Addr
+	adapter   net.Addr // nil when no handler uses gRPC
 	listeners map[string]net.Addr
 	broker    *broker.Broker
 	server    *gateway.Server
@@ -101,35 +96,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: auth, Logger: log})
 	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv}
 
-	// The ConnectionAdapter comes up before any device can connect.
-	var gopts []grpc.ServerOption
-	if t := cfg.Adapter.TLS; t != nil {
-		tc, err := serverTLS(t)
+	// The ConnectionAdapter comes up before any device can connect, and
+	// only if a handler may call it: a Wasm-only gateway opens no port for
+	// it (and a second one on the same machine does not clash).
+	if cfg.NeedsAdapter() {
+		stop, err := startAdapter(cfg.Adapter, srv, log, r)
 		if err != nil {
-			return fmt.Errorf("adapter.tls: %w", err)
+			return err
 		}
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tc)))
+		defer stop()
 	}
-	gs := grpc.NewServer(gopts...)
-	remote.NewAdapter(srv, log).Register(gs)
-	aln, err := net.Listen("tcp", cfg.Adapter.Bind)
-	if err != nil {
-		return fmt.Errorf("adapter.bind: %w", err)
-	}
-	r.adapter = aln.Addr()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := gs.Serve(aln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			log.Error("protogate: adapter stopped", "err", err)
-		}
-	}()
-	defer func() {
-		stopGRPC(gs, 5*time.Second)
-		wg.Wait()
-	}()
-	log.Info("protogate: adapter listening", "addr", aln.Addr().String(), "tls", cfg.Adapter.TLS != nil)
 
 	hs, err := newHandlerSet(cfg, log)
 	if err != nil {
@@ -141,7 +117,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 
 	failed := make(chan error, len(cfg.Listeners))
 	var lnWG sync.WaitGroup
-	for _, lc := range cfg.Listeners {
+	for i, lc := range cfg.Listeners {
 		l, err := newListener(lc, handlers[lc.Handler], log)
 		if err != nil {
 			return err
@@ -157,7 +133,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 			ln, err = net.Listen("tcp", lc.Bind)
 		}
 		if err != nil {
-			return fmt.Errorf("listeners %s: %w", lc.Name, err)
+			return fmt.Errorf("listeners[%d].bind (listener %s): %w", i, lc.Name, err)
 		}
 		r.listeners[lc.Name] = ln.Addr()
 		log.Info("protogate: listening", "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String(), "handler", lc.Handler)
@@ -200,6 +176,40 @@ wait:
 	return runErr
 }
 
+// startAdapter serves the ConnectionAdapter on a.Bind (with TLS if a.TLS is
+// set), records its address in r, and returns the function that stops it.
+func startAdapter(a config.Adapter, srv *gateway.Server, log *slog.Logger, r *running) (stop func(), err error) {
+	var gopts []grpc.ServerOption
+	if t := a.TLS; t != nil {
+		tc, err := t.TLSConfig()
+		if err != nil {
+			return nil, fmt.Errorf("adapter.tls: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	aln, err := net.Listen("tcp", a.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("adapter.bind: %w (gRPC handlers call the ConnectionAdapter there; is another protogate running? "+
+			"set adapter.bind to a free host:port, such as 127.0.0.1:9101, and point your handler at it)", err)
+	}
+	gs := grpc.NewServer(gopts...)
+	remote.NewAdapter(srv, log).Register(gs)
+	r.adapter = aln.Addr()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := gs.Serve(aln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("protogate: adapter stopped", "err", err)
+		}
+	}()
+	log.Info("protogate: adapter listening", "addr", aln.Addr().String(), "tls", a.TLS != nil)
+	return func() {
+		stopGRPC(gs, 5*time.Second)
+		wg.Wait()
+	}, nil
+}
+
 // newListener turns a listener's config into what gateway.Server.Serve needs.
 func newListener(lc config.Listener, h gateway.Handler, log *slog.Logger) (*gateway.Listener, error) {
 	l := &gateway.Listener{
@@ -221,20 +231,13 @@ func newListener(lc config.Listener, h gateway.Handler, log *slog.Logger) (*gate
 			return nil, fmt.Errorf("listeners %s: access_rules: %w", lc.Name, err)
 		}
 	}
-	if f := lc.Framing; f != nil {
-		switch f.Type {
-		case config.FramingLine:
-			l.Framing = framing.Config{Kind: framing.Line}
-		case config.FramingLength:
-			l.Framing = framing.Config{Kind: framing.Length, LengthBytes: f.Bytes, BigEndian: f.Endian != "little"}
-		}
-	}
+	l.Framing = lc.FramingConfig()
 	switch lc.Type {
 	case config.ListenerTCP:
 		l.Type = gateway.TCP
 	case config.ListenerSSL:
 		l.Type = gateway.SSL
-		if l.TLSConfig, err = serverTLS(lc.TLS); err != nil {
+		if l.TLSConfig, err = lc.TLS.TLSConfig(); err != nil {
 			return nil, fmt.Errorf("listeners %s: tls: %w", lc.Name, err)
 		}
 	case config.ListenerUDP:
@@ -243,27 +246,15 @@ func newListener(lc config.Listener, h gateway.Handler, log *slog.Logger) (*gate
 		l.Type = gateway.DTLS
 		dc := listener.DTLSConfig{Logger: log.With("listener", lc.Name)}
 		if t := lc.TLS; t != nil && t.CertFile != "" {
-			tc, err := serverTLS(t)
+			tc, err := t.TLSConfig()
 			if err != nil {
 				return nil, fmt.Errorf("listeners %s: tls: %w", lc.Name, err)
 			}
 			dc.Certificates, dc.ClientCAs, dc.VerifyClient = tc.Certificates, tc.ClientCAs, t.VerifyClient
 		}
 		if p := lc.PSK; p != nil {
-			dc.PSK = make(map[string][]byte)
-			if p.IdentitiesFile != "" {
-				m, err := listener.LoadPSKFile(p.IdentitiesFile)
-				if err != nil {
-					return nil, fmt.Errorf("listeners %s: psk.identities_file: %w", lc.Name, err)
-				}
-				maps.Copy(dc.PSK, m)
-			}
-			for id, k := range p.Identities {
-				key, err := hex.DecodeString(k)
-				if err != nil {
-					return nil, fmt.Errorf("listeners %s: psk.identities.%s: not hex", lc.Name, id)
-				}
-				dc.PSK[id] = key
+			if dc.PSK, err = p.Keys(); err != nil {
+				return nil, fmt.Errorf("listeners %s: psk: %w", lc.Name, err)
 			}
 			dc.PSKIdentityHint = p.IdentityHint
 		}
@@ -310,7 +301,7 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		var tc *tls.Config
 		if g.TLS != nil {
 			var err error
-			if tc, err = clientTLS(g.TLS); err != nil {
+			if tc, err = g.TLS.TLSConfig(); err != nil {
 				return fmt.Errorf("handlers %s: grpc.tls: %w", name, err)
 			}
 		}
@@ -341,7 +332,7 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		Fallback:    grpcHandler,
 		Logger:      hs.log,
 	}
-	if b, ok := strings.CutPrefix(w.Path, "builtin:"); ok {
+	if b, ok := w.Builtin(); ok {
 		wasm, found := builtin.Lookup(b)
 		if !found {
 			return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
@@ -391,55 +382,4 @@ func (hs *handlerSet) Close() error {
 		hs.cache.Close(context.Background())
 	}
 	return nil
-}
-
-func serverTLS(c *config.ServerTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pool, err := loadPool(c.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	if c.VerifyClient {
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
-}
-
-func clientTLS(c *config.ClientTLS) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
-	if c.CAFile != "" {
-		pool, err := loadPool(c.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
 }

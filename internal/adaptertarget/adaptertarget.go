@@ -9,52 +9,44 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/protogate/protogate/gateway/remote"
 )
 
 // Parse turns an adapter URL into a gRPC target and the transport
-// credentials its scheme asks for. A missing port defaults to 80 or 443.
+// credentials its scheme asks for. The URL is read by remote.ParseAddress,
+// as protogate reads a handler address: the scheme is required, and a
+// missing port is 80 for http and 443 for https.
 func Parse(rawURL, caFile string) (string, credentials.TransportCredentials, error) {
-	u, err := url.Parse(rawURL)
+	a, err := remote.ParseAddress(rawURL)
 	if err != nil {
-		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100: %w", rawURL, err)
+		var ae *remote.AddressError
+		if errors.As(err, &ae) {
+			return "", nil, fmt.Errorf("-adapter: %s", ae.Msg)
+		}
+		return "", nil, fmt.Errorf("-adapter: %w", err)
 	}
-	if u.Host == "" || u.Hostname() == "" {
-		return "", nil, fmt.Errorf("-adapter %q: want a URL such as http://127.0.0.1:9100", rawURL)
-	}
-	port := u.Port()
-	switch u.Scheme {
-	case "http":
+	if !a.TLS {
 		if caFile != "" {
 			return "", nil, errors.New("-adapter-ca needs an https:// adapter URL")
 		}
-		if port == "" {
-			port = "80"
-		}
-		return net.JoinHostPort(u.Hostname(), port), insecure.NewCredentials(), nil
-	case "https":
-		if port == "" {
-			port = "443"
-		}
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
-			if err != nil {
-				return "", nil, fmt.Errorf("-adapter-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return "", nil, fmt.Errorf("-adapter-ca %s: no PEM certificates found", caFile)
-			}
-			cfg.RootCAs = pool
-		}
-		return net.JoinHostPort(u.Hostname(), port), credentials.NewTLS(cfg), nil
-	default:
-		return "", nil, fmt.Errorf("-adapter %q: scheme must be http or https", rawURL)
+		return a.HostPort(), insecure.NewCredentials(), nil
 	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return "", nil, fmt.Errorf("-adapter-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return "", nil, fmt.Errorf("-adapter-ca %s: no PEM certificates found", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return a.HostPort(), credentials.NewTLS(cfg), nil
 }

@@ -3,11 +3,17 @@
 // The configuration is a single YAML document (see default.yaml, returned by
 // [Default], for a commented example). It is decoded strictly: unknown keys,
 // duplicate keys, values of the wrong type and more than one YAML document
-// are errors. Every error is an [*Error] whose message names the line and the
-// key path, for example
+// are errors. The error of [Parse], [Load] and [Check] is an [Errors] that
+// lists every problem of the document, each an [*Error] whose message names
+// the line and the key path, one per line, for example
 //
-//	config: line 5: listeners[0]: unknown key "bindd"
+//	config: line 5: listeners[0]: unknown key "bindd"; did you mean "bind"?
 //	config: line 12: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)
+//
+// Values that the gateway parses again when it starts (handler addresses,
+// passwords, TLS and PSK files, framing, mountpoints) are validated with the
+// functions the gateway uses (remote.ParseAddress, authn.ParsePassword, the
+// methods in runtime.go, ...), so that what validates is what runs.
 //
 // A key that is absent, or present with an empty (null) value, takes its
 // default, documented on each struct field as "Default: ...". YAML anchors,
@@ -19,6 +25,11 @@
 // Relative file paths (node.data_dir, tls files, psk identities files, wasm
 // modules) are resolved against the working directory of the process, as
 // EMQX does for its certificate paths.
+//
+// Wasm module files are checked for the WebAssembly header by Parse and
+// compiled by [Check]; with a grpc fallback, a module that cannot load is a
+// warning ([Config.Warnings]) rather than an error, since protogate then
+// serves through the fallback until the file is fixed.
 package config
 
 import (
@@ -35,6 +46,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/protogate/protogate/gateway/remote"
 )
 
 // Listener types.
@@ -79,10 +92,10 @@ const (
 const (
 	// ServiceUnary is the EMQX 5 unary ExProto handler service
 	// (emqx.exproto.v1.ConnectionUnaryHandler).
-	ServiceUnary = "ConnectionUnaryHandler"
+	ServiceUnary = remote.ServiceUnary
 	// ServiceStream is the streaming ExProto handler service
 	// (emqx.exproto.v1.ConnectionHandler).
-	ServiceStream = "ConnectionHandler"
+	ServiceStream = remote.ServiceStreaming
 )
 
 // Authentication user id types (Authentication.UserIDType).
@@ -100,7 +113,8 @@ type Config struct {
 	// Broker configures the embedded NATS server. Default: see Broker.
 	Broker Broker `yaml:"broker"`
 	// Adapter configures the ExProto ConnectionAdapter gRPC server that
-	// handlers call back into. Default: see Adapter.
+	// gRPC handlers call back into. It is opened only when some handler has
+	// a grpc block. Default: see Adapter.
 	Adapter Adapter `yaml:"adapter"`
 	// Gateway holds defaults inherited by every listener. Default: see
 	// Gateway.
@@ -122,6 +136,8 @@ type Config struct {
 	// set holds the key paths that were given a non-null value (set by
 	// Parse).
 	set map[string]bool
+	// warnings are set by Validate; see Warnings.
+	warnings []*Error
 }
 
 // Node identifies this protogate process.
@@ -129,8 +145,10 @@ type Node struct {
 	// Name is the node name, also used as the NATS server name. Non-empty,
 	// letters, digits, '_', '.' and '-' only. Default: "protogate-1".
 	Name string `yaml:"name"`
-	// DataDir is the directory for persistent state (JetStream storage for
-	// MQTT sessions). Default: "./data".
+	// DataDir is the directory for persistent state: the compile cache of
+	// wasm modules (wasm-cache/, so that a restart does not compile them
+	// again) and, with MQTT on, JetStream storage for MQTT sessions (nats/).
+	// Default: "./data".
 	DataDir string `yaml:"data_dir"`
 }
 
@@ -160,7 +178,8 @@ type Broker struct {
 // Adapter configures the ExProto ConnectionAdapter gRPC server.
 type Adapter struct {
 	// Bind is the host:port the ConnectionAdapter gRPC server listens on;
-	// handlers must be able to reach it. Default: "127.0.0.1:9100".
+	// gRPC handlers must be able to reach it. Nothing listens on it when no
+	// handler has a grpc block. Default: "127.0.0.1:9100".
 	Bind string `yaml:"bind"`
 	// TLS enables TLS on the adapter server when set. Default: nil (plain
 	// HTTP/2).
@@ -224,8 +243,8 @@ type Authentication struct {
 	UserIDType string `yaml:"user_id_type"`
 	// Users maps a user id to its password: either the password in plain
 	// text, or "sha256:" (any case) followed by the 64 hex digits of the
-	// SHA-256 digest of the password. At least one user is required; use
-	// Verify to check a password. Default: none.
+	// SHA-256 digest of the password (read by authn.ParsePassword). At
+	// least one user is required. Default: none.
 	Users map[string]string `yaml:"users"`
 }
 
@@ -234,8 +253,9 @@ type Handler struct {
 	// GRPC is an ExProto ConnectionHandler reached over gRPC.
 	// Default: nil.
 	GRPC *GRPCHandler `yaml:"grpc,omitempty"`
-	// Wasm is a WebAssembly handler (parsed and validated; not implemented
-	// yet). Default: nil.
+	// Wasm is a WebAssembly handler run inside protogate. With GRPC set
+	// too, GRPC serves while the module cannot load or keeps crashing.
+	// Default: nil.
 	Wasm *WasmHandler `yaml:"wasm,omitempty"`
 }
 
@@ -243,8 +263,9 @@ type Handler struct {
 type GRPCHandler struct {
 	// Address is the handler's URL: http:// or https:// followed by
 	// host:port (host names allowed), e.g. "http://127.0.0.1:9001".
-	// https:// enables TLS. Use Target for the dial address. Required.
-	// Default: "".
+	// https:// enables TLS; without a port, http means 80 and https 443.
+	// The scheme is required, as in EMQX. Read by remote.ParseAddress.
+	// Required. Default: "".
 	Address string `yaml:"address"`
 	// ServiceName is the gRPC service called: ConnectionUnaryHandler or
 	// ConnectionHandler (streaming). Default: "ConnectionUnaryHandler".
@@ -258,8 +279,9 @@ type GRPCHandler struct {
 
 // WasmHandler is a WebAssembly handler module.
 type WasmHandler struct {
-	// Path is the module file, or "builtin:<name>" for a module compiled
-	// into protogate. Required. Default: "".
+	// Path is the module file (a WebAssembly core module; it is reloaded
+	// when it changes), or "builtin:<name>" for a module compiled into
+	// protogate. Required. Default: "".
 	Path string `yaml:"path"`
 	// Instances is the number of module instances, 0 to 1024; 0 means
 	// GOMAXPROCS. Default: 0.
@@ -446,10 +468,18 @@ var defaultYAML string
 // point for users. Parse(Default()) succeeds.
 func Default() []byte { return []byte(defaultYAML) }
 
-// Load reads and parses the configuration file at path. Errors are
-// [*Error] values with File set, e.g.
+// Load reads and parses the configuration file at path. Errors are an
+// [Errors] of [*Error] values with File set, e.g.
 // "config: gw.yaml: line 3: log.level: ...".
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, false) }
+
+// Check is Load with the checks that take time: every wasm module file is
+// compiled (about half a second for a 3 MB module), so that a module that
+// protogate could not load is reported with its key. "protogate validate"
+// runs it; "protogate run" loads the modules anyway and uses Load.
+func Check(path string) (*Config, error) { return load(path, true) }
+
+func load(path string, compile bool) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		msg := err.Error()
@@ -457,16 +487,18 @@ func Load(path string) (*Config, error) {
 		if errors.As(err, &pe) {
 			msg = pe.Err.Error()
 		}
-		return nil, &Error{File: path, Msg: msg, Err: err}
+		return nil, Errors{{File: path, Msg: msg, Err: err}}
 	}
-	c, err := Parse(data)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
+	c, err := parse(data, compile)
+	var es Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
 			e.File = path
-			return nil, e
 		}
-		return nil, &Error{File: path, Msg: err.Error(), Err: err}
+		return nil, es
+	}
+	for _, w := range c.warnings {
+		w.File = path
 	}
 	return c, nil
 }
@@ -474,12 +506,17 @@ func Load(path string) (*Config, error) {
 // Parse decodes a configuration document strictly, applies defaults
 // (listeners inherit gateway.idle_timeout and gateway.mountpoint unless set;
 // udp and dtls listeners default to a max_packet_size of 65535B; length
-// framing to 2 bytes, big-endian) and validates the result. Errors are
-// [*Error] values.
-func Parse(data []byte) (*Config, error) {
-	root, err := parseYAML(data)
-	if err != nil {
-		return nil, err
+// framing to 2 bytes, big-endian) and validates the result. The error is an
+// [Errors] holding every problem found, in the order of their lines: a
+// value that cannot be decoded is reported and the rest of the document is
+// still decoded and validated. Only invalid YAML and an excessively aliased
+// document stop at the first problem.
+func Parse(data []byte) (*Config, error) { return parse(data, false) }
+
+func parse(data []byte, compile bool) (*Config, error) {
+	root, e := parseYAML(data)
+	if e != nil {
+		return nil, Errors{e}
 	}
 	c := new(Config)
 	c.setDefaults()
@@ -489,7 +526,14 @@ func Parse(data []byte) (*Config, error) {
 		budget: maxDecodeWork,
 	}
 	if err := d.decode(root, reflect.ValueOf(c).Elem(), ""); err != nil {
-		return nil, err
+		// Out of budget: nothing after this point was looked at.
+		fatal, ok := err.(*Error)
+		if !ok {
+			fatal = &Error{Msg: err.Error(), Err: err}
+		}
+		errs := append(d.errs, fatal)
+		sortErrors(errs)
+		return nil, Errors(errs)
 	}
 	c.pos, c.set = d.pos, d.set
 	for i := range c.Listeners {
@@ -513,8 +557,18 @@ func Parse(data []byte) (*Config, error) {
 			}
 		}
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	v := &validator{c: c, compile: compile}
+	v.run()
+	c.warnings = v.warnings()
+	errs := d.errs
+	for _, e := range v.errs {
+		if !d.hides(e.Path) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		sortErrors(errs)
+		return nil, Errors(errs)
 	}
 	return c, nil
 }
@@ -523,7 +577,7 @@ func Parse(data []byte) (*Config, error) {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // parseYAML parses data into the root node of its single document.
-func parseYAML(data []byte) (root *yaml.Node, err error) {
+func parseYAML(data []byte) (root *yaml.Node, err *Error) {
 	defer func() {
 		// yaml.v3 panics on a few internal errors; never let them escape.
 		if r := recover(); r != nil {

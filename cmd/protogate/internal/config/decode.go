@@ -22,6 +22,11 @@ const maxAliasChain = 32
 
 // decoder walks a yaml.Node tree into Go values strictly. Struct fields are
 // matched by their yaml tags; unknown and duplicate keys are errors.
+//
+// A problem with one value is recorded in errs and decoding goes on with
+// the rest of the document, so that every problem is reported at once; the
+// value keeps its default. Only running out of budget stops decoding: the
+// decode methods return an error for that alone.
 type decoder struct {
 	pos    map[string]int  // key path -> line of the key (or list item)
 	set    map[string]bool // key paths present with a non-null value
@@ -29,6 +34,56 @@ type decoder struct {
 	// merged memoizes pairs() of mappings, so that a mapping merged
 	// ("<<: *x") many times is flattened once; nil marks one in progress.
 	merged map[*yaml.Node][]pair
+
+	errs []*Error
+	// hidden lists the key paths whose value could not be decoded: the
+	// validator's complaints about them (which see only the default) would
+	// repeat the decoding error, so Parse drops them. A path ending in "."
+	// hides the whole subtree.
+	hidden map[string]bool
+}
+
+// fail records a problem with the value at path; the validator's errors
+// about path itself are dropped.
+func (d *decoder) fail(e *Error, path string) {
+	d.errs = append(d.errs, e)
+	d.hide(path, false)
+}
+
+// failTree records a problem with the value at path that left it and
+// everything below it undecoded. The validator's errors about the
+// enclosing mapping or list ("psk needs identities_file or identities")
+// are dropped too: they would blame the value's absence.
+func (d *decoder) failTree(e *Error, path string) {
+	d.errs = append(d.errs, e)
+	d.hide(path, true)
+	if path != "" {
+		d.hide(parentPath(path), false)
+	}
+}
+
+func (d *decoder) hide(path string, subtree bool) {
+	if d.hidden == nil {
+		d.hidden = map[string]bool{}
+	}
+	d.hidden[path] = true
+	if subtree {
+		d.hidden[path+"."] = true
+	}
+}
+
+// hides reports whether a validator error at path repeats a decoding error.
+func (d *decoder) hides(path string) bool {
+	if d.hidden[path] {
+		return true
+	}
+	for p := path; p != ""; {
+		p = parentPath(p)
+		if d.hidden[p+"."] {
+			return true
+		}
+	}
+	return false
 }
 
 // defaulter is implemented by structs that have non-zero defaults; it is
@@ -48,7 +103,7 @@ func (d *decoder) spend(n *yaml.Node, path string) error {
 }
 
 // resolve follows aliases to the node they name.
-func resolve(n *yaml.Node, path string) (*yaml.Node, error) {
+func resolve(n *yaml.Node, path string) (*yaml.Node, *Error) {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
 		if i == maxAliasChain || n.Alias == nil {
 			return nil, errorf(n.Line, path, "cannot resolve alias *%s", n.Value)
@@ -87,11 +142,13 @@ func describe(n *yaml.Node) string {
 }
 
 // decode stores n into v (addressable). A null n leaves v untouched so that
-// defaults survive.
+// defaults survive. Problems are recorded in d.errs; the returned error is
+// fatal (the work budget ran out).
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	n, err := resolve(n, path)
 	if err != nil {
-		return err
+		d.failTree(err, path)
+		return nil
 	}
 	if err := d.spend(n, path); err != nil {
 		return err
@@ -101,7 +158,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
 		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
-			return withPath(err, n, path)
+			d.fail(withPath(err, n, path), path)
 		}
 		return nil
 	}
@@ -121,7 +178,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return d.decodeSlice(n, v, path)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return errorf(n.Line, path, "want a string, got %s", describe(n))
+			d.fail(errorf(n.Line, path, "want a string, got %s", describe(n)), path)
+			return nil
 		}
 		v.SetString(n.Value)
 		return nil
@@ -136,14 +194,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 				return nil
 			}
 		}
-		return errorf(n.Line, path, "want true or false, got %s", describe(n))
+		d.fail(errorf(n.Line, path, "want true or false, got %s", describe(n)), path)
+		return nil
 	case reflect.Int:
-		if setInt(n, v) {
-			return nil
+		if !setInt(n, v) {
+			d.fail(errorf(n.Line, path, "want an integer, got %s", describe(n)), path)
 		}
-		return errorf(n.Line, path, "want an integer, got %s", describe(n))
+		return nil
 	}
-	return errorf(n.Line, path, "internal error: cannot decode into %s", v.Type())
+	d.fail(errorf(n.Line, path, "internal error: cannot decode into %s", v.Type()), path)
+	return nil
 }
 
 // setInt stores n into the int v if n is a decimal integer scalar.
@@ -173,7 +233,8 @@ const (
 func (d *decoder) decodeOpt(n *yaml.Node, v reflect.Value, path, opt string) error {
 	n, err := resolve(n, path)
 	if err != nil {
-		return err
+		d.failTree(err, path)
+		return nil
 	}
 	if err := d.spend(n, path); err != nil {
 		return err
@@ -181,6 +242,13 @@ func (d *decoder) decodeOpt(n *yaml.Node, v reflect.Value, path, opt string) err
 	if isNull(n) {
 		return nil
 	}
+	if e := decodeOptValue(n, v, path, opt); e != nil {
+		d.fail(e, path)
+	}
+	return nil
+}
+
+func decodeOptValue(n *yaml.Node, v reflect.Value, path, opt string) *Error {
 	if v.Kind() != reflect.Int {
 		return errorf(n.Line, path, "internal error: config tag %q on %s", opt, v.Type())
 	}
@@ -230,7 +298,7 @@ func wholePerSecond(r Rate) (int64, bool) {
 }
 
 // withPath fills in the path (and line) of an error from UnmarshalYAML.
-func withPath(err error, n *yaml.Node, path string) error {
+func withPath(err error, n *yaml.Node, path string) *Error {
 	e, ok := err.(*Error)
 	if !ok {
 		return &Error{Line: n.Line, Path: path, Msg: err.Error(), Err: err}
@@ -256,7 +324,8 @@ func newValue(t reflect.Type) reflect.Value {
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind != yaml.MappingNode {
-		return errorf(n.Line, path, "want a mapping, got %s", describe(n))
+		d.failTree(errorf(n.Line, path, "want a mapping, got %s", describe(n)), path)
+		return nil
 	}
 	pairs, err := d.pairs(n, path, 0)
 	if err != nil {
@@ -266,11 +335,19 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 	for _, p := range pairs {
 		idx, ok := fields.index[p.key.Value]
 		if !ok {
-			return errorf(p.key.Line, path, "%s", unknownKey(p.key.Value, fields.names))
+			msg, hint := unknownKey(p.key.Value, fields.names)
+			d.errs = append(d.errs, errorf(p.key.Line, path, "%s", msg))
+			if hint != "" {
+				// The key was probably meant to be hint: complaints that
+				// hint is missing would only repeat this error.
+				d.hide(path, false)
+				d.hide(joinKey(path, hint), true)
+			}
+			continue
 		}
 		child := joinKey(path, p.key.Value)
-		if err := d.record(p, child); err != nil {
-			return err
+		if !d.record(p, child) {
+			continue
 		}
 		if opt := fields.opts[idx]; opt != "" {
 			err = d.decodeOpt(p.value, v.Field(idx), child, opt)
@@ -284,25 +361,30 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 	return nil
 }
 
-// record notes the line of a key and whether its value is non-null.
-func (d *decoder) record(p pair, path string) error {
+// record notes the line of a key and whether its value is non-null. It
+// reports false (having recorded the error) when the value is an alias that
+// cannot be resolved.
+func (d *decoder) record(p pair, path string) bool {
 	d.pos[path] = p.key.Line
 	val, err := resolve(p.value, path)
 	if err != nil {
-		return err
+		d.failTree(err, path)
+		return false
 	}
 	if !isNull(val) {
 		d.set[path] = true
 	}
-	return nil
+	return true
 }
 
 func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind != yaml.MappingNode {
-		return errorf(n.Line, path, "want a mapping, got %s", describe(n))
+		d.failTree(errorf(n.Line, path, "want a mapping, got %s", describe(n)), path)
+		return nil
 	}
 	if v.Type().Key().Kind() != reflect.String {
-		return errorf(n.Line, path, "internal error: map key type %s", v.Type().Key())
+		d.failTree(errorf(n.Line, path, "internal error: map key type %s", v.Type().Key()), path)
+		return nil
 	}
 	pairs, err := d.pairs(n, path, 0)
 	if err != nil {
@@ -317,8 +399,8 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 	}
 	for _, p := range pairs {
 		child := joinKey(path, p.key.Value)
-		if err := d.record(p, child); err != nil {
-			return err
+		if !d.record(p, child) {
+			continue
 		}
 		ev := newValue(v.Type().Elem())
 		if err := d.decode(p.value, ev.Elem(), child); err != nil {
@@ -331,7 +413,8 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind != yaml.SequenceNode {
-		return errorf(n.Line, path, "want a list, got %s", describe(n))
+		d.failTree(errorf(n.Line, path, "want a list, got %s", describe(n)), path)
+		return nil
 	}
 	if len(n.Content) == 0 {
 		// An empty list is the same as an absent one: a nil slice.
@@ -355,14 +438,16 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) error 
 // pairs returns the key/value pairs of mapping n in document order, with
 // merge keys ("<<: *anchor" or "<<: [*a, *b]") expanded: explicit keys win
 // over merged ones, earlier merge sources over later ones. Keys must be
-// non-null scalars and must not repeat.
+// non-null scalars and must not repeat: a bad key is recorded as an error
+// and left out. The returned error is fatal (the work budget ran out).
 func (d *decoder) pairs(n *yaml.Node, path string, depth int) ([]pair, error) {
 	if depth > maxAliasChain {
-		return nil, errorf(n.Line, path, "merge keys nested too deeply")
+		d.failTree(errorf(n.Line, path, "merge keys nested too deeply"), path)
+		return nil, nil
 	}
 	if ps, ok := d.merged[n]; ok {
 		if ps == nil {
-			return nil, errorf(n.Line, path, "a << merge key refers to the mapping that contains it")
+			d.failTree(errorf(n.Line, path, "a << merge key refers to the mapping that contains it"), path)
 		}
 		return ps, nil
 	}
@@ -391,17 +476,16 @@ func (d *decoder) flatten(n *yaml.Node, path string, depth int) ([]pair, error) 
 		}
 		k, err := resolve(n.Content[i], path)
 		if err != nil {
-			return nil, err
+			d.failTree(err, path)
+			continue
 		}
 		val := n.Content[i+1]
 		if k.Kind != yaml.ScalarNode || isNull(k) {
-			return nil, errorf(k.Line, path, "keys must be strings, got %s", describe(k))
+			d.errs = append(d.errs, errorf(k.Line, path, "keys must be strings, got %s", describe(k)))
+			continue
 		}
 		if k.ShortTag() == "!!merge" {
-			srcs, err := d.mergeSources(val, path)
-			if err != nil {
-				return nil, err
-			}
+			srcs := d.mergeSources(val, path)
 			for _, src := range srcs {
 				ps, err := d.pairs(src, path, depth+1)
 				if err != nil {
@@ -412,7 +496,8 @@ func (d *decoder) flatten(n *yaml.Node, path string, depth int) ([]pair, error) 
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			return nil, errorf(k.Line, path, "duplicate key %q (first at line %d)", k.Value, first)
+			d.errs = append(d.errs, errorf(k.Line, path, "duplicate key %q (first at line %d)", k.Value, first))
+			continue
 		}
 		seen[k.Value] = k.Line
 		out = append(out, pair{k, val})
@@ -430,31 +515,37 @@ func (d *decoder) flatten(n *yaml.Node, path string, depth int) ([]pair, error) 
 	return out, nil
 }
 
-// mergeSources returns the mappings named by the value of a "<<" key.
-func (d *decoder) mergeSources(val *yaml.Node, path string) ([]*yaml.Node, error) {
+// mergeSources returns the mappings named by the value of a "<<" key; a
+// value that is not a mapping or a list of mappings is recorded as an error.
+func (d *decoder) mergeSources(val *yaml.Node, path string) []*yaml.Node {
 	val, err := resolve(val, path)
 	if err != nil {
-		return nil, err
+		d.failTree(err, path)
+		return nil
 	}
-	bad := errorf(val.Line, path, "the value of a << merge key must be a mapping or a list of mappings, got %s", describe(val))
+	bad := func() []*yaml.Node {
+		d.failTree(errorf(val.Line, path, "the value of a << merge key must be a mapping or a list of mappings, got %s", describe(val)), path)
+		return nil
+	}
 	switch val.Kind {
 	case yaml.MappingNode:
-		return []*yaml.Node{val}, nil
+		return []*yaml.Node{val}
 	case yaml.SequenceNode:
 		srcs := make([]*yaml.Node, 0, len(val.Content))
 		for _, item := range val.Content {
 			item, err := resolve(item, path)
 			if err != nil {
-				return nil, err
+				d.failTree(err, path)
+				return nil
 			}
 			if item.Kind != yaml.MappingNode {
-				return nil, bad
+				return bad()
 			}
 			srcs = append(srcs, item)
 		}
-		return srcs, nil
+		return srcs
 	}
-	return nil, bad
+	return bad()
 }
 
 // structFields is the yaml key -> field index table of a struct type.
@@ -489,9 +580,9 @@ func fieldsOf(t reflect.Type) *structFields {
 }
 
 // unknownKey builds the unknown key message, with a hint when a known key
-// is a likely typo.
-func unknownKey(key string, known []string) string {
-	msg := "unknown key " + strconv.Quote(key)
+// is a likely typo; hint is that key, or "".
+func unknownKey(key string, known []string) (msg, hint string) {
+	msg = "unknown key " + strconv.Quote(key)
 	best, bestDist := "", 3
 	for _, k := range known {
 		if dist := editDistance(strings.ToLower(key), k); dist < bestDist {
@@ -501,7 +592,7 @@ func unknownKey(key string, known []string) string {
 	if best != "" {
 		msg += "; did you mean " + strconv.Quote(best) + "?"
 	}
-	return msg
+	return msg, best
 }
 
 // editDistance is the Levenshtein distance of a and b (bytes), capped for

@@ -3,12 +3,53 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
 
-// Error is the type of every error returned by [Parse], [Load] and
-// [Config.Validate]. Its message has the form
+// Errors is the error returned by [Parse], [Load], [Check] and
+// [Config.Validate]: every problem found, in the order of their lines in
+// the file (problems without a line, such as those of a Config built in Go,
+// last). Its message is the message of each, one per line. errors.As finds
+// the first [*Error] in it.
+type Errors []*Error
+
+// Error implements the error interface.
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the errors, for errors.Is and errors.As.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// sortErrors orders es by line, lines unknown (0) last, keeping the order
+// in which they were found otherwise.
+func sortErrors(es []*Error) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Line, es[j].Line
+		if a == 0 || b == 0 {
+			return a != 0 && b == 0
+		}
+		return a < b
+	})
+}
+
+// Error is one problem of a configuration. [Parse], [Load], [Check] and
+// [Config.Validate] return them in an [Errors]. Its message has the form
 //
 //	config: [FILE: ][line N: ][PATH: ]MSG
 //

@@ -33,7 +33,7 @@ listeners:
 	fmt.Println(l.Name, l.Type, l.Bind, time.Duration(l.IdleTimeout), l.EnableAuthn)
 	fmt.Println(h.Address, h.ServiceName, time.Duration(h.Timeout))
 
-	// A typo is reported with its line and key path.
+	// Every problem is reported, each with its line and key path.
 	_, err = config.Parse([]byte(`
 handlers:
   tracker:
@@ -51,6 +51,7 @@ listeners:
 	// tracker-tcp tcp 0.0.0.0:7993 1m0s true
 	// http://127.0.0.1:9001 ConnectionUnaryHandler 30s
 	// config: line 5: handlers.tracker.grpc.address: address "127.0.0.1:9001" has no scheme; write "http://127.0.0.1:9001" (or https:// for TLS)
+	// config: line 8: listeners[0].type: unknown listener type "tpc" (want tcp, ssl, udp or dtls)
 }
 
 func ExampleParseByteSize() {

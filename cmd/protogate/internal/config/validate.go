@@ -1,15 +1,11 @@
 package config
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -17,7 +13,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/protogate/protogate/gateway/authn"
 	"github.com/protogate/protogate/gateway/limit"
+	"github.com/protogate/protogate/gateway/remote"
+	"github.com/protogate/protogate/gateway/topic"
 	"github.com/protogate/protogate/guests/builtin"
 )
 
@@ -27,39 +26,63 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 // builtinRE is the syntax of "builtin:<name>" wasm modules.
 var builtinRE = regexp.MustCompile(`^builtin:[A-Za-z0-9_.-]+$`)
 
-// hexDigestRE is the syntax of a "sha256:" password digest.
-var hexDigestRE = regexp.MustCompile(`^[0-9A-Fa-f]{64}$`)
-
-// Validate checks c: value ranges, enumerations, addresses, that tls and psk
-// files exist, and the cross-field rules (unique listener names and bind
-// addresses, existing handler references, keys that apply only to some
-// listener types, ...). It does not apply defaults.
-// For a Config returned by Parse the error names the line; for one built in
-// Go the line is omitted. When there are several problems, the one earliest
-// in the document is returned.
+// Validate checks c: value ranges, enumerations, addresses, passwords,
+// that tls and psk files load and wasm module files are WebAssembly, and the
+// cross-field rules (unique listener names and bind addresses, existing
+// handler references, keys that apply only to some listener types, ...).
+// Values the gateway parses again when it starts (handler addresses,
+// passwords, TLS and PSK files, framing, mountpoints, ...) are checked with
+// the functions it uses, so they cannot disagree. It does not apply
+// defaults. The error is an [Errors] holding every problem, in the order of
+// their lines; for a Config built in Go the lines are omitted. Validate also
+// sets the warnings that [Config.Warnings] returns.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.run()
+	c.warnings = v.warnings()
 	if len(v.errs) == 0 {
 		return nil
 	}
-	sort.SliceStable(v.errs, func(i, j int) bool {
-		a, b := v.errs[i].Line, v.errs[j].Line
-		if a == 0 || b == 0 {
-			return a != 0 && b == 0
-		}
-		return a < b
-	})
-	return v.errs[0]
+	sortErrors(v.errs)
+	return Errors(v.errs)
 }
 
+// Warnings returns the problems found by the last Parse, Load, Check or
+// Validate that do not stop protogate: a wasm module file that cannot load
+// while its handler has a grpc fallback, which serves until the file is
+// fixed. In the order of their lines.
+func (c *Config) Warnings() []*Error { return append([]*Error(nil), c.warnings...) }
+
 type validator struct {
-	c    *Config
-	errs []*Error
+	c *Config
+	// compile makes wasm module files compile, not just be checked for
+	// the WebAssembly header (see Check).
+	compile bool
+	errs    []*Error
+	warns   []*Error
 }
 
 func (v *validator) errf(path, format string, args ...any) {
 	v.errs = append(v.errs, errorf(v.c.lineOf(path), path, format, args...))
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.warns = append(v.warns, errorf(v.c.lineOf(path), path, format, args...))
+}
+
+func (v *validator) warnings() []*Error {
+	sortErrors(v.warns)
+	return v.warns
+}
+
+// reason returns the message of err without its package prefix (such as
+// "authn: "), for errors of the functions the runtime uses.
+func reason(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i > 0 && !strings.ContainsAny(msg[:i], " \"") {
+		return msg[i+2:]
+	}
+	return msg
 }
 
 func (v *validator) run() {
@@ -74,10 +97,8 @@ func (v *validator) run() {
 		v.errf("node.data_dir", "must not be empty")
 	}
 
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.errf("log.level", "unknown log level %q (want debug, info, warn or error)", c.Log.Level)
+	if _, err := c.Log.SlogLevel(); err != nil {
+		v.errf("log.level", "%s", reason(err))
 	}
 	switch c.Log.Format {
 	case "text", "json":
@@ -98,10 +119,14 @@ func (v *validator) run() {
 		v.errf("broker.max_payload", "%s is out of range (want 1B to 64MiB)", c.Broker.MaxPayload)
 	}
 
+	// The adapter is opened only when a handler may call it: otherwise
+	// its address clashes with nothing.
 	if c.Adapter.Bind == "" {
 		v.errf("adapter.bind", "must not be empty (want host:port such as 127.0.0.1:9100)")
-	} else {
+	} else if c.NeedsAdapter() {
 		v.bind(binds, "adapter.bind", c.Adapter.Bind)
+	} else {
+		v.bind(&bindSet{}, "adapter.bind", c.Adapter.Bind)
 	}
 	if c.Adapter.TLS != nil {
 		v.serverTLS("adapter.tls", c.Adapter.TLS)
@@ -121,16 +146,13 @@ func (v *validator) run() {
 		}
 		for _, id := range sortedKeys(a.Users) {
 			p := joinKey("authentication.users", id)
-			pw := a.Users[id]
-			switch {
-			case id == "":
+			if id == "" {
 				v.errf(p, "user id must not be empty")
-			case pw == "":
-				v.errf(p, "password must not be empty")
-			case hasPrefixFold(pw, "sha256:"):
-				if !hexDigestRE.MatchString(pw[len("sha256:"):]) {
-					v.errf(p, "a sha256: password must be followed by 64 hex digits (the SHA-256 digest of the password)")
-				}
+				continue
+			}
+			// The parser authn.NewStatic uses: what validates logs in.
+			if _, err := authn.ParsePassword(a.Users[id]); err != nil {
+				v.errf(p, "%s", reason(err))
 			}
 		}
 	}
@@ -195,11 +217,16 @@ func (v *validator) run() {
 		}
 		if l.Handler == "" {
 			v.errf(p+".handler", "missing handler (want one of: %s)", handlerList(c.Handlers))
-		} else if _, ok := c.Handlers[l.Handler]; !ok {
+		} else if _, ok := c.Handlers[l.Handler]; !ok && len(c.Handlers) > 0 {
 			v.errf(p+".handler", "unknown handler %q (want one of: %s)", l.Handler, handlerList(c.Handlers))
 		}
-		v.duration(p+".idle_timeout", l.IdleTimeout, false)
-		v.mountpoint(p+".mountpoint", l.Mountpoint)
+		// A value inherited from gateway was checked there.
+		if v.given(p+".idle_timeout") || l.IdleTimeout != c.Gateway.IdleTimeout {
+			v.duration(p+".idle_timeout", l.IdleTimeout, false)
+		}
+		if v.given(p+".mountpoint") || l.Mountpoint != c.Gateway.Mountpoint {
+			v.mountpoint(p+".mountpoint", l.Mountpoint)
+		}
 		v.connManagement(p, l)
 	}
 }
@@ -260,8 +287,11 @@ func (v *validator) connManagement(p string, l *Listener) {
 	}
 	if isStream(l.Type) {
 		v.duration(p+".proxy_protocol_timeout", l.ProxyProtocolTimeout, true)
-		if f := l.Framing; f != nil {
-			v.framing(p+".framing", f)
+		if f := l.Framing; f != nil && v.framing(p+".framing", f) {
+			// What the gateway checks when the listener starts.
+			if err := l.FramingConfig().Validate(); err != nil {
+				v.errf(p+".framing", "%s", reason(err))
+			}
 		}
 		if l.HealthCheck != nil {
 			v.errf(p+".health_check", "health_check applies to udp and dtls listeners, not %s", l.Type)
@@ -285,7 +315,9 @@ func (v *validator) connManagement(p string, l *Listener) {
 	}
 }
 
-func (v *validator) framing(p string, f *Framing) {
+// framing checks f and reports whether it is valid.
+func (v *validator) framing(p string, f *Framing) bool {
+	n := len(v.errs)
 	switch f.Type {
 	case FramingLength:
 		if f.Bytes != 2 && f.Bytes != 4 {
@@ -294,12 +326,14 @@ func (v *validator) framing(p string, f *Framing) {
 		if f.Endian != "big" && f.Endian != "little" {
 			v.errf(p+".endian", "unknown byte order %q (want big or little)", f.Endian)
 		}
-		return
+		return len(v.errs) == n
 	case FramingLine:
 	case "":
 		v.errf(p+".type", "missing framing type (want line or length)")
+		return false
 	default:
 		v.errf(p+".type", "unknown framing type %q (want line or length)", f.Type)
+		return false
 	}
 	if f.Bytes != 0 || v.given(p+".bytes") {
 		v.errf(p+".bytes", "bytes applies only to framing type length")
@@ -307,30 +341,27 @@ func (v *validator) framing(p string, f *Framing) {
 	if f.Endian != "" || v.given(p+".endian") {
 		v.errf(p+".endian", "endian applies only to framing type length")
 	}
+	return len(v.errs) == n
 }
 
+// psk checks k with the parsers PSK.Keys uses.
 func (v *validator) psk(p string, k *PSK) {
 	if k.IdentitiesFile == "" && len(k.Identities) == 0 {
 		v.errf(p, "psk needs identities_file or identities")
 	}
-	v.file(p+".identities_file", k.IdentitiesFile)
+	if k.IdentitiesFile != "" && v.file(p+".identities_file", k.IdentitiesFile) {
+		if _, err := loadPSKFile(k.IdentitiesFile); err != nil {
+			v.errf(p+".identities_file", "%s", reason(err))
+		}
+	}
 	for _, id := range sortedKeys(k.Identities) {
 		ip := joinKey(p+".identities", id)
 		if id == "" {
 			v.errf(ip, "identity must not be empty")
 			continue
 		}
-		// The key is a secret: never quote it.
-		key := k.Identities[id]
-		switch {
-		case key == "":
-			v.errf(ip, "key must not be empty (want 2 to 128 hex digits: 1 to 64 bytes)")
-		case !isHex(key):
-			v.errf(ip, "key must be hex digits (want 2 to 128 hex digits: 1 to 64 bytes)")
-		case len(key)%2 != 0:
-			v.errf(ip, "key has an odd number of hex digits (want 2 to 128 hex digits: 1 to 64 bytes)")
-		case len(key)/2 > MaxPSKBytes:
-			v.errf(ip, "key is %d bytes long (want 1 to 64 bytes: 2 to 128 hex digits)", len(key)/2)
+		if _, msg := parsePSKKey(k.Identities[id]); msg != "" {
+			v.errf(ip, "%s", msg)
 		}
 	}
 }
@@ -355,7 +386,11 @@ func (v *validator) handler(p, name string, h Handler) {
 	}
 	if g := h.GRPC; g != nil {
 		gp := p + ".grpc"
-		scheme := v.grpcAddress(gp+".address", g.Address)
+		// The parser remote.New dials with.
+		a, err := remote.ParseAddress(g.Address)
+		if err != nil {
+			v.errf(gp+".address", "%s", reason(err))
+		}
 		switch g.ServiceName {
 		case ServiceUnary, ServiceStream:
 		default:
@@ -363,81 +398,55 @@ func (v *validator) handler(p, name string, h Handler) {
 		}
 		v.duration(gp+".timeout", g.Timeout, true)
 		if t := g.TLS; t != nil {
-			if scheme == "http" {
+			if err == nil && !a.TLS {
 				v.errf(gp+".tls", "tls needs an https:// address")
 			}
+			n := len(v.errs)
 			if (t.CertFile == "") != (t.KeyFile == "") {
 				v.errf(gp+".tls", "cert_file and key_file must be set together")
 			}
 			v.file(gp+".tls.ca_file", t.CAFile)
 			v.file(gp+".tls.cert_file", t.CertFile)
 			v.file(gp+".tls.key_file", t.KeyFile)
+			if len(v.errs) == n {
+				if _, err := t.TLSConfig(); err != nil {
+					v.errf(gp+".tls", "%s", reason(err))
+				}
+			}
 		}
 	}
 	if w := h.Wasm; w != nil {
 		wp := p + ".wasm"
-		switch {
-		case w.Path == "":
-			v.errf(wp+".path", "missing module path (want a file path or builtin:<name>)")
-		case strings.HasPrefix(w.Path, "builtin:"):
+		if name, ok := w.Builtin(); ok {
 			if !builtinRE.MatchString(w.Path) {
 				v.errf(wp+".path", "invalid builtin module %q (want builtin:<name>)", w.Path)
-			} else if _, ok := builtin.Lookup(strings.TrimPrefix(w.Path, "builtin:")); !ok {
+			} else if _, ok := builtin.Lookup(name); !ok {
 				v.errf(wp+".path", "no built-in module %q (have builtin:%s)", w.Path, strings.Join(builtin.Names(), ", builtin:"))
 			}
-		default:
-			v.file(wp+".path", w.Path)
+		} else if w.Path == "" {
+			v.errf(wp+".path", "missing module path (want a file path or builtin:<name>)")
+		} else if msg := checkModuleFile(w.Path, w.MemoryLimit, v.compile && validMemoryLimit(w.MemoryLimit)); msg != "" {
+			// With a grpc fallback protogate serves through it until the
+			// file is fixed (it reloads when the file changes).
+			if h.GRPC != nil {
+				v.warnf(wp+".path", "%s; the grpc handler serves until it is fixed", msg)
+			} else {
+				v.errf(wp+".path", "%s", msg)
+			}
 		}
 		if w.Instances < 0 || w.Instances > 1024 {
 			v.errf(wp+".instances", "%d is out of range (want 0 to 1024; 0 means GOMAXPROCS)", w.Instances)
 		}
-		if w.MemoryLimit < 64*KiB || w.MemoryLimit > 4*GiB {
+		if !validMemoryLimit(w.MemoryLimit) {
 			v.errf(wp+".memory_limit", "%s is out of range (want 64KiB to 4GiB)", w.MemoryLimit)
 		}
 		v.duration(wp+".call_timeout", w.CallTimeout, true)
 	}
 }
 
-// grpcAddress checks a handler address and returns its scheme ("" if bad).
-func (v *validator) grpcAddress(p, addr string) string {
-	if addr == "" {
-		v.errf(p, "missing address (want a URL such as http://127.0.0.1:9001)")
-		return ""
-	}
-	if !strings.Contains(addr, "://") {
-		v.errf(p, "address %q has no scheme; write %q (or https:// for TLS)", addr, "http://"+addr)
-		return ""
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		v.errf(p, "invalid address %q: %v", addr, err)
-		return ""
-	}
-	scheme := strings.ToLower(u.Scheme)
-	switch {
-	case scheme != "http" && scheme != "https":
-		v.errf(p, "unsupported scheme %q in %q (want http:// or https://)", u.Scheme, addr)
-	case u.User != nil:
-		v.errf(p, "address %q must not contain user information", addr)
-	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "", u.Opaque != "":
-		v.errf(p, "address %q must be scheme://host:port without a path or query", addr)
-	case u.Hostname() == "":
-		v.errf(p, "address %q has no host", addr)
-	case u.Port() == "":
-		v.errf(p, "address %q has no port; want e.g. %s://%s:9001", addr, scheme, u.Host)
-	default:
-		if port, err := strconv.Atoi(u.Port()); err != nil || port < 1 || port > 65535 {
-			v.errf(p, "address %q has an invalid port", addr)
-		} else {
-			return scheme
-		}
-	}
-	return ""
-}
+// validMemoryLimit reports whether b is a valid wasm.memory_limit. A module
+// is compiled under the limit only when it is.
+func validMemoryLimit(b ByteSize) bool { return b >= 64*KiB && b <= 4*GiB }
 
 func (v *validator) serverTLS(p string, t *ServerTLS) {
 	switch {
@@ -451,30 +460,60 @@ func (v *validator) serverTLS(p string, t *ServerTLS) {
 	if t.VerifyClient && t.CAFile == "" {
 		v.errf(p+".ca_file", "missing; verify_client needs a ca_file to verify client certificates against")
 	}
-	v.file(p+".cert_file", t.CertFile)
-	v.file(p+".key_file", t.KeyFile)
-	v.file(p+".ca_file", t.CAFile)
+	ok := t.CertFile != "" && t.KeyFile != ""
+	ok = v.file(p+".cert_file", t.CertFile) && ok
+	ok = v.file(p+".key_file", t.KeyFile) && ok
+	ok = v.file(p+".ca_file", t.CAFile) && ok
+	if ok {
+		// Load the files as the listener or adapter will.
+		if _, err := t.TLSConfig(); err != nil {
+			v.errf(p, "%s", reason(err))
+		}
+	}
 }
 
 // file checks that name, if set, is an existing regular file (or symlink to
-// one).
-func (v *validator) file(p, name string) {
+// one), and reports whether it is (true for an empty name).
+func (v *validator) file(p, name string) bool {
 	if name == "" {
-		return
+		return true
 	}
 	fi, err := os.Stat(name)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		v.errf(p, "file %q does not exist", name)
 	case err != nil:
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		v.errf(p, "%s", fileProblem(name, err))
+	default:
+		if msg := notRegular(name, fi); msg != "" {
+			v.errf(p, "%s", msg)
+			return false
 		}
-		v.errf(p, "cannot use file %q: %v", name, err)
-	case fi.IsDir():
-		v.errf(p, "%q is a directory, want a file", name)
+		return true
 	}
+	return false
+}
+
+// notRegular says why a file that is not a regular file cannot be used
+// (reading a device or a pipe may never end), or returns "".
+func notRegular(name string, fi fs.FileInfo) string {
+	switch {
+	case fi.IsDir():
+		return fmt.Sprintf("%q is a directory, want a file", name)
+	case !fi.Mode().IsRegular():
+		return fmt.Sprintf("%q is not a regular file", name)
+	}
+	return ""
+}
+
+// fileProblem describes the error of opening or stat'ing file name.
+func fileProblem(name string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("file %q does not exist", name)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot use file %q: %v", name, err)
 }
 
 func (v *validator) duration(p string, d Duration, positive bool) {
@@ -488,6 +527,12 @@ func (v *validator) duration(p string, d Duration, positive bool) {
 
 // mountpoint checks a topic prefix with ${clientid}/${username} placeholders.
 func (v *validator) mountpoint(p, mp string) {
+	n := len(v.errs)
+	defer func() {
+		if len(v.errs) == n {
+			v.mountedTopic(p, mp)
+		}
+	}()
 	if !utf8.ValidString(mp) || strings.ContainsRune(mp, 0) {
 		v.errf(p, "mountpoint must be valid UTF-8 without NUL characters")
 		return
@@ -514,6 +559,19 @@ func (v *validator) mountpoint(p, mp string) {
 			return
 		}
 		rest = rest[i+j+1:]
+	}
+}
+
+// mountedTopic checks, as a connection does when it publishes, that the
+// mountpoint can prefix a topic: the topic package refuses, for example,
+// whitespace and prefixes that map to NATS's reserved "$" subjects.
+func (v *validator) mountedTopic(p, mp string) {
+	if mp == "" {
+		return
+	}
+	t := topic.Mount(topic.ExpandMountpoint(mp, "client", "user"), "topic")
+	if _, err := topic.PublishSubject(t); err != nil {
+		v.errf(p, "mountpoint %q cannot prefix a topic: %s", mp, reason(err))
 	}
 }
 
@@ -633,46 +691,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// Target returns the host:port to dial for g.Address and whether the
-// connection uses TLS (https://). It is meaningful only for a validated
-// config; for an invalid address it returns "", false.
-func (g *GRPCHandler) Target() (hostport string, useTLS bool) {
-	u, err := url.Parse(g.Address)
-	if err != nil {
-		return "", false
-	}
-	return u.Host, strings.EqualFold(u.Scheme, "https")
-}
-
-// Verify reports whether password is correct for the user id, comparing in
-// constant time. Passwords stored as "sha256:<hex>" are compared by
-// digest. A nil Authentication (the block is absent) allows everyone.
-func (a *Authentication) Verify(id, password string) bool {
-	if a == nil {
-		return true
-	}
-	stored, ok := a.Users[id]
-	got := sha256.Sum256([]byte(password))
-	var want []byte
-	switch {
-	case !ok || stored == "":
-		// Compare anyway so that unknown ids take the same time.
-		subtle.ConstantTimeCompare(got[:], got[:])
-		return false
-	case hasPrefixFold(stored, "sha256:"):
-		var err error
-		if want, err = hex.DecodeString(stored[len("sha256:"):]); err != nil {
-			return false
-		}
-	default:
-		sum := sha256.Sum256([]byte(stored))
-		want = sum[:]
-	}
-	return subtle.ConstantTimeCompare(got[:], want) == 1
 }
