@@ -65,7 +65,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		NATSListen: cfg.Broker.NATSListen,
 		MQTTListen: cfg.Broker.MQTTListen,
 		MaxPayload: int(cfg.Broker.MaxPayload),
-		Logger:     log,
+		// MaxBuffered is validated to at most 1GiB.
+		MaxBufferedBytes: int(cfg.Broker.MaxBuffered),
+		Logger:           log,
 	})
 	if err != nil {
 		return err
@@ -93,7 +95,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		}
 		auth = st
 	}
-	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: auth, Logger: log})
+	srv := gateway.New(gateway.Options{
+		PubSub:             br,
+		Authenticator:      auth,
+		Logger:             log,
+		MaxPendingMessages: cfg.Gateway.MaxPendingMessages,
+		MaxDeliveryWait:    time.Duration(cfg.Gateway.MaxDeliveryWait),
+	})
 	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv}
 
 	// The ConnectionAdapter comes up before any device can connect, and

@@ -173,6 +173,12 @@ type Broker struct {
 	// MaxPayload is the largest message payload accepted, between 1 byte
 	// and 64MiB. Default: 1MiB.
 	MaxPayload ByteSize `yaml:"max_payload"`
+	// MaxBuffered bounds the messages the broker holds for the gateway's
+	// subscribers while they are behind, between 1MiB and 1GiB.
+	// Publishing devices pause long before it fills; messages from NATS
+	// and MQTT clients beyond it are dropped and counted.
+	// Default: 64MiB.
+	MaxBuffered ByteSize `yaml:"max_buffered"`
 }
 
 // Adapter configures the ExProto ConnectionAdapter gRPC server.
@@ -233,6 +239,15 @@ type Gateway struct {
 	// placeholders ${clientid} and ${username}, and no MQTT wildcards.
 	// Listeners inherit it. Default: "" (none).
 	Mountpoint string `yaml:"mountpoint"`
+	// MaxPendingMessages bounds the deliveries queued for one connection
+	// while its handler is busy, between 1 and 1000000. Default: 1000.
+	MaxPendingMessages int `yaml:"max_pending_messages"`
+	// MaxDeliveryWait is how long deliveries to a connection whose queue
+	// is full wait for its handler to take some, before it counts as a
+	// slow subscriber that loses what exceeds max_pending_messages.
+	// Subscribers that keep up lose nothing: publishers are slowed down
+	// instead. Between 1ms and 1m. Default: 1s.
+	MaxDeliveryWait Duration `yaml:"max_delivery_wait"`
 }
 
 // Authentication is the built-in user database (like EMQX's built-in
@@ -436,9 +451,9 @@ func (l Listener) MarshalYAML() (any, error) {
 func (c *Config) setDefaults() {
 	c.Node = Node{Name: "protogate-1", DataDir: "./data"}
 	c.Log = Log{Level: "info", Format: "text"}
-	c.Broker = Broker{MaxPayload: 1 * MiB}
+	c.Broker = Broker{MaxPayload: 1 * MiB, MaxBuffered: 64 * MiB}
 	c.Adapter = Adapter{Bind: "127.0.0.1:9100"}
-	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second)}
+	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)}
 }
 
 func (a *Authentication) setDefaults() { a.UserIDType = UserIDUsername }

@@ -104,6 +104,10 @@ func TestParseErrors(t *testing.T) {
 		{"max payload fraction", withBase("broker:", "  max_payload: 1.5MB"), `config: line 2: broker.max_payload: invalid byte size "1.5MB" (want an integer with an optional unit B, KB, KiB, MB, MiB, GB or GiB; KB = KiB = 1024 bytes)`},
 		{"max payload unit", withBase("broker:", "  max_payload: 10XB"), `config: line 2: broker.max_payload: invalid byte size "10XB" (want an integer with an optional unit B, KB, KiB, MB, MiB, GB or GiB; KB = KiB = 1024 bytes)`},
 		{"max payload list", withBase("broker:", "  max_payload: [1]"), `config: line 2: broker.max_payload: want a byte size such as 1MiB, got a list`},
+		{"max buffered small", withBase("broker:", "  max_buffered: 512KiB"), `config: line 2: broker.max_buffered: 512KiB is out of range (want 1MiB to 1GiB)`},
+		{"max pending zero", withBase("gateway:", "  max_pending_messages: 0"), `config: line 2: gateway.max_pending_messages: 0 is out of range (want 1 to 1000000)`},
+		{"max delivery wait zero", withBase("gateway:", "  max_delivery_wait: 0"), `config: line 2: gateway.max_delivery_wait: 0s is out of range (want 1ms to 1m)`},
+		{"max delivery wait long", withBase("gateway:", "  max_delivery_wait: 2m"), `config: line 2: gateway.max_delivery_wait: 2m0s is out of range (want 1ms to 1m)`},
 		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
 
 		// adapter
@@ -365,9 +369,9 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Node:    Node{Name: "protogate-1", DataDir: "./data"},
 		Log:     Log{Level: "info", Format: "text"},
-		Broker:  Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20},
+		Broker:  Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20, MaxBuffered: 64 * MiB},
 		Adapter: Adapter{Bind: "127.0.0.1:9100"},
-		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second)},
+		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
 		Handlers: map[string]Handler{"h": {GRPC: &GRPCHandler{
 			Address:     "http://127.0.0.1:9001",
 			ServiceName: ServiceUnary,
@@ -730,9 +734,9 @@ func TestFullExample(t *testing.T) {
 	want := &Config{
 		Node:    Node{Name: "edge-gw.eu-1", DataDir: "/var/lib/protogate"},
 		Log:     Log{Level: "debug", Format: "json"},
-		Broker:  Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB},
+		Broker:  Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB, MaxBuffered: 64 * MiB},
 		Adapter: Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
-		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/"},
+		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
 		Authentication: &Authentication{UserIDType: UserIDClientID, Users: map[string]string{
 			"alice": "secret",
 			"bob":   "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/protogate/protogate/gateway/authn"
@@ -118,6 +119,9 @@ func (v *validator) run() {
 	if c.Broker.MaxPayload < 1 || c.Broker.MaxPayload > 64*MiB {
 		v.errf("broker.max_payload", "%s is out of range (want 1B to 64MiB)", c.Broker.MaxPayload)
 	}
+	if c.Broker.MaxBuffered < 1*MiB || c.Broker.MaxBuffered > 1024*MiB {
+		v.errf("broker.max_buffered", "%s is out of range (want 1MiB to 1GiB)", c.Broker.MaxBuffered)
+	}
 
 	// The adapter is opened only when a handler may call it: otherwise
 	// its address clashes with nothing.
@@ -133,6 +137,12 @@ func (v *validator) run() {
 	}
 
 	v.duration("gateway.idle_timeout", c.Gateway.IdleTimeout, false)
+	if n := c.Gateway.MaxPendingMessages; n < 1 || n > 1000000 {
+		v.errf("gateway.max_pending_messages", "%d is out of range (want 1 to 1000000)", n)
+	}
+	if d := time.Duration(c.Gateway.MaxDeliveryWait); d < time.Millisecond || d > time.Minute {
+		v.errf("gateway.max_delivery_wait", "%s is out of range (want 1ms to 1m)", c.Gateway.MaxDeliveryWait)
+	}
 	v.mountpoint("gateway.mountpoint", c.Gateway.Mountpoint)
 
 	if a := c.Authentication; a != nil {
