@@ -311,7 +311,7 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"-log-level", "loud"}, "-log-level"},
-		{[]string{"-adapter", "127.0.0.1:9100"}, "want a URL"},
+		{[]string{"-adapter", "127.0.0.1:9100"}, "has no scheme"},
 		{[]string{"-listen", "256.0.0.1:0"}, "listen"},
 		{[]string{"-nosuchflag"}, "not defined"},
 		{[]string{"-stream-concurrency", "0"}, "-stream-concurrency"},
