@@ -228,7 +228,7 @@ listeners:
 	go gs.Serve(hln)
 	defer gs.Stop()
 
-	nc, err := nats.Connect("nats://" + a["nats"])
+	nc, err := nats.Connect("nats://"+a["nats"], nats.Timeout(wait))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,9 @@ func Start(cfg Config) (*Broker, error) {
 	nc, err := nats.Connect("",
 		nats.InProcessServer(ns),
 		nats.Name("protogate-"+cfg.Node),
+		// The handshake is in-process, but on a loaded machine it can take
+		// longer than nats.go's 2s default, which would fail the start.
+		nats.Timeout(10*time.Second),
 		nats.MaxReconnects(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if sub != nil {

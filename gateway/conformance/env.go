@@ -148,7 +148,7 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 			t.Errorf("broker shutdown: %v", err)
 		}
 	})
-	nc, err := nats.Connect("nats://" + br.NATSAddr().String())
+	nc, err := nats.Connect("nats://"+br.NATSAddr().String(), nats.Timeout(Timeout))
 	if err != nil {
 		t.Fatalf("connect nats: %v", err)
 	}
