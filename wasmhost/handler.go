@@ -54,8 +54,9 @@ type Config struct {
 	// MemoryLimit caps the linear memory of each instance, in bytes.
 	// Default: 64 MiB.
 	MemoryLimit uint64
-	// CallTimeout bounds every call into the guest; a call that runs longer
-	// is interrupted and its instance discarded. Default: 100ms.
+	// CallTimeout bounds every call into the guest, time it spends asleep
+	// or blocked in a host function included; a call that runs longer is
+	// interrupted and its instance discarded. Default: 100ms.
 	CallTimeout time.Duration
 	// InitTimeout bounds instantiating and initialising one instance.
 	// Default: 10s.

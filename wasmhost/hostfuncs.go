@@ -180,7 +180,8 @@ func hostAuthenticate(ctx context.Context, mod api.Module, stack []uint64) {
 		case !has:
 			err = gateway.Errorf(gateway.CodeRequiredParamsMissed, "wasmhost: authenticate: clientinfo is missing")
 		default:
-			err = c.Authenticate(in.v.h.ctx, &gateway.ClientInfo{
+			// The authenticator's context ends when the call's does.
+			err = c.Authenticate(in.done, &gateway.ClientInfo{
 				ProtoName: ci.ProtoName, ProtoVer: ci.ProtoVer, ClientID: ci.ClientID, Username: ci.Username,
 			}, password)
 		}

@@ -33,6 +33,11 @@ type instance struct {
 	// stopped kills the instance: calls end at their next call to
 	// hostYield (see instrument).
 	stopped atomic.Bool
+	// done is canceled with stopped, and when the handler closes: it wakes
+	// a guest call blocked in the host (a sleep, an authenticator), which
+	// then ends as hostYield ends it.
+	done   context.Context
+	cancel context.CancelFunc
 
 	// Guest exports, looked up once: a lookup per call would cost
 	// microseconds (wasm-measurements.md).
@@ -97,12 +102,14 @@ func (v *version) newInstance() (*instance, error) {
 	}
 	in.out = newGuestLog(h.log.With("version", v.gen, "instance", id))
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	in.done, in.cancel = context.WithCancel(h.ctx)
 
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		// Real clocks: with wazero's fake ones a Go guest's GC stops
-		// completing (wasm-measurements.md).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		// completing (wasm-measurements.md). The sleep is real too, but
+		// held to the call's deadline (see nanosleep).
+		WithSysWalltime().WithSysNanotime().WithNanosleep(in.nanosleep).
 		WithRandSource(rand.Reader).
 		WithStdout(in.out.stdout()).WithStderr(in.out.stderr()).
 		// _initialize is called below, under the watchdog.
@@ -112,6 +119,7 @@ func (v *version) newInstance() (*instance, error) {
 	}
 	mod, err := h.rt.InstantiateModule(in.ctx, v.cm, cfg)
 	if err != nil {
+		in.cancel()
 		return nil, fmt.Errorf("instantiate: %w%s", err, in.out.tail())
 	}
 	in.mod = mod
@@ -156,7 +164,10 @@ func (in *instance) initialize() error {
 // kill stops the call in progress, and every later one, within
 // yieldEvery loop iterations: the instance is unusable afterwards. It may
 // be called from any goroutine.
-func (in *instance) kill() { in.stopped.Store(true) }
+func (in *instance) kill() {
+	in.stopped.Store(true)
+	in.cancel()
+}
 
 // errInterrupted ends a call that hostYield stops.
 var errInterrupted = errors.New("wasmhost: guest call interrupted")
@@ -166,6 +177,28 @@ var errInterrupted = errors.New("wasmhost: guest call interrupted")
 // goroutine. A killed instance's call ends here.
 func hostYield(ctx context.Context, _ api.Module, _ []uint64) {
 	if in := instanceOf(ctx); in != nil && in.stopped.Load() {
+		panic(errInterrupted)
+	}
+}
+
+// nanosleep is the instance's WASI sleep: wazero calls it for poll_oneoff
+// with a clock subscription, which is how a Go guest's time.Sleep (and any
+// other guest's sleep) blocks. It sleeps as long as asked unless the
+// instance is killed meanwhile; then it ends the call as hostYield does. So
+// the watchdog stops a sleeping call at its timeout just as it stops a
+// looping one, and the call faults with the same reason, "ran past
+// call_timeout": a sleep never outlives the call's deadline, and the guest
+// never goes on as if it had slept.
+func (in *instance) nanosleep(ns int64) {
+	if ns > 0 {
+		t := time.NewTimer(time.Duration(ns))
+		select {
+		case <-t.C:
+		case <-in.done.Done():
+			t.Stop()
+		}
+	}
+	if in.done.Err() != nil {
 		panic(errInterrupted)
 	}
 }
