@@ -363,6 +363,8 @@ func TestRefusedModules(t *testing.T) {
 		{"init fails", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "fail"}, "protogate_init returned UNKNOWN"},
 		{"init loops", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "loop"}, "call_timeout"},
 		{"init sleeps", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "nap"}, "call_timeout"},
+		{"start function sleeps", startGuest(startSleeps...), nil, "the start function ran past call_timeout"},
+		{"start function loops", startGuest(startLoops...), nil, "the start function ran past call_timeout"},
 		{"initializer panics", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "initialize"}, "instantiate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
