@@ -31,7 +31,7 @@ type instance struct {
 	out *guestLog
 
 	// stopped kills the instance: calls end at their next call to
-	// hostYield (see instrument).
+	// hostYield (see package instrument).
 	stopped atomic.Bool
 	// done is canceled with stopped, and when the handler closes: it wakes
 	// a guest call blocked in the host (a sleep, an authenticator), which
@@ -175,7 +175,7 @@ func (in *instance) initialize() error {
 }
 
 // kill stops the call in progress, and every later one, within
-// yieldEvery loop iterations: the instance is unusable afterwards. It may
+// instrument.Every loop iterations: the instance is unusable afterwards. It may
 // be called from any goroutine.
 func (in *instance) kill() {
 	in.stopped.Store(true)
@@ -185,8 +185,8 @@ func (in *instance) kill() {
 // errInterrupted ends a call that hostYield stops.
 var errInterrupted = errors.New("wasmhost: guest call interrupted")
 
-// hostYield is the function instrument's checks call every yieldEvery loop
-// iterations. Merely calling out to Go lets the Go runtime preempt the
+// hostYield is the function the checks of package instrument call every
+// instrument.Every loop iterations. Merely calling out to Go lets the Go runtime preempt the
 // goroutine. A killed instance's call ends here.
 func hostYield(ctx context.Context, _ api.Module, _ []uint64) {
 	if in := instanceOf(ctx); in != nil && in.stopped.Load() {

@@ -1,22 +1,16 @@
-package wasmhost
+package instrument
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"net"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/protogate/protogate/abi"
-	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/guests/builtin"
 )
 
@@ -107,7 +101,7 @@ func testModule() []byte {
 		sec(0, str("test")),
 		sec(1, vec(cat(leb(1), str("run")), cat(leb(4), str("counter")))),
 	)
-	return cat([]byte("\x00asm\x01\x00\x00\x00"),
+	return cat(wasmHeader,
 		sec(secType, types), sec(secImport, imports), sec(secFunction, funcs),
 		sec(secTable, table), sec(secGlobal, globals), sec(secExport, exports),
 		sec(secStart, start), sec(secElement, elems), sec(secCode, code),
@@ -131,7 +125,7 @@ func runTestModule(t *testing.T, wasm []byte, yield api.GoModuleFunc) (uint64, a
 	}
 	if yield != nil {
 		_, err = rt.NewHostModuleBuilder(abi.ModuleName).NewFunctionBuilder().
-			WithGoModuleFunction(yield, nil, nil).Export(yieldImport).Instantiate(ctx)
+			WithGoModuleFunction(yield, nil, nil).Export(YieldImport).Instantiate(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +147,7 @@ func TestInstrumentKeepsBehaviour(t *testing.T) {
 	if want != 7000+100+20+3 {
 		t.Fatalf("the test module itself returns %d", want)
 	}
-	wasm, err := instrument(orig)
+	wasm, err := Module(orig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,25 +166,30 @@ func TestInstrumentKeepsBehaviour(t *testing.T) {
 		t.Error("name section dropped")
 	}
 
-	// Yield is called every yieldEvery loop iterations: 3 so far, and
+	// Yield is called every Every loop iterations: 3 so far, and
 	// 5000 more.
 	if _, err := mod.ExportedFunction("many").Call(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if want := (3 + 5000) / yieldEvery; yields != want {
+	if want := (3 + 5000) / Every; yields != want {
 		t.Errorf("yield called %d times, want %d", yields, want)
 	}
 }
 
-func TestInstrumentStopsALoop(t *testing.T) {
-	// (func (export "spin") (loop (br 0)))
-	wasm := cat([]byte("\x00asm\x01\x00\x00\x00"),
+var wasmHeader = []byte("\x00asm\x01\x00\x00\x00")
+
+// spinModule is (func (export "spin") (loop (br 0))).
+func spinModule() []byte {
+	return cat(wasmHeader,
 		sec(secType, vec([]byte{0x60, 0x00, 0x00})),
 		sec(secFunction, vec(leb(0))),
 		sec(secExport, vec(cat(str("spin"), []byte{0x00}, leb(0)))),
 		sec(secCode, vec(fbody(0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b))),
 	)
-	wasm, err := instrument(wasm)
+}
+
+func TestInstrumentStopsALoop(t *testing.T) {
+	wasm, err := Module(spinModule())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +203,7 @@ func TestInstrumentStopsALoop(t *testing.T) {
 			if n++; n == 1000 {
 				panic(stop)
 			}
-		}), nil, nil).Export(yieldImport).Instantiate(ctx)
+		}), nil, nil).Export(YieldImport).Instantiate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +226,7 @@ func TestInstrumentRefuses(t *testing.T) {
 			sec(secFunction, vec(leb(0))),
 			sec(secCode, vec(fbody(0xff, 0x0b)))),
 	} {
-		if _, err := instrument(wasm); err == nil {
+		if _, err := Module(wasm); err == nil {
 			t.Errorf("%s: instrumented", name)
 		}
 	}
@@ -241,104 +240,16 @@ func TestInstrumentGuests(t *testing.T) {
 	defer rt.Close(ctx)
 	for _, name := range builtin.Names() {
 		wasm, _ := builtin.Lookup(name)
-		out, err := instrument(wasm)
+		out, err := Module(wasm)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if _, err := rt.CompileModule(ctx, out); err != nil {
 			t.Fatalf("%s: instrumented module does not compile: %v", name, err)
 		}
-		if !strings.Contains(string(out), yieldImport) {
+		if !strings.Contains(string(out), YieldImport) {
 			t.Fatalf("%s: no yield import", name)
 		}
 		t.Logf("%s: %d -> %d bytes", name, len(wasm), len(out))
-	}
-}
-
-// spinGuest is a minimal ABI v1 guest whose on_received_bytes counts to
-// 2^30 in a loop without calling out: about a second of native code.
-func spinGuest() []byte {
-	types := vec(
-		[]byte{0x60, 0x01, 0x7f, 0x01, 0x7f},       // 0: [i32] -> [i32]
-		[]byte{0x60, 0x02, 0x7e, 0x7f, 0x01, 0x7f}, // 1: [i64 i32] -> [i32]
-		[]byte{0x60, 0x00, 0x00},                   // 2: [] -> []
-	)
-	funcs := vec(leb(2), leb(0), leb(1))
-	memory := vec([]byte{0x00, 0x01})
-	exports := vec(
-		cat(str(abi.ExportMarker), []byte{0x00}, leb(0)),
-		cat(str(abi.ExportInbox), []byte{0x00}, leb(1)),
-		cat(str(abi.ExportOnReceivedBytes), []byte{0x00}, leb(2)),
-	)
-	code := vec(
-		fbody(0x0b),
-		fbody(0x41, 0x80, 0x08, 0x0b), // inbox at 1024
-		withLocals([]byte{0x01, 0x01, 0x7e}, // one i64 local (index 2)
-			0x03, 0x40,
-			0x20, 0x02, 0x42, 0x01, 0x7c, 0x22, 0x02, // local 2 += 1
-			0x42, 0x80, 0x80, 0x80, 0x80, 0x04, 0x54, 0x0d, 0x00, // br_if 0 (local 2 < 1<<30)
-			0x0b,
-			0x41, 0x00, 0x0b,
-		),
-	)
-	return cat([]byte("\x00asm\x01\x00\x00\x00"),
-		sec(secType, types), sec(secFunction, funcs), sec(secMemory, memory),
-		sec(secExport, exports), sec(secCode, code))
-}
-
-// doneHandler tells when OnReceivedBytes starts and returns.
-type doneHandler struct {
-	gateway.Handler
-	started chan struct{}
-	ended   atomic.Int64 // UnixNano when it returned
-	done    chan error
-}
-
-func (d *doneHandler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
-	close(d.started)
-	err := d.Handler.OnReceivedBytes(ctx, c, b)
-	d.ended.Store(time.Now().UnixNano())
-	d.done <- err
-	return err
-}
-
-// TestLongCallLetsGCRun checks that a guest call that runs long in native
-// code does not hold up the Go runtime: a garbage collection, which stops
-// every goroutine, completes while the call is still running, because the
-// guest calls out to Go every yieldEvery loop iterations. (The call counts
-// to 2^30, about a second; on a machine so loaded that it ends before the
-// collection starts, the test is inconclusive and skips.)
-func TestLongCallLetsGCRun(t *testing.T) {
-	h, err := New(Config{Name: "spin", Wasm: spinGuest(), Instances: 1, CallTimeout: time.Minute,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if s := h.Stats(); s.Version == 0 {
-		t.Fatalf("module did not load: %s", s.LastError)
-	}
-	dh := &doneHandler{Handler: h, started: make(chan struct{}), done: make(chan error, 1)}
-	srv := gateway.New(gateway.Options{Logger: slog.New(slog.DiscardHandler)})
-	defer srv.Close()
-	client, server := net.Pipe()
-	defer client.Close()
-	go srv.ServeConn(server, &gateway.Listener{Name: "spin", Type: gateway.TCP, Handler: dh})
-	if _, err := client.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	<-dh.started
-	time.Sleep(20 * time.Millisecond) // into the guest's loop, most likely
-	gcStart := time.Now().UnixNano()
-	runtime.GC()
-	gcEnd := time.Now().UnixNano()
-	if err := <-dh.done; err != nil {
-		t.Fatal(err)
-	}
-	switch ended := dh.ended.Load(); {
-	case ended < gcStart:
-		t.Skip("the guest call ended before the garbage collection started")
-	case ended < gcEnd:
-		t.Fatal("the garbage collection waited for the guest call to end")
 	}
 }

@@ -1,25 +1,10 @@
-package wasmhost
-
-import (
-	"errors"
-	"fmt"
-)
-
-// yieldImport names the function instrument adds to the imports, from
-// module abi.ModuleName. It is not a Go or C identifier, so no guest uses
-// it by accident.
-const yieldImport = "protogate:yield"
-
-// yieldEvery is how many loop iterations an instrumented guest runs between
-// two calls to yieldImport: few enough that the Go runtime never waits
-// long to preempt it, many enough that the calls cost next to nothing.
-const yieldEvery = 1024
-
-// instrument returns a copy of a Wasm module whose calls can be stopped,
-// and preempted by the Go runtime, while they run. It adds a mutable i32
-// global, the countdown, initialised to yieldEvery, a function import
-// (protogate.protogate:yield, type [] -> []) and, at the head of every
-// loop, the check
+// Package instrument rewrites a WebAssembly module so that its calls can be
+// stopped, and preempted by the Go runtime, while they run: wasmhost runs
+// every module it loads through Module before wazero compiles it.
+//
+// Module adds a mutable i32 global, the countdown, initialised to Every, a
+// function import (protogate.protogate:yield, type [] -> []) and, at the
+// head of every loop, the check
 //
 //	global.get $countdown
 //	i32.const 1
@@ -28,12 +13,12 @@ const yieldEvery = 1024
 //	global.get $countdown
 //	i32.eqz
 //	if
-//	  i32.const yieldEvery
+//	  i32.const Every
 //	  global.set $countdown
 //	  call $yield
 //	end
 //
-// so that the guest calls out to Go every yieldEvery loop iterations. Code
+// so that the guest calls out to Go every Every loop iterations. Code
 // without loops ends on its own; recursion ends in a stack overflow.
 //
 // Native code cannot be preempted: without these calls a long guest call
@@ -49,12 +34,45 @@ const yieldEvery = 1024
 // check costs about half a nanosecond.
 //
 // Adding an import shifts the index of every function the module defines
-// by one, so instrument renumbers them wherever they appear: calls,
-// ref.func, exports, the start function, element segments, constant
-// expressions and the name section. DWARF custom sections, whose code
-// offsets the checks invalidate, are dropped; other custom sections are
-// kept as they are.
-func instrument(wasm []byte) ([]byte, error) {
+// by one, so Module renumbers them wherever they appear: calls, ref.func,
+// exports, the start function, element segments, constant expressions and
+// the name section. DWARF custom sections, whose code offsets the checks
+// invalidate, are dropped; other custom sections are kept as they are.
+//
+// Module refuses what it does not understand (unknown opcodes, section
+// layouts), as wazero would; what it accepts need not be valid, wazero
+// judges that afterwards.
+package instrument
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/protogate/protogate/abi"
+)
+
+// YieldImport names the function Module adds to the imports, from module
+// abi.ModuleName. It is not a Go or C identifier, so no guest uses it by
+// accident.
+const YieldImport = "protogate:yield"
+
+// Every is how many loop iterations an instrumented guest runs between two
+// calls to YieldImport: few enough that the Go runtime never waits long to
+// preempt it, many enough that the calls cost next to nothing.
+const Every = 1024
+
+// Module returns a copy of the Wasm module wasm with the checks described
+// in the package documentation, or an error if wasm is not a module it can
+// rewrite.
+func Module(wasm []byte) ([]byte, error) {
+	out, err := module(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("instrument: %w", err)
+	}
+	return out, nil
+}
+
+func module(wasm []byte) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, errors.New("not a wasm module")
 	}
@@ -110,7 +128,7 @@ func instrument(wasm []byte) ([]byte, error) {
 	c = append(c, 0x23) // global.get
 	c = append(c, g...)
 	c = append(c, 0x45, 0x04, 0x40, 0x41) // i32.eqz, if, i32.const
-	c = appendS32(c, yieldEvery)
+	c = appendS32(c, Every)
 	c = append(c, 0x24) // global.set
 	c = append(c, g...)
 	c = append(c, 0x10) // call $yield
@@ -118,12 +136,12 @@ func instrument(wasm []byte) ([]byte, error) {
 	ins.check = append(c, 0x0b) // end
 
 	var newImport []byte
-	newImport = appendName(newImport, "protogate")
-	newImport = appendName(newImport, yieldImport)
+	newImport = appendName(newImport, abi.ModuleName)
+	newImport = appendName(newImport, YieldImport)
 	newImport = append(newImport, 0x00) // func
 	newImport = appendU32(newImport, uint32(yieldType))
 	newGlobal := []byte{0x7f, 0x01, 0x41} // (mut i32) (i32.const yieldEvery)
-	newGlobal = append(appendS32(newGlobal, yieldEvery), 0x0b)
+	newGlobal = append(appendS32(newGlobal, Every), 0x0b)
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, wasm[:8]...)
