@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -228,6 +230,121 @@ func TestInstrumentRefuses(t *testing.T) {
 	} {
 		if _, err := Module(wasm); err == nil {
 			t.Errorf("%s: instrumented", name)
+		}
+	}
+}
+
+// TestInstrumentAccepts checks that Module rewrites valid modules that use
+// what it must parse, and that wazero compiles the result.
+func TestInstrumentAccepts(t *testing.T) {
+	features, err := os.ReadFile("testdata/features.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	for name, wasm := range map[string][]byte{
+		"features.wat": features,
+		// (func (param (ref null func)) (local (ref null func))
+		// (block (result (ref null func)) (ref.null func)) drop
+		// (loop (result (ref null func)) (ref.null func)) drop): typed
+		// references, which wazero accepts by default
+		"typed references": cat(wasmHeader,
+			sec(secType, vec([]byte{0x60, 0x01, 0x63, 0x70, 0x00})),
+			sec(secFunction, vec(leb(0))),
+			sec(secCode, vec(withLocals([]byte{0x01, 0x01, 0x63, 0x70},
+				0x02, 0x63, 0x70, 0xd0, 0x70, 0x0b, 0x1a,
+				0x03, 0x63, 0x70, 0xd0, 0x70, 0x0b, 0x1a, 0x0b)))),
+		// a table whose initializer is ref.func 0
+		"table initializer": cat(wasmHeader,
+			sec(secType, vec([]byte{0x60, 0x00, 0x00})),
+			sec(secFunction, vec(leb(0))),
+			sec(secTable, vec([]byte{0x40, 0x00, 0x70, 0x00, 0x01, 0xd2, 0x00, 0x0b})),
+			sec(secCode, vec(fbody(0x0b)))),
+	} {
+		if _, err := rt.CompileModule(ctx, wasm); err != nil {
+			t.Fatalf("%s: not valid to begin with: %v", name, err)
+		}
+		out, err := Module(wasm)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := rt.CompileModule(ctx, out); err != nil {
+			t.Fatalf("%s: instrumented module does not compile: %v", name, err)
+		}
+	}
+}
+
+// TestInstrumentTableInitializer checks that the ref.func of a table's
+// initializer is renumbered: the table's element is still the module's
+// function, not the yield import.
+func TestInstrumentTableInitializer(t *testing.T) {
+	// (table 1 funcref (ref.func $seven)) (func $seven (result i32) 7)
+	// (func (export "run") (result i32) (call_indirect (result i32) 0))
+	wasm, err := Module(cat(wasmHeader,
+		sec(secType, vec([]byte{0x60, 0x00, 0x01, 0x7f})),
+		sec(secFunction, vec(leb(0), leb(0))),
+		sec(secTable, vec([]byte{0x40, 0x00, 0x70, 0x00, 0x01, 0xd2, 0x00, 0x0b})),
+		sec(secExport, vec(cat(str("run"), []byte{0x00}, leb(1)))),
+		sec(secCode, vec(fbody(0x41, 0x07, 0x0b), fbody(0x41, 0x00, 0x11, 0x00, 0x00, 0x0b)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	_, err = rt.NewHostModuleBuilder(abi.ModuleName).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), nil, nil).
+		Export(YieldImport).Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := mod.ExportedFunction("run").Call(ctx); err != nil || r[0] != 7 {
+		t.Fatalf("run returned %v, %v; want 7", r, err)
+	}
+}
+
+// TestInstrumentRefusesHugeCounts checks the counts Module refuses because
+// wazero would allocate for them before reading what they count (see
+// checkAllocs), and that a count in the input never makes Module loop
+// that many times: 2^32 - 1 parameters in 7 bytes took 4 s (69 s under
+// -race) before the loops stopped at the first error.
+func TestInstrumentRefusesHugeCounts(t *testing.T) {
+	for name, wasm := range map[string][]byte{
+		"2^32-1 params":    cat(wasmHeader, sec(secType, cat(leb(1), []byte{0x60}, leb(0xffffffff)))),
+		"2^32-1 functions": cat(wasmHeader, sec(secFunction, leb(0xffffffff))),
+		"a long data segment": cat(wasmHeader, sec(secMemory, vec([]byte{0x00, 0x01})),
+			sec(secData, vec(cat([]byte{0x01}, leb(0xffffffff), []byte("short"))))),
+		"2^32-1 locals": cat(wasmHeader,
+			sec(secType, vec([]byte{0x60, 0x00, 0x00})),
+			sec(secFunction, vec(leb(0))),
+			sec(secCode, vec(withLocals(cat(leb(1), leb(0xffffffff), []byte{0x7f}), 0x0b)))),
+		"a long module name": cat(wasmHeader, sec(secCustom, cat(str("name"), sec(0, leb(0xffffffff))))),
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Module(wasm)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if name == "a long module name" {
+				// Not refused: the name section is dropped.
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+				continue
+			}
+			if err == nil {
+				t.Errorf("%s: instrumented", name)
+			}
+		case <-time.After(2 * time.Second): // microseconds when it works
+			t.Fatalf("%s: Module still running after 2s", name)
 		}
 	}
 }
