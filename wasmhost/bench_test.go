@@ -70,7 +70,7 @@ func BenchmarkEchoNative(b *testing.B) { benchEcho(b, nativeEcho{}) }
 
 // BenchmarkEchoWasmGoGuest reports 0 allocations per message: the guest
 // call is interrupted through instrumented loop checks and a watchdog
-// goroutine per handler (see instrument), not through wazero's
+// goroutine per handler (see package instrument), not through wazero's
 // WithCloseOnContextDone, which starts a goroutine per call (3
 // allocations) and calls out to Go at every loop head. Compare with
 // BenchmarkEchoNative: the difference is the cost of the Wasm boundary.

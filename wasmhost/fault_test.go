@@ -3,6 +3,7 @@ package wasmhost_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -216,17 +217,24 @@ func TestFaultsAreContained(t *testing.T) {
 	}{
 		{"panic", "panic: "},
 		{"loop", "call_timeout"},
+		{"nap 3600000", "call_timeout"},
 		{"bomb", "out of memory"},
 		{"badptr", "outside linear memory"},
 		{"badlen", "outside linear memory"},
 		{"status", "not an ABI v1 status"},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
+			// Only the timeouts need a short call_timeout: the bomb takes
+			// over 2s under -race on a loaded machine.
+			timeout := 20 * time.Second
+			if tc.want == "call_timeout" {
+				timeout = 2 * time.Second
+			}
 			r := newRig(t, wasmhost.Config{
 				Name:        "faulty",
 				Wasm:        faulty,
 				Instances:   2,
-				CallTimeout: 2 * time.Second,
+				CallTimeout: timeout,
 				MemoryLimit: 32 << 20,
 			})
 			// Least-loaded placement alternates the two instances.
@@ -354,6 +362,9 @@ func TestRefusedModules(t *testing.T) {
 		{"init panics", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "panic"}, "canary"},
 		{"init fails", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "fail"}, "protogate_init returned UNKNOWN"},
 		{"init loops", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "loop"}, "call_timeout"},
+		{"init sleeps", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "nap"}, "call_timeout"},
+		{"start function sleeps", startGuest(startSleeps...), nil, "the start function ran past call_timeout"},
+		{"start function loops", startGuest(startLoops...), nil, "the start function ran past call_timeout"},
 		{"initializer panics", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "initialize"}, "instantiate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -393,6 +404,108 @@ func TestGuestTimer(t *testing.T) {
 	d2.nc.Close()
 	r.tr.await(t, d2.peer, "OnSocketClosed", func(x *tracked) bool { return x.closed })
 	d.echo("after")
+}
+
+// TestSleepPastCallTimeout checks that call_timeout bounds a guest call
+// blocked in the host, not only one that loops: a guest that sleeps
+// (time.Sleep: WASI poll_oneoff, the host's nanosleep) past the deadline is
+// stopped at the deadline, plus the watchdog's slack, as a timeout fault.
+// With one instance, the handler serves new connections again once the
+// replacement is up, not after the sleep.
+func TestSleepPastCallTimeout(t *testing.T) {
+	faulty := readFaulty(t)
+	for _, tc := range []struct {
+		name  string
+		sleep time.Duration
+	}{
+		{"an hour", time.Hour},
+		{"5s", 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const timeout = 100 * time.Millisecond
+			r := newRig(t, wasmhost.Config{Name: "faulty", Wasm: faulty, Instances: 1, CallTimeout: timeout})
+			d := r.dial(t)
+			d.echo("hello")
+			start := time.Now()
+			if _, err := fmt.Fprintf(d.nc, "nap %d", tc.sleep.Milliseconds()); err != nil {
+				t.Fatal(err)
+			}
+			d.expectClosed()
+			took := time.Since(start)
+			t.Logf("a %v sleep under call_timeout %v: the connection closed %v after the bytes were sent", tc.sleep, timeout, took)
+			if took >= tc.sleep {
+				t.Fatalf("the connection closed %v after the sleep began: the sleep was not cut short", took)
+			}
+			x := r.tr.await(t, d.peer, "OnSocketClosed", func(x *tracked) bool { return x.closed })
+			if !strings.Contains(x.reason, "call_timeout") {
+				t.Errorf("close reason %q does not mention call_timeout", x.reason)
+			}
+			waitStats(t, r.h, "a replacement instance", func(s wasmhost.Stats) bool { return s.Instances == 1 && s.Faults == 1 })
+			r.dial(t).echo("fresh")
+		})
+	}
+}
+
+// TestSleepWithinCallTimeout checks that a guest sleep shorter than the
+// deadline is a plain sleep: it lasts as long as asked and the call
+// succeeds.
+func TestSleepWithinCallTimeout(t *testing.T) {
+	r := newRig(t, wasmhost.Config{Name: "faulty", Wasm: readFaulty(t), Instances: 1, CallTimeout: 5 * time.Second})
+	d := r.dial(t)
+	start := time.Now()
+	d.echo("nap 200")
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("a 200ms sleep returned after %v", took)
+	}
+	d.echo("ok")
+	if s := r.h.Stats(); s.Faults != 0 {
+		t.Fatalf("%d faults", s.Faults)
+	}
+}
+
+// signalLog is a slog.Handler that closes seen when a record's message
+// contains match, and drops every record.
+type signalLog struct {
+	match string
+	once  *sync.Once
+	seen  chan struct{}
+}
+
+func newSignalLog(match string) signalLog {
+	return signalLog{match: match, once: new(sync.Once), seen: make(chan struct{})}
+}
+
+func (signalLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l signalLog) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, l.match) {
+		l.once.Do(func() { close(l.seen) })
+	}
+	return nil
+}
+func (l signalLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l signalLog) WithGroup(string) slog.Handler      { return l }
+
+// TestCloseWakesASleepingGuest checks that closing the handler does not
+// wait for a guest's sleep to end, even one within its call_timeout.
+func TestCloseWakesASleepingGuest(t *testing.T) {
+	sig := newSignalLog("faulty: napping")
+	r := newRig(t, wasmhost.Config{Name: "faulty", Wasm: readFaulty(t), Instances: 1, CallTimeout: 2 * time.Hour,
+		Logger: slog.New(sig)})
+	d := r.dial(t)
+	d.nc.Write([]byte("nap 3600000"))
+	select {
+	case <-sig.seen:
+	case <-time.After(wait):
+		t.Fatal("the guest did not start its nap")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- r.h.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close waited for the guest's sleep")
+	}
+	d.expectClosed()
 }
 
 func TestSlowCallWithinTimeout(t *testing.T) {

@@ -20,9 +20,14 @@ const (
 
 // guestLog turns an instance's stdout, stderr and log calls into log
 // records. It keeps the last lines of stderr, where a Go guest prints its
-// panic, to explain a fault. It is safe for concurrent use.
+// panic, to explain a fault. Lines longer than maxLineLen are logged in
+// pieces. It is safe for concurrent use.
 type guestLog struct {
 	l *slog.Logger
+	// interrupt, if not nil, is called before each line of a write: one
+	// fd_write can hold millions of lines, and it may end the guest call
+	// (a panic, see instance.interrupt).
+	interrupt func()
 
 	mu      sync.Mutex
 	tokens  float64
@@ -33,8 +38,8 @@ type guestLog struct {
 	fatal   string    // first "panic:" or "fatal error:" line on stderr
 }
 
-func newGuestLog(l *slog.Logger) *guestLog {
-	return &guestLog{l: l, tokens: logBurst, last: time.Now()}
+func newGuestLog(l *slog.Logger, interrupt func()) *guestLog {
+	return &guestLog{l: l, interrupt: interrupt, tokens: logBurst, last: time.Now()}
 }
 
 type guestStream struct {
@@ -53,58 +58,80 @@ func (g *guestLog) stderr() io.Writer { return guestStream{g, 1} }
 func (g *guestLog) write(idx int, p []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	buf := append(g.partial[idx], p...)
-	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
+	for len(p) > 0 {
+		if g.interrupt != nil {
+			g.interrupt()
 		}
-		g.lineLocked(idx, string(buf[:i]))
-		buf = buf[i+1:]
+		part := g.partial[idx]
+		room := maxLineLen - len(part)
+		n := min(len(p), room)
+		i := bytes.IndexByte(p[:min(len(p), room+1)], '\n')
+		if i < 0 && len(p) <= room {
+			// An unterminated line, for the next write to finish.
+			g.partial[idx] = append(part, p...)
+			return
+		}
+		if i >= 0 {
+			n = i
+		}
+		line := p[:n]
+		if len(part) > 0 {
+			line = append(part, line...)
+			g.partial[idx] = part[:0]
+		}
+		g.lineLocked(idx, line)
+		if i >= 0 {
+			n++ // the newline
+		}
+		p = p[n:]
 	}
-	if len(buf) > maxLineLen {
-		g.lineLocked(idx, string(buf[:maxLineLen]))
-		buf = buf[:0]
-	}
-	g.partial[idx] = append(g.partial[idx][:0], buf...)
 }
 
-func (g *guestLog) lineLocked(idx int, line string) {
-	if idx == 1 {
-		if g.fatal == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
-			g.fatal = line
+func (g *guestLog) lineLocked(idx int, line []byte) {
+	if idx == 0 {
+		if g.allowLocked() {
+			g.l.Log(nil, slog.LevelInfo, "guest: "+string(line), "stream", "stdout")
 		}
-		g.tailBuf = append(g.tailBuf, line)
-		if len(g.tailBuf) > tailLines {
-			g.tailBuf = g.tailBuf[1:]
-		}
-		g.emitLocked(slog.LevelWarn, line, "stderr")
 		return
 	}
-	g.emitLocked(slog.LevelInfo, line, "stdout")
+	s := string(line)
+	if g.fatal == "" && (strings.HasPrefix(s, "panic: ") || strings.HasPrefix(s, "fatal error: ")) {
+		g.fatal = s
+	}
+	g.tailBuf = append(g.tailBuf, s)
+	if len(g.tailBuf) > tailLines {
+		g.tailBuf = g.tailBuf[1:]
+	}
+	if g.allowLocked() {
+		g.l.Log(nil, slog.LevelWarn, "guest: "+s, "stream", "stderr")
+	}
 }
 
 // log records a message the guest logged through the log import.
 func (g *guestLog) log(level slog.Level, msg string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.emitLocked(level, msg, "log")
+	if g.allowLocked() {
+		g.l.Log(nil, level, "guest: "+msg, "stream", "log")
+	}
 }
 
-func (g *guestLog) emitLocked(level slog.Level, msg, stream string) {
+// allowLocked takes a token for one line from the rate limit, or counts
+// the line as dropped.
+func (g *guestLog) allowLocked() bool {
 	now := time.Now()
 	g.tokens = min(logBurst, g.tokens+now.Sub(g.last).Seconds()*logRate)
 	g.last = now
 	if g.tokens < 1 {
 		g.dropped++
-		return
+		return false
 	}
 	g.tokens--
 	if g.dropped > 0 {
 		g.l.Warn("wasmhost: guest log lines dropped by the rate limit", "dropped", g.dropped)
 		g.dropped = 0
 	}
-	g.l.Log(nil, level, "guest: "+msg, "stream", stream)
+	return true
 }
 
 // tail returns what stderr says about a crash, formatted to append to an

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,7 +11,7 @@ import (
 
 func TestGuestLogLinesAndRateLimit(t *testing.T) {
 	var out bytes.Buffer
-	g := newGuestLog(slog.New(slog.NewTextHandler(&out, nil)))
+	g := newGuestLog(slog.New(slog.NewTextHandler(&out, nil)), nil)
 	// Lines split across writes are joined; a flood is cut to the burst.
 	g.stdout().Write([]byte("hel"))
 	g.stdout().Write([]byte("lo\nworld\n"))
@@ -32,4 +33,60 @@ func TestGuestLogLinesAndRateLimit(t *testing.T) {
 	if tail := g.tail(); !strings.Contains(tail, "panic: boom") {
 		t.Fatalf("tail %q", tail)
 	}
+}
+
+func TestGuestLogLongLinesInPieces(t *testing.T) {
+	var out bytes.Buffer
+	g := newGuestLog(slog.New(slog.NewTextHandler(&out, nil)), nil)
+	g.stdout().Write([]byte("a"))
+	g.stdout().Write(bytes.Repeat([]byte("x"), 2*maxLineLen))
+	g.stdout().Write([]byte("b\nc\n"))
+	var lens []int
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		_, msg, _ := strings.Cut(l, `msg="guest: `)
+		msg, _, _ = strings.Cut(msg, `"`)
+		lens = append(lens, len(msg))
+	}
+	if want := []int{maxLineLen, maxLineLen, 2, 1}; fmt.Sprint(lens) != fmt.Sprint(want) {
+		t.Fatalf("line lengths %v, want %v:\n%s", lens, want, out.String())
+	}
+}
+
+// TestGuestLogInterrupted checks that a write calls interrupt before each
+// line, so that a killed instance's fd_write of millions of lines ends.
+func TestGuestLogInterrupted(t *testing.T) {
+	stop := errors.New("stop")
+	calls := 0
+	g := newGuestLog(slog.New(slog.DiscardHandler), func() {
+		if calls++; calls == 3 {
+			panic(stop)
+		}
+	})
+	func() {
+		defer func() {
+			if r := recover(); r != stop {
+				t.Fatalf("recovered %v", r)
+			}
+		}()
+		g.stderr().Write(bytes.Repeat([]byte("line\n"), 1000))
+	}()
+	if calls != 3 || len(g.tailBuf) != 2 {
+		t.Fatalf("interrupt called %d times, %d lines read", calls, len(g.tailBuf))
+	}
+}
+
+func TestRandReaderInterrupted(t *testing.T) {
+	in := &instance{}
+	b := make([]byte, 1<<20)
+	if n, err := (randReader{in}).Read(b); n != 64<<10 || err != nil {
+		t.Fatalf("read %d bytes, %v; want 64 KiB", n, err)
+	}
+	in.stopped.Store(true)
+	defer func() {
+		if r := recover(); r != errInterrupted {
+			t.Fatalf("recovered %v", r)
+		}
+	}()
+	(randReader{in}).Read(b)
+	t.Fatal("a killed instance's random source read on")
 }

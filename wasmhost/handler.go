@@ -54,8 +54,9 @@ type Config struct {
 	// MemoryLimit caps the linear memory of each instance, in bytes.
 	// Default: 64 MiB.
 	MemoryLimit uint64
-	// CallTimeout bounds every call into the guest; a call that runs longer
-	// is interrupted and its instance discarded. Default: 100ms.
+	// CallTimeout bounds every call into the guest, time it spends asleep
+	// or blocked in a host function included; a call that runs longer is
+	// interrupted and its instance discarded. Default: 100ms.
 	CallTimeout time.Duration
 	// InitTimeout bounds instantiating and initialising one instance.
 	// Default: 10s.
@@ -167,8 +168,8 @@ func New(cfg Config) (*Handler, error) {
 
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(uint32(min(cfg.MemoryLimit>>16, 65536))).
-		// Guest calls are interrupted by the checks instrument adds,
-		// which cost much less than wazero's own (see interrupt.go).
+		// Guest calls are interrupted by the checks package
+		// instrument adds, which cost much less than wazero's own.
 		WithCloseOnContextDone(false)
 	if cfg.Cache != nil {
 		rc = rc.WithCompilationCache(cfg.Cache)
@@ -210,8 +211,8 @@ func New(cfg Config) (*Handler, error) {
 // CallTimeout, which costs a guest call two atomic operations instead of
 // arming and stopping a timer. A call it has seen running for its whole
 // timeout is stopped: never early, and at most about two ticks late.
-// (Guests call out to Go regularly, see instrument, so a long call cannot
-// keep the watchdog's timer from firing.)
+// (Guests call out to Go regularly, see package instrument, so a long call
+// cannot keep the watchdog's timer from firing.)
 func (h *Handler) watchdog() {
 	tick := max(min(h.cfg.CallTimeout, h.cfg.InitTimeout)/4, time.Millisecond)
 	t := time.NewTicker(tick)

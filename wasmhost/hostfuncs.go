@@ -11,6 +11,7 @@ import (
 
 	"github.com/protogate/protogate/abi"
 	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/wasmhost/internal/instrument"
 )
 
 // maxTimersPerInstance bounds the timers one instance may have pending.
@@ -53,8 +54,9 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	for name, f := range hostFuncs {
 		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(name)
 	}
-	// Not part of the ABI: the function instrument's checks call.
-	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostYield), nil, nil).Export(yieldImport)
+	// Not part of the ABI: the function the loop checks call (see
+	// package instrument).
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostYield), nil, nil).Export(instrument.YieldImport)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("wasmhost: host module: %w", err)
 	}
@@ -180,7 +182,8 @@ func hostAuthenticate(ctx context.Context, mod api.Module, stack []uint64) {
 		case !has:
 			err = gateway.Errorf(gateway.CodeRequiredParamsMissed, "wasmhost: authenticate: clientinfo is missing")
 		default:
-			err = c.Authenticate(in.v.h.ctx, &gateway.ClientInfo{
+			// The authenticator's context ends when the call's does.
+			err = c.Authenticate(in.done, &gateway.ClientInfo{
 				ProtoName: ci.ProtoName, ProtoVer: ci.ProtoVer, ClientID: ci.ClientID, Username: ci.Username,
 			}, password)
 		}

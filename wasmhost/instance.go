@@ -31,8 +31,13 @@ type instance struct {
 	out *guestLog
 
 	// stopped kills the instance: calls end at their next call to
-	// hostYield (see instrument).
+	// hostYield (see package instrument).
 	stopped atomic.Bool
+	// done is canceled with stopped, and when the handler closes: it wakes
+	// a guest call blocked in the host (a sleep, an authenticator), which
+	// then ends as hostYield ends it.
+	done   context.Context
+	cancel context.CancelFunc
 
 	// Guest exports, looked up once: a lookup per call would cost
 	// microseconds (wasm-measurements.md).
@@ -95,23 +100,40 @@ func (v *version) newInstance() (*instance, error) {
 		timers: make(map[int64]*guestTimer),
 		buf:    make([]byte, 0, 4096),
 	}
-	in.out = newGuestLog(h.log.With("version", v.gen, "instance", id))
+	in.out = newGuestLog(h.log.With("version", v.gen, "instance", id), in.interrupt)
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	in.done, in.cancel = context.WithCancel(h.ctx)
 
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		// Real clocks: with wazero's fake ones a Go guest's GC stops
-		// completing (wasm-measurements.md).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
-		WithRandSource(rand.Reader).
+		// completing (wasm-measurements.md). The sleep is real too, but
+		// held to the call's deadline (see nanosleep).
+		WithSysWalltime().WithSysNanotime().WithNanosleep(in.nanosleep).
+		WithRandSource(randReader{in}).
 		WithStdout(in.out.stdout()).WithStderr(in.out.stderr()).
 		// _initialize is called below, under the watchdog.
 		WithStartFunctions()
 	for k, val := range h.cfg.Env {
 		cfg = cfg.WithEnv(k, val)
 	}
+	// A start function runs within InstantiateModule: under the watchdog
+	// too, or one that loops or sleeps would hold the load forever.
+	h.watchInstance(in)
+	in.mu.Lock()
+	seq := in.beginCallLocked(h.cfg.InitTimeout)
 	mod, err := h.rt.InstantiateModule(in.ctx, v.cm, cfg)
-	if err != nil {
+	timedOut := in.endCallLocked(seq)
+	in.mu.Unlock()
+	if err != nil || timedOut {
+		if mod != nil {
+			mod.Close(context.Background())
+		}
+		h.unwatchInstance(in)
+		in.cancel()
+		if timedOut {
+			return nil, fmt.Errorf("%w: instantiate: the start function ran past call_timeout %v", errFault, h.cfg.InitTimeout)
+		}
 		return nil, fmt.Errorf("instantiate: %w%s", err, in.out.tail())
 	}
 	in.mod = mod
@@ -123,7 +145,6 @@ func (v *version) newInstance() (*instance, error) {
 	in.fMessages = mod.ExportedFunction(abi.ExportOnReceivedMsgs)
 	in.fClosed = mod.ExportedFunction(abi.ExportOnSocketClosed)
 	in.fTimer = mod.ExportedFunction(abi.ExportOnTimer)
-	h.watchInstance(in)
 	if err := in.initialize(); err != nil {
 		in.close()
 		return nil, err
@@ -154,18 +175,62 @@ func (in *instance) initialize() error {
 }
 
 // kill stops the call in progress, and every later one, within
-// yieldEvery loop iterations: the instance is unusable afterwards. It may
+// instrument.Every loop iterations: the instance is unusable afterwards. It may
 // be called from any goroutine.
-func (in *instance) kill() { in.stopped.Store(true) }
+func (in *instance) kill() {
+	in.stopped.Store(true)
+	in.cancel()
+}
 
 // errInterrupted ends a call that hostYield stops.
 var errInterrupted = errors.New("wasmhost: guest call interrupted")
 
-// hostYield is the function instrument's checks call every yieldEvery loop
-// iterations. Merely calling out to Go lets the Go runtime preempt the
+// hostYield is the function the checks of package instrument call every
+// instrument.Every loop iterations. Merely calling out to Go lets the Go runtime preempt the
 // goroutine. A killed instance's call ends here.
 func hostYield(ctx context.Context, _ api.Module, _ []uint64) {
 	if in := instanceOf(ctx); in != nil && in.stopped.Load() {
+		panic(errInterrupted)
+	}
+}
+
+// interrupt ends the call in progress, as hostYield does, if the instance
+// was killed. Host code that may run long for one guest call (the guest
+// sizes its buffers) calls it as it goes.
+func (in *instance) interrupt() {
+	if in.stopped.Load() {
+		panic(errInterrupted)
+	}
+}
+
+// randReader is an instance's WASI random source: crypto/rand, read in
+// pieces so that the watchdog can stop a random_get as large as the
+// guest's memory (64 MiB take about a second).
+type randReader struct{ in *instance }
+
+func (r randReader) Read(p []byte) (int, error) {
+	r.in.interrupt()
+	return rand.Read(p[:min(len(p), 64<<10)])
+}
+
+// nanosleep is the instance's WASI sleep: wazero calls it for poll_oneoff
+// with a clock subscription, which is how a Go guest's time.Sleep (and any
+// other guest's sleep) blocks. It sleeps as long as asked unless the
+// instance is killed meanwhile; then it ends the call as hostYield does. So
+// the watchdog stops a sleeping call at its timeout just as it stops a
+// looping one, and the call faults with the same reason, "ran past
+// call_timeout": a sleep never outlives the call's deadline, and the guest
+// never goes on as if it had slept.
+func (in *instance) nanosleep(ns int64) {
+	if ns > 0 {
+		t := time.NewTimer(time.Duration(ns))
+		select {
+		case <-t.C:
+		case <-in.done.Done():
+			t.Stop()
+		}
+	}
+	if in.done.Err() != nil {
 		panic(errInterrupted)
 	}
 }
@@ -177,14 +242,11 @@ var errFault = errors.New("wasm fault")
 // returns its first result. An error (wrapping errFault) means the instance
 // faulted; the caller must then call faultLocked. in.mu is held.
 func (in *instance) callRawLocked(f api.Function, name string, timeout time.Duration, a, b, c uint64) (uint64, error) {
-	in.seq++
-	seq := in.seq
 	in.stack = [3]uint64{a, b, c}
 	in.fault = ""
-	in.limit.Store(int64(timeout))
-	in.calling.Store(seq)
+	seq := in.beginCallLocked(timeout)
 	err := f.CallWithStack(in.ctx, in.stack[:])
-	timedOut := !in.calling.CompareAndSwap(seq, 0)
+	timedOut := in.endCallLocked(seq)
 	switch {
 	case timedOut:
 		return 0, fmt.Errorf("%w: %s ran past call_timeout %v", errFault, name, timeout)
@@ -194,6 +256,21 @@ func (in *instance) callRawLocked(f api.Function, name string, timeout time.Dura
 		return 0, fmt.Errorf("%w: %s: %s%s", errFault, name, describeTrap(err), in.out.tail())
 	}
 	return in.stack[0], nil
+}
+
+// beginCallLocked shows the watchdog a call into the guest that starts
+// now, to be stopped after timeout, and returns its sequence number.
+func (in *instance) beginCallLocked(timeout time.Duration) uint64 {
+	in.seq++
+	in.limit.Store(int64(timeout))
+	in.calling.Store(in.seq)
+	return in.seq
+}
+
+// endCallLocked ends the call seq and reports whether the watchdog stopped
+// it.
+func (in *instance) endCallLocked(seq uint64) (timedOut bool) {
+	return !in.calling.CompareAndSwap(seq, 0)
 }
 
 // callLocked is callRawLocked for exports that return a status.

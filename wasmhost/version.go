@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/protogate/protogate/abi"
+	"github.com/protogate/protogate/wasmhost/internal/instrument"
 )
 
 // version is one compiled module and its pool of instances.
@@ -99,7 +100,7 @@ func checkModule(cm wazero.CompiledModule) (exports, error) {
 		mod, name, _ := def.Import()
 		switch mod {
 		case abi.ModuleName:
-			if _, ok := hostFuncs[name]; !ok && name != yieldImport {
+			if _, ok := hostFuncs[name]; !ok && name != instrument.YieldImport {
 				return ex, fmt.Errorf("wasmhost: the module imports %s.%s, which ABI v1 does not define", mod, name)
 			}
 		case "wasi_snapshot_preview1":
@@ -133,7 +134,7 @@ func typeNames(ts []api.ValueType) []string {
 // load compiles wasm, checks its ABI, starts a canary instance and then the
 // rest of the pool. It is called with h.mu held.
 func (h *Handler) load(wasm []byte, hash string, gen int) (*version, error) {
-	wasm, err := instrument(wasm)
+	wasm, err := instrument.Module(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: compile: %w", err)
 	}

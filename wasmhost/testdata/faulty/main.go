@@ -12,6 +12,9 @@
 //	status      returns status 42, which ABI v1 does not define
 //	sleep <ms>  busy-waits <ms> milliseconds (needs the host's real
 //	            monotonic clock), then echoes the chunk
+//	nap <ms>    logs "faulty: napping", sleeps <ms> milliseconds with
+//	            time.Sleep (WASI poll_oneoff, the host's nanosleep), then
+//	            echoes the chunk
 //	timer <ms>  arms a <ms> millisecond timer with set_timer and sends
 //	            "timer" when it fires (or "timer error <status>")
 //	log <text>  logs <text> at info level, then echoes the chunk
@@ -20,8 +23,8 @@
 // "badptr survived: <status>". With the environment variable
 // PROTOGATE_FAULT_INIT set (wazero's ModuleConfig.WithEnv), instance
 // creation fails: "initialize" panics in _initialize; "fail" makes
-// protogate_init return status 1, "status" status 42, "panic" panic and
-// "loop" loop forever.
+// protogate_init return status 1, "status" status 42, "panic" panic,
+// "loop" loop forever and "nap" sleep for an hour.
 //
 // It implements ABI v1 directly, without the SDK, on purpose: the SDK
 // recovers panics and maps errors to valid statuses, and these faults must
@@ -104,6 +107,8 @@ func exportInit() int32 {
 		panic("faulty: PROTOGATE_FAULT_INIT=panic")
 	case "loop":
 		spin()
+	case "nap":
+		time.Sleep(time.Hour)
 	}
 	return statusSuccess
 }
@@ -160,6 +165,13 @@ func exportOnReceivedBytes(conn uint64, n uint32) int32 {
 		start := time.Now()
 		for time.Since(start) < time.Duration(ms)*time.Millisecond {
 		}
+	case "nap":
+		ms, err := strconv.Atoi(string(arg))
+		if err != nil {
+			return reply(conn, "nap: bad milliseconds")
+		}
+		logMsg(levelInfo, "faulty: napping")
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 	case "timer":
 		ms, err := strconv.Atoi(string(arg))
 		if err != nil {

@@ -1,25 +1,10 @@
-package wasmhost
-
-import (
-	"errors"
-	"fmt"
-)
-
-// yieldImport names the function instrument adds to the imports, from
-// module abi.ModuleName. It is not a Go or C identifier, so no guest uses
-// it by accident.
-const yieldImport = "protogate:yield"
-
-// yieldEvery is how many loop iterations an instrumented guest runs between
-// two calls to yieldImport: few enough that the Go runtime never waits
-// long to preempt it, many enough that the calls cost next to nothing.
-const yieldEvery = 1024
-
-// instrument returns a copy of a Wasm module whose calls can be stopped,
-// and preempted by the Go runtime, while they run. It adds a mutable i32
-// global, the countdown, initialised to yieldEvery, a function import
-// (protogate.protogate:yield, type [] -> []) and, at the head of every
-// loop, the check
+// Package instrument rewrites a WebAssembly module so that its calls can be
+// stopped, and preempted by the Go runtime, while they run: wasmhost runs
+// every module it loads through Module before wazero compiles it.
+//
+// Module adds a mutable i32 global, the countdown, initialised to Every, a
+// function import (protogate.protogate:yield, type [] -> []) and, at the
+// head of every loop, the check
 //
 //	global.get $countdown
 //	i32.const 1
@@ -28,12 +13,12 @@ const yieldEvery = 1024
 //	global.get $countdown
 //	i32.eqz
 //	if
-//	  i32.const yieldEvery
+//	  i32.const Every
 //	  global.set $countdown
 //	  call $yield
 //	end
 //
-// so that the guest calls out to Go every yieldEvery loop iterations. Code
+// so that the guest calls out to Go every Every loop iterations. Code
 // without loops ends on its own; recursion ends in a stack overflow.
 //
 // Native code cannot be preempted: without these calls a long guest call
@@ -49,12 +34,47 @@ const yieldEvery = 1024
 // check costs about half a nanosecond.
 //
 // Adding an import shifts the index of every function the module defines
-// by one, so instrument renumbers them wherever they appear: calls,
-// ref.func, exports, the start function, element segments, constant
-// expressions and the name section. DWARF custom sections, whose code
-// offsets the checks invalidate, are dropped; other custom sections are
-// kept as they are.
-func instrument(wasm []byte) ([]byte, error) {
+// by one, so Module renumbers them wherever they appear: calls, ref.func,
+// exports, the start function, element segments, constant expressions and
+// the name section. DWARF custom sections, whose code offsets the checks
+// invalidate, are dropped; other custom sections are kept as they are.
+//
+// The module is untrusted input, and Module runs before wazero validates
+// it: it must fail cleanly on any bytes, in time linear in their length.
+// It refuses what it does not understand (unknown opcodes, section
+// layouts), as wazero would; what it accepts need not be valid, wazero
+// judges that afterwards.
+package instrument
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/protogate/protogate/abi"
+)
+
+// YieldImport names the function Module adds to the imports, from module
+// abi.ModuleName. It is not a Go or C identifier, so no guest uses it by
+// accident.
+const YieldImport = "protogate:yield"
+
+// Every is how many loop iterations an instrumented guest runs between two
+// calls to YieldImport: few enough that the Go runtime never waits long to
+// preempt it, many enough that the calls cost next to nothing.
+const Every = 1024
+
+// Module returns a copy of the Wasm module wasm with the checks described
+// in the package documentation, or an error if wasm is not a module it can
+// rewrite.
+func Module(wasm []byte) ([]byte, error) {
+	out, err := module(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("instrument: %w", err)
+	}
+	return out, nil
+}
+
+func module(wasm []byte) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, errors.New("not a wasm module")
 	}
@@ -83,13 +103,14 @@ func instrument(wasm []byte) ([]byte, error) {
 	yieldType := -1
 	nTypes := uint32(0)
 	for _, s := range sections {
-		var err error
-		switch s.id {
-		case secType:
+		err := checkAllocs(s.id, s.body)
+		switch {
+		case err != nil:
+		case s.id == secType:
 			nTypes, yieldType, err = findVoidType(s.body)
-		case secImport:
+		case s.id == secImport:
 			ins.funcImports, nGlobals, err = countImports(s.body)
-		case secGlobal:
+		case s.id == secGlobal:
 			r := reader{b: s.body}
 			nGlobals += r.u32()
 			err = r.err
@@ -110,7 +131,7 @@ func instrument(wasm []byte) ([]byte, error) {
 	c = append(c, 0x23) // global.get
 	c = append(c, g...)
 	c = append(c, 0x45, 0x04, 0x40, 0x41) // i32.eqz, if, i32.const
-	c = appendS32(c, yieldEvery)
+	c = appendS32(c, Every)
 	c = append(c, 0x24) // global.set
 	c = append(c, g...)
 	c = append(c, 0x10) // call $yield
@@ -118,12 +139,12 @@ func instrument(wasm []byte) ([]byte, error) {
 	ins.check = append(c, 0x0b) // end
 
 	var newImport []byte
-	newImport = appendName(newImport, "protogate")
-	newImport = appendName(newImport, yieldImport)
+	newImport = appendName(newImport, abi.ModuleName)
+	newImport = appendName(newImport, YieldImport)
 	newImport = append(newImport, 0x00) // func
 	newImport = appendU32(newImport, uint32(yieldType))
-	newGlobal := []byte{0x7f, 0x01, 0x41} // (mut i32) (i32.const yieldEvery)
-	newGlobal = append(appendS32(newGlobal, yieldEvery), 0x0b)
+	newGlobal := []byte{0x7f, 0x01, 0x41} // (mut i32) (i32.const Every)
+	newGlobal = append(appendS32(newGlobal, Every), 0x0b)
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, wasm[:8]...)
@@ -169,6 +190,9 @@ func instrument(wasm []byte) ([]byte, error) {
 			if err == nil && item != nil {
 				body = appendVecItem(body, item)
 			}
+		case secTable:
+			emitMissing(s.id)
+			body, err = ins.tables(s.body)
 		case secExport:
 			emitMissing(s.id)
 			body, err = ins.exports(s.body)
@@ -226,6 +250,49 @@ func sectionOrder(id byte) int {
 	return 100
 }
 
+// maxLocals caps the locals of one function, as V8 does: wazero v1.12.0
+// allocates them all before validating the function, and a few bytes can
+// declare 2^32 - 1.
+const maxLocals = 50000
+
+// checkAllocs refuses the counts that wazero v1.12.0's decoder allocates
+// for before it reads what they count: a section's item count larger than
+// the bytes that hold the items (each takes one at least), and a data
+// segment longer than its section. 17 bytes could make it allocate 32 GiB:
+// a fatal out-of-memory error, not an error wasmhost could report. Every
+// other count's items Module reads itself, and refuses if they are
+// missing, before wazero sees the module.
+func checkAllocs(id byte, body []byte) error {
+	switch id {
+	case secType, secImport, secFunction, secTable, secMemory, secGlobal, secExport, secElement, secCode, secData, secTag:
+	default:
+		return nil
+	}
+	w := rewriter{reader: reader{b: body}}
+	n := w.u32()
+	if w.err == nil && uint64(n) > uint64(len(w.b)-w.pos) {
+		return fmt.Errorf("%d items in %d bytes", n, len(w.b)-w.pos)
+	}
+	if id != secData {
+		return w.err
+	}
+	var ins instrumenter
+	for ; n > 0 && w.err == nil; n-- {
+		switch flags := w.u32(); flags {
+		case 0: // active, memory 0
+			w.constExpr(&ins)
+		case 1: // passive
+		case 2: // active, with a memory index
+			w.u32()
+			w.constExpr(&ins)
+		default:
+			return fmt.Errorf("data segment flags %d", flags)
+		}
+		w.bytes(int(w.u32()))
+	}
+	return w.err
+}
+
 // findVoidType returns the number of types and the index of the first
 // [] -> [] function type, or -1.
 func findVoidType(body []byte) (n uint32, void int, err error) {
@@ -236,12 +303,14 @@ func findVoidType(body []byte) (n uint32, void int, err error) {
 		if form := r.byte(); form != 0x60 {
 			return 0, 0, fmt.Errorf("type %d: unsupported form %#x", i, form)
 		}
+		// Counts come from the input: every loop over one stops at the
+		// first error, or a few bytes would run it 2^32 times.
 		params := r.u32()
-		for range params {
+		for j := uint32(0); j < params && r.err == nil; j++ {
 			r.valtype()
 		}
 		results := r.u32()
-		for range results {
+		for j := uint32(0); j < results && r.err == nil; j++ {
 			r.valtype()
 		}
 		if params == 0 && results == 0 && void < 0 {
@@ -370,6 +439,28 @@ func (ins *instrumenter) globals(body []byte) ([]byte, error) {
 	return w.out, w.err
 }
 
+// tables renumbers the ref.func of tables with an initializer
+// (0x40 0x00 tabletype expr).
+func (ins *instrumenter) tables(body []byte) ([]byte, error) {
+	w := rewriter{reader: reader{b: body}}
+	for n := w.u32(); n > 0 && w.err == nil; n-- {
+		init := w.err == nil && w.pos < len(w.b) && w.b[w.pos] == 0x40
+		if init {
+			w.byte()
+			if w.byte() != 0x00 {
+				return nil, errors.New("table initializer: reserved byte not 0")
+			}
+		}
+		w.valtype()
+		w.limits()
+		if init {
+			w.constExpr(ins)
+		}
+	}
+	w.flush()
+	return w.out, w.err
+}
+
 func (ins *instrumenter) exports(body []byte) ([]byte, error) {
 	w := rewriter{reader: reader{b: body}}
 	for n := w.u32(); n > 0 && w.err == nil; n-- {
@@ -440,6 +531,7 @@ func (ins *instrumenter) custom(body []byte) ([]byte, error) {
 		w := rewriter{reader: reader{b: sub}}
 		switch id {
 		case 0:
+			w.name()
 			nb = sub
 		case 1:
 			for n := w.u32(); n > 0 && w.err == nil; n-- {
@@ -457,10 +549,10 @@ func (ins *instrumenter) custom(body []byte) ([]byte, error) {
 		default:
 			continue
 		}
+		if w.err != nil {
+			return nil, nil // a malformed name section is only dropped
+		}
 		if id != 0 {
-			if w.err != nil {
-				return nil, nil // a malformed name section is only dropped
-			}
 			w.flush()
 			nb = w.out
 		}
@@ -506,21 +598,25 @@ func (ins *instrumenter) code(sec []byte) ([]byte, error) {
 // indices renumbered.
 func (ins *instrumenter) body(w *rewriter) error {
 	// Locals: a vector of (count, valtype).
+	var locals uint64
 	for n := w.u32(); n > 0 && w.err == nil; n-- {
-		w.u32()
+		locals += uint64(w.u32())
 		w.valtype()
+	}
+	if locals > maxLocals {
+		return fmt.Errorf("%d locals, more than %d", locals, maxLocals)
 	}
 	for w.pos < len(w.b) && w.err == nil {
 		op := w.byte()
 		switch {
 		case op == 0x03: // loop blocktype
-			w.leb()
+			w.blocktype()
 			w.flush()
 			w.out = append(w.out, ins.check...)
 		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
 			w.fnIndex(ins)
 		case op == 0x02 || op == 0x04 || op == 0x06: // block, if, try: blocktype
-			w.leb()
+			w.blocktype()
 		case op <= 0x01 || op == 0x05 || op == 0x0a || op == 0x0b || op == 0x0f || op == 0x19 ||
 			op == 0x1a || op == 0x1b || op == 0xd1 || 0x45 <= op && op <= 0xc4:
 			// No immediates.
@@ -542,7 +638,7 @@ func (ins *instrumenter) body(w *rewriter) error {
 				w.valtype()
 			}
 		case op == 0x1f: // try_table blocktype catch*
-			w.leb()
+			w.blocktype()
 			for n := w.u32(); n > 0 && w.err == nil; n-- {
 				switch kind := w.byte(); kind {
 				case 0x00, 0x01:
@@ -673,9 +769,24 @@ func (r *reader) limits() {
 	}
 }
 
-// valtype skips a value type: numeric, vector or reference, all one byte
-// (a single-byte LEB128) in the features wazero supports.
-func (r *reader) valtype() { r.leb() }
+// valtype skips a value type: one byte (numeric, vector or an abstract
+// reference type), or 0x63 or 0x64 and a heap type, (ref null ht) and
+// (ref ht), which wazero v1.12.0 accepts by default.
+func (r *reader) valtype() {
+	if b := r.byte(); b == 0x63 || b == 0x64 {
+		r.leb()
+	}
+}
+
+// blocktype skips a block type: 0x40, a value type or a type index (an
+// s33).
+func (r *reader) blocktype() {
+	if r.err == nil && r.pos < len(r.b) && (r.b[r.pos] == 0x63 || r.b[r.pos] == 0x64) {
+		r.valtype()
+		return
+	}
+	r.leb()
+}
 
 // memarg skips a memory argument: alignment (bit 6 flags a memory index,
 // multi-memory) and offset.
