@@ -54,7 +54,10 @@ type Conn struct {
 	lastRecv  atomic.Int64 // nanoseconds since start of the last read; 0: none yet
 	failed    atomic.Bool  // a callback failed: only OnSocketClosed remains
 	published atomic.Bool  // Publish was called since the reader last looked
-	ack       chan struct{}
+	// writeStart is when the socket write in progress started, in
+	// nanoseconds since start (odd), or 0 when none is.
+	writeStart atomic.Int64
+	ack        chan struct{}
 
 	mu          sync.Mutex
 	state       connState
@@ -74,13 +77,11 @@ type Conn struct {
 	timer       *time.Timer
 	closedEvent bool          // the evClosed event has been queued
 	wake        chan struct{} // closed when the connection closes; made by wakeLocked
-	// Delivery flow control (see Deliver): when the queue last started to
-	// fill or was last taken by the handler, whether the subscriber is
+	// Delivery flow control (see Deliver): whether the subscriber is
 	// slow, and a channel closed at the next take for deliveries waiting
 	// for room.
-	lastTake time.Duration // since start
-	slow     bool
-	space    chan struct{}
+	slow  bool
+	space chan struct{}
 }
 
 // ID returns the connection's unique 64-bit id. Ids are never reused.

@@ -215,26 +215,31 @@ func mountFilter(mp, filter string) string {
 }
 
 // Deliver queues m for the handler. While the connection has
-// MaxPendingMessages queued, Deliver waits for its handler to take them, up
-// to MaxDeliveryWait since the handler last took messages: a subscriber
-// that keeps up loses nothing, and its deliveries slow the publishers
-// down instead (see Pacer). A subscriber that took nothing for that long
-// is slow: it loses what exceeds its bound (counted in Server.Dropped)
-// without making deliveries wait, until it takes a batch that shows it
-// caught up (less than half the bound).
+// MaxPendingMessages queued, Deliver waits for its handler to take some: a
+// subscriber that keeps up loses nothing, however busy its handler, and
+// its deliveries slow the publishers down instead (see Pacer). A
+// subscriber whose device does not read (a write to its socket has waited
+// MaxDeliveryWait) is slow: it loses what exceeds its bound, counted in
+// Server.Dropped, without making deliveries wait, until it takes a batch
+// that shows it caught up (less than half the bound). A handler that never
+// takes its messages is ended by its own callback deadline, which closes
+// the connection and releases the wait.
 func (c *Conn) Deliver(m *Message) {
 	c.mu.Lock()
-	max := c.srv.opts.MaxPendingMessages
+	max, patience := c.srv.opts.MaxPendingMessages, c.srv.opts.MaxDeliveryWait
 	for c.pending >= max {
 		if c.state != stateOpen {
 			c.mu.Unlock()
 			return
 		}
-		wait := c.lastTake + c.srv.opts.MaxDeliveryWait - time.Since(c.start)
+		wait := patience
+		if ws := time.Duration(c.writeStart.Load()); ws != 0 {
+			wait = ws + patience - time.Since(c.start)
+		}
 		if c.slow || wait <= 0 {
 			if !c.slow {
 				c.slow = true
-				c.srv.log.Info("gateway: subscriber is slow; dropping its deliveries beyond its bound",
+				c.srv.log.Info("gateway: subscriber is not reading; dropping its deliveries beyond its bound",
 					"conn", c.handle, "listener", c.l.Name, "max_pending_messages", max)
 			}
 			c.mu.Unlock()
@@ -246,6 +251,7 @@ func (c *Conn) Deliver(m *Message) {
 		}
 		space, wake := c.space, c.wakeLocked()
 		c.mu.Unlock()
+		// Woken by a take, by the close, or to look at the socket again.
 		t := time.NewTimer(wait)
 		select {
 		case <-space:
@@ -270,11 +276,6 @@ func (c *Conn) Deliver(m *Message) {
 			m = &cp
 		}
 	}
-	if c.pending == 0 {
-		// The clock of MaxDeliveryWait starts with the first message
-		// waiting, not at the last take, however long ago that was.
-		c.lastTake = time.Since(c.start)
-	}
 	c.pending++
 	// Deliveries that queue up while the handler is busy go out as one
 	// OnReceivedMessages batch.
@@ -295,7 +296,6 @@ func (c *Conn) tookLocked(n int) {
 		c.slow = false
 	}
 	c.pending -= n
-	c.lastTake = time.Since(c.start)
 	if c.space != nil {
 		close(c.space)
 		c.space = nil

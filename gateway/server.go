@@ -55,13 +55,12 @@ type Options struct {
 	// MaxPendingMessages bounds the deliveries queued for one connection
 	// while its handler is busy. Default: 1000.
 	MaxPendingMessages int
-	// MaxDeliveryWait is how long a delivery to a connection whose queue
-	// is full waits for its handler to take messages (counted from the
-	// last time it took some) before the connection counts as a slow
-	// subscriber, whose deliveries beyond MaxPendingMessages are then
-	// dropped and counted (Dropped). Subscribers that keep up lose
-	// nothing: their deliveries wait, and publishing connections pause
-	// (Pacer). Default: 1s.
+	// MaxDeliveryWait is how long a write to a subscriber's socket may
+	// wait for the device to read while the subscriber's queue is full,
+	// before the subscriber counts as slow: its deliveries beyond
+	// MaxPendingMessages are then dropped and counted (Dropped).
+	// Subscribers that keep up lose nothing: their deliveries wait, and
+	// publishing connections pause (Pacer). Default: 1s.
 	MaxDeliveryWait time.Duration
 	// MaxQueuedBytes bounds the bytes Conn.Queue may hold for one
 	// connection; beyond it the connection is closed as a slow consumer.

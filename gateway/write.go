@@ -139,12 +139,16 @@ func (c *Conn) write(b []byte) bool {
 		return true
 	}
 	var err error
+	// Deliver tells a device that does not read by a write in progress
+	// for long.
+	c.writeStart.Store(int64(time.Since(c.start)) | 1)
 	if c.raw != nil {
 		err = c.raw.write(c.nc, b, c.srv.opts.WriteTimeout)
 	} else {
 		c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 		_, err = c.nc.Write(b)
 	}
+	c.writeStart.Store(0)
 	if err != nil {
 		c.srv.log.Debug("gateway: write failed", "conn", c.handle, "err", err)
 		c.closeWith("{shutdown,send_error}")

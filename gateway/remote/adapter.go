@@ -3,8 +3,8 @@ package remote
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 
 	"google.golang.org/grpc"

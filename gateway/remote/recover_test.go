@@ -23,8 +23,12 @@ func TestAdapterRecoversPanics(t *testing.T) {
 		"StartTimer":   func() (*pb.CodeResponse, error) { return a.StartTimer(ctx, &pb.TimerRequest{Conn: conn}) },
 		"Publish":      func() (*pb.CodeResponse, error) { return a.Publish(ctx, &pb.PublishRequest{Conn: conn, Topic: "t"}) },
 		"RawPublish":   func() (*pb.CodeResponse, error) { return a.RawPublish(ctx, &pb.RawPublishRequest{Topic: "t"}) },
-		"Subscribe":    func() (*pb.CodeResponse, error) { return a.Subscribe(ctx, &pb.SubscribeRequest{Conn: conn, Topic: "t"}) },
-		"Unsubscribe":  func() (*pb.CodeResponse, error) { return a.Unsubscribe(ctx, &pb.UnsubscribeRequest{Conn: conn, Topic: "t"}) },
+		"Subscribe": func() (*pb.CodeResponse, error) {
+			return a.Subscribe(ctx, &pb.SubscribeRequest{Conn: conn, Topic: "t"})
+		},
+		"Unsubscribe": func() (*pb.CodeResponse, error) {
+			return a.Unsubscribe(ctx, &pb.UnsubscribeRequest{Conn: conn, Topic: "t"})
+		},
 	}
 	n := uint64(0)
 	for name, call := range calls {

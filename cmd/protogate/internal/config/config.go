@@ -242,9 +242,9 @@ type Gateway struct {
 	// MaxPendingMessages bounds the deliveries queued for one connection
 	// while its handler is busy, between 1 and 1000000. Default: 1000.
 	MaxPendingMessages int `yaml:"max_pending_messages"`
-	// MaxDeliveryWait is how long deliveries to a connection whose queue
-	// is full wait for its handler to take some, before it counts as a
-	// slow subscriber that loses what exceeds max_pending_messages.
+	// MaxDeliveryWait is how long a write to a subscriber whose queue is
+	// full may wait for its device to read, before it counts as a slow
+	// subscriber that loses what exceeds max_pending_messages.
 	// Subscribers that keep up lose nothing: publishers are slowed down
 	// instead. Between 1ms and 1m. Default: 1s.
 	MaxDeliveryWait Duration `yaml:"max_delivery_wait"`
