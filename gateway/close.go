@@ -92,13 +92,30 @@ func (c *Conn) closeWith(reason string) {
 // reader may be inside its read callback, even on this goroutine, and
 // closing waits for the callback to return. Its reader then reads the end
 // of the stream, and the socket is closed for good once the reader is out
-// of the callback (terminate, finish).
+// of the callback (terminate, finish). Any other socket is closed by
+// closeConn, which does not wait either.
 func (c *Conn) closeSocket() {
 	if c.rc != nil {
 		shutdownRaw(c.rc)
 		return
 	}
-	c.nc.Close()
+	c.closeConn()
+}
+
+// closeConn closes a socket that is not raw on a goroutine of its own,
+// once. Closing a TLS or DTLS connection sends close_notify, which waits up
+// to 5s, and behind a write in progress, for a peer that does not read; no
+// one who closes a connection (a handler's Close, a Wasm guest's call, a
+// timer, Shutdown closing every connection) may wait for that. finish
+// waits for the goroutine: it belongs to the connection.
+func (c *Conn) closeConn() {
+	c.ncCloseOnce.Do(func() {
+		c.ncClosed = make(chan struct{})
+		go func() {
+			defer close(c.ncClosed)
+			c.nc.Close()
+		}()
+	})
 }
 
 // terminate runs on the reader once it stops reading: it releases the
@@ -123,7 +140,13 @@ func (c *Conn) terminate(readReason string) {
 	linger := c.lingering
 	c.omu.Unlock()
 	if !linger {
-		c.nc.Close()
+		if c.rc != nil {
+			// Out of its read callback, a plain TCP socket closes at
+			// once.
+			c.nc.Close()
+		} else {
+			c.closeConn()
+		}
 	}
 	if authed {
 		c.srv.releaseClientID(clientID, c)
@@ -164,6 +187,9 @@ func (c *Conn) finish() {
 	if c.rc != nil {
 		// A lingering flush only shut it down (closeSocket).
 		c.nc.Close()
+	} else {
+		c.closeConn()
+		<-c.ncClosed
 	}
 	c.mu.Lock()
 	c.state = stateDead

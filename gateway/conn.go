@@ -32,6 +32,9 @@ type Conn struct {
 	start  time.Time
 
 	wmu sync.Mutex // serializes socket writes; taken before omu
+
+	ncCloseOnce sync.Once     // closeConn
+	ncClosed    chan struct{} // closed once closeConn has closed nc
 	// A plain TCP socket's RawConn, read and written directly; nil for
 	// other sockets (see raw_linux.go).
 	rc  syscall.RawConn

@@ -115,7 +115,7 @@ func TestDeliverWaitsForSubscriberThatKeepsUp(t *testing.T) {
 			nc.(*net.TCPConn).SetReadBuffer(4 << 10)
 		}
 		c := recv(t, h.created)
-		if err := c.Subscribe("t", 0); err != nil {
+		if err := c.Subscribe(context.Background(), "t", 0); err != nil {
 			t.Fatal(err)
 		}
 		subs = append(subs, c)

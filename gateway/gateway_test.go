@@ -35,7 +35,7 @@ func (f *fakePubSub) Publish(m *Message) error {
 	return nil
 }
 
-func (f *fakePubSub) Subscribe(filter string, s Subscriber) (Subscription, error) {
+func (f *fakePubSub) Subscribe(_ context.Context, filter string, s Subscriber) (Subscription, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.subs == nil {
@@ -243,7 +243,7 @@ func TestCallsFromInsideOnSocketCreated(t *testing.T) {
 		results <- c.Send([]byte("welcome\n"))
 		results <- c.StartTimer(KeepAlive, 30)
 		results <- c.Authenticate(context.Background(), &ClientInfo{ClientID: "in-created"}, "")
-		results <- c.Subscribe("greet", 1)
+		results <- c.Subscribe(context.Background(), "greet", 1)
 		results <- c.Publish("greet", 1, []byte("self"))
 		return nil
 	}
@@ -281,7 +281,7 @@ func TestHammer(t *testing.T) {
 		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: c.Handle()}, ""); err != nil {
 			return err
 		}
-		return c.Subscribe("all", 0)
+		return c.Subscribe(context.Background(), "all", 0)
 	}
 	h.onBytes = func(c *Conn, b []byte) error {
 		bytesSeen.Add(int64(len(b)))
@@ -348,7 +348,7 @@ func TestDeliveriesBoundedAndBatched(t *testing.T) {
 		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "busy"}, ""); err != nil {
 			return err
 		}
-		return c.Subscribe("t", 0)
+		return c.Subscribe(context.Background(), "t", 0)
 	}
 	first := true
 	entered := make(chan struct{})
@@ -446,7 +446,7 @@ func TestCloseAfterDeathIsNotAlive(t *testing.T) {
 		"start timer":  c.StartTimer(KeepAlive, 1),
 		"authenticate": c.Authenticate(context.Background(), &ClientInfo{}, ""),
 		"publish":      c.Publish("t", 0, nil),
-		"subscribe":    c.Subscribe("t", 0),
+		"subscribe":    c.Subscribe(context.Background(), "t", 0),
 		"unsubscribe":  c.Unsubscribe("t"),
 	} {
 		if CodeOf(err) != CodeNotAlive {

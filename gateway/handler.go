@@ -129,7 +129,9 @@ type PubSub interface {
 	// Subscribe delivers every message matching filter to s until the
 	// returned Subscription is removed. A filter may be a shared
 	// subscription ($share/group/filter).
-	Subscribe(filter string, s Subscriber) (Subscription, error)
+	// It returns once a message published after it returns is delivered,
+	// or with ctx's error if ctx ends first.
+	Subscribe(ctx context.Context, filter string, s Subscriber) (Subscription, error)
 }
 
 // Subscriber receives deliveries. Deliver must not modify m. It may wait

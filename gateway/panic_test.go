@@ -45,7 +45,7 @@ func (p *panicker) OnSocketCreated(_ context.Context, c *Conn, _ *ConnInfo) erro
 	if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "victim"}, ""); err != nil {
 		return err
 	}
-	if err := c.Subscribe("victim", 0); err != nil {
+	if err := c.Subscribe(context.Background(), "victim", 0); err != nil {
 		return err
 	}
 	if p.in == abi.CallbackTimerTimeout {

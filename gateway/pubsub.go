@@ -137,7 +137,7 @@ func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
 // Subscribe subscribes the connection to the mounted filter. Subscribing
 // again to the same filter updates its QoS. Deliveries arrive as
 // OnReceivedMessages with the mountpoint stripped from their topics.
-func (c *Conn) Subscribe(filter string, qos uint32) error {
+func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) error {
 	if err := checkTopicQoS(filter, qos); err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (c *Conn) Subscribe(filter string, qos uint32) error {
 		e.qos = uint8(qos)
 		return nil
 	}
-	sub, err := c.srv.opts.PubSub.Subscribe(mountFilter(mp, filter), c)
+	sub, err := c.srv.opts.PubSub.Subscribe(ctx, mountFilter(mp, filter), c)
 	if err != nil {
 		return err
 	}

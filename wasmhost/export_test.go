@@ -30,3 +30,14 @@ func MemoryBytes(h *Handler) []uint32 {
 	}
 	return out
 }
+
+// PanicOnBytes makes the host itself panic (not the guest) at the start of
+// every on_received_bytes call whose bytes are b, until t ends.
+func PanicOnBytes(t interface{ Cleanup(func()) }, b string) {
+	testHook = func(cl *call) {
+		if cl.op == opBytes && string(cl.b) == b {
+			panic("wasmhost test: a bug in the host")
+		}
+	}
+	t.Cleanup(func() { testHook = nil })
+}

@@ -222,8 +222,13 @@ func TestFaultsAreContained(t *testing.T) {
 		{"badptr", "outside linear memory"},
 		{"badlen", "outside linear memory"},
 		{"status", "not an ABI v1 status"},
+		// Not the guest: a bug in the host's own Go code.
+		{"hostpanic", "panic in the host"},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
+			if tc.cmd == "hostpanic" {
+				wasmhost.PanicOnBytes(t, tc.cmd)
+			}
 			// Only the timeouts need a short call_timeout: the bomb takes
 			// over 2s under -race on a loaded machine.
 			timeout := 20 * time.Second

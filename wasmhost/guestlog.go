@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -90,7 +91,7 @@ func (g *guestLog) write(idx int, p []byte) {
 func (g *guestLog) lineLocked(idx int, line []byte) {
 	if idx == 0 {
 		if g.allowLocked() {
-			g.l.Log(nil, slog.LevelInfo, "guest: "+string(line), "stream", "stdout")
+			g.l.Log(context.Background(), slog.LevelInfo, "guest: "+string(line), "stream", "stdout")
 		}
 		return
 	}
@@ -103,7 +104,7 @@ func (g *guestLog) lineLocked(idx int, line []byte) {
 		g.tailBuf = g.tailBuf[1:]
 	}
 	if g.allowLocked() {
-		g.l.Log(nil, slog.LevelWarn, "guest: "+s, "stream", "stderr")
+		g.l.Log(context.Background(), slog.LevelWarn, "guest: "+s, "stream", "stderr")
 	}
 }
 
@@ -112,7 +113,7 @@ func (g *guestLog) log(level slog.Level, msg string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.allowLocked() {
-		g.l.Log(nil, level, "guest: "+msg, "stream", "log")
+		g.l.Log(context.Background(), level, "guest: "+msg, "stream", "log")
 	}
 }
 

@@ -490,7 +490,7 @@ func (h *Handler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte
 	hot := now-p.last < hotWindow && p.last != 0
 	p.last = now
 	if hot {
-		return p.in.receivedBytesNow(c, b)
+		return p.in.receivedBytesHere(c, b)
 	}
 	return p.in.receivedBytes(c, b)
 }

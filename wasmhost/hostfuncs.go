@@ -269,7 +269,8 @@ func hostSubscribe(ctx context.Context, mod api.Module, stack []uint64) {
 	case err != nil:
 		stack[0] = in.status(err)
 	default:
-		stack[0] = in.status(c.Subscribe(string(t), uint32(stack[3])))
+		// Like an authenticator, the broker's round trip ends with the call.
+		stack[0] = in.status(c.Subscribe(in.done, string(t), uint32(stack[3])))
 	}
 }
 

@@ -56,20 +56,19 @@ type instance struct {
 	wdSeq   uint64    // the call it saw running last tick
 	wdSince time.Time // when it first saw that call
 
-	mu          sync.Mutex
-	seq         uint64
-	stack       [3]uint64
-	inboxPtr    uint32
-	inboxCap    uint32
-	buf         []byte // encoding scratch
-	conns       map[uint64]*gateway.Conn
-	timers      map[int64]*guestTimer
-	nextTimer   int64
-	current     *gateway.Conn // the connection whose callback runs
-	lastErr     string        // explains the last failed host call
-	fault       string        // set by a host function before it aborts the call
-	closed      bool
-	loopStopped bool
+	mu        sync.Mutex
+	seq       uint64
+	stack     [3]uint64
+	inboxPtr  uint32
+	inboxCap  uint32
+	buf       []byte // encoding scratch
+	conns     map[uint64]*gateway.Conn
+	timers    map[int64]*guestTimer
+	nextTimer int64
+	current   *gateway.Conn // the connection whose callback runs
+	lastErr   string        // explains the last failed host call
+	fault     string        // set by a host function before it aborts the call
+	closed    bool
 }
 
 // guestTimer is a timer set by the guest with set_timer.
@@ -439,9 +438,11 @@ func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, 
 
 // deliver is deliverLocked with the locking done.
 func (in *instance) deliver(c *gateway.Conn, f api.Function, name string, payload []byte, arg uint64) error {
-	in.mu.Lock()
-	err, faulted := in.deliverLocked(c, f, name, payload, arg)
-	in.mu.Unlock()
+	err, faulted := func() (error, bool) {
+		in.mu.Lock()
+		defer in.mu.Unlock() // also on a panic: see loop
+		return in.deliverLocked(c, f, name, payload, arg)
+	}()
 	if faulted {
 		in.v.faulted(in)
 	}
@@ -451,16 +452,23 @@ func (in *instance) deliver(c *gateway.Conn, f api.Function, name string, payloa
 // createdNow pins c to the instance and runs the guest's on_socket_created. It
 // reports false if the instance died before c could be pinned.
 func (in *instance) createdNow(c *gateway.Conn, info *gateway.ConnInfo) (bool, error) {
+	pinned, err, faulted := in.createdLocked(c, info)
+	if faulted {
+		in.v.faulted(in)
+	}
+	return pinned, err
+}
+
+func (in *instance) createdLocked(c *gateway.Conn, info *gateway.ConnInfo) (pinned bool, err error, faulted bool) {
 	in.mu.Lock()
+	defer in.mu.Unlock() // also on a panic: see loop
 	if in.dead.Load() {
-		in.mu.Unlock()
-		return false, nil
+		return false, nil, false
 	}
 	in.conns[c.ID()] = c
 	in.nconns.Add(1)
 	if in.fCreated == nil {
-		in.mu.Unlock()
-		return true, nil
+		return true, nil, false
 	}
 	ci := abi.ConnInfo{
 		SockType: int32(info.SockType),
@@ -477,12 +485,8 @@ func (in *instance) createdNow(c *gateway.Conn, info *gateway.ConnInfo) (bool, e
 		ci.PeerCert = abi.CertInfo{CN: info.PSKIdentity}
 	}
 	in.buf = abi.AppendSocketCreated(in.buf[:0], c.Handle(), &ci)
-	err, faulted := in.deliverLocked(c, in.fCreated, abi.ExportOnSocketCreated, in.buf, 0)
-	in.mu.Unlock()
-	if faulted {
-		in.v.faulted(in)
-	}
-	return true, err
+	err, faulted = in.deliverLocked(c, in.fCreated, abi.ExportOnSocketCreated, in.buf, 0)
+	return true, err, faulted
 }
 
 func (in *instance) receivedBytesNow(c *gateway.Conn, b []byte) error {
@@ -513,22 +517,7 @@ func (in *instance) receivedMessagesNow(c *gateway.Conn, msgs []*gateway.Message
 	}
 	limit := min(in.v.h.cfg.MaxCallBytes, deliveryBatchBytes)
 	for len(msgs) > 0 {
-		in.mu.Lock()
-		buf := abi.AppendReceivedMessages(in.buf[:0], c.Handle())
-		n := 0
-		for _, m := range msgs {
-			am := abi.Message{Node: m.Node, ID: m.ID, QoS: uint32(m.QoS), From: m.From, Topic: m.Topic, Payload: m.Payload, Timestamp: uint64(m.Timestamp)}
-			before := len(buf)
-			buf = abi.AppendMessageField(buf, &am)
-			if len(buf) > limit && n > 0 {
-				buf = buf[:before]
-				break
-			}
-			n++
-		}
-		in.buf = buf
-		err, faulted := in.deliverLocked(c, in.fMessages, abi.ExportOnReceivedMsgs, buf, 0)
-		in.mu.Unlock()
+		n, err, faulted := in.messagesLocked(c, msgs, limit)
 		if faulted {
 			in.v.faulted(in)
 		}
@@ -540,26 +529,30 @@ func (in *instance) receivedMessagesNow(c *gateway.Conn, msgs []*gateway.Message
 	return nil
 }
 
+// messagesLocked delivers the first messages of msgs that fit limit in one
+// call and reports how many it delivered.
+func (in *instance) messagesLocked(c *gateway.Conn, msgs []*gateway.Message, limit int) (n int, err error, faulted bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock() // also on a panic: see loop
+	buf := abi.AppendReceivedMessages(in.buf[:0], c.Handle())
+	for _, m := range msgs {
+		am := abi.Message{Node: m.Node, ID: m.ID, QoS: uint32(m.QoS), From: m.From, Topic: m.Topic, Payload: m.Payload, Timestamp: uint64(m.Timestamp)}
+		before := len(buf)
+		buf = abi.AppendMessageField(buf, &am)
+		if len(buf) > limit && n > 0 {
+			buf = buf[:before]
+			break
+		}
+		n++
+	}
+	in.buf = buf
+	err, faulted = in.deliverLocked(c, in.fMessages, abi.ExportOnReceivedMsgs, buf, 0)
+	return n, err, faulted
+}
+
 // socketClosedNow tells the guest and unpins c.
 func (in *instance) socketClosedNow(c *gateway.Conn, reason string) error {
-	in.mu.Lock()
-	var err error
-	var faulted bool
-	if in.fClosed != nil && !in.dead.Load() {
-		in.buf = abi.AppendSocketClosed(in.buf[:0], c.Handle(), reason)
-		err, faulted = in.deliverLocked(c, in.fClosed, abi.ExportOnSocketClosed, in.buf, 0)
-	}
-	if _, ok := in.conns[c.ID()]; ok {
-		delete(in.conns, c.ID())
-		in.nconns.Add(-1)
-	}
-	for id, t := range in.timers {
-		if t.conn == c.ID() {
-			t.t.Stop()
-			delete(in.timers, id)
-		}
-	}
-	in.mu.Unlock()
+	err, faulted := in.socketClosedLocked(c, reason)
 	if faulted {
 		in.v.faulted(in)
 	}
@@ -574,19 +567,39 @@ func (in *instance) socketClosedNow(c *gateway.Conn, reason string) error {
 	return err
 }
 
+func (in *instance) socketClosedLocked(c *gateway.Conn, reason string) (err error, faulted bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock() // also on a panic: see loop
+	if in.fClosed != nil && !in.dead.Load() {
+		in.buf = abi.AppendSocketClosed(in.buf[:0], c.Handle(), reason)
+		err, faulted = in.deliverLocked(c, in.fClosed, abi.ExportOnSocketClosed, in.buf, 0)
+	}
+	if _, ok := in.conns[c.ID()]; ok {
+		delete(in.conns, c.ID())
+		in.nconns.Add(-1)
+	}
+	for id, t := range in.timers {
+		if t.conn == c.ID() {
+			t.t.Stop()
+			delete(in.timers, id)
+		}
+	}
+	return err, faulted
+}
+
 // fireTimerNow runs a guest timer: on_timer(conn, id) on the instance, unless
 // the timer was canceled or its connection is gone.
 func (in *instance) fireTimerNow(id int64) {
-	in.mu.Lock()
-	t, ok := in.timers[id]
-	if ok {
+	c := func() *gateway.Conn {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		t, ok := in.timers[id]
+		if !ok {
+			return nil
+		}
 		delete(in.timers, id)
-	}
-	var c *gateway.Conn
-	if ok {
-		c = in.conns[t.conn]
-	}
-	in.mu.Unlock()
+		return in.conns[t.conn]
+	}()
 	if c == nil || in.fTimer == nil {
 		return
 	}

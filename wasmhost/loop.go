@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -112,7 +114,7 @@ func (in *instance) loop() {
 			mb.q, mb.head = mb.q[:0], 0
 		}
 		mb.mu.Unlock()
-		in.run(cl)
+		in.runSafe(cl)
 		cl.done <- struct{}{}
 	}
 }
@@ -125,7 +127,7 @@ func (in *instance) do(cl *call) {
 	mb.mu.Lock()
 	if mb.closed {
 		mb.mu.Unlock()
-		in.run(cl)
+		in.runSafe(cl)
 		return
 	}
 	mb.q = append(mb.q, cl)
@@ -138,7 +140,39 @@ func (in *instance) do(cl *call) {
 	<-cl.done
 }
 
+// runSafe is run, with a panic of the host's own code contained to the
+// instance (a guest's trap or panic never reaches Go: wazero returns it as
+// an error, and so does a host function's panic inside a guest call). The
+// call fails as a fault, as a trap would: the instance is discarded, its
+// other connections close and a replacement starts. The locks the call
+// held are released on the way (they are deferred).
+func (in *instance) runSafe(cl *call) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		err := fmt.Errorf("%w: panic in the host: %v", errFault, r)
+		in.v.h.log.Error("wasmhost: recovered a panic; discarding the instance",
+			"version", in.v.gen, "instance", in.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		in.mu.Lock()
+		in.current = cl.c // its caller closes it, with err
+		in.faultLocked(err)
+		in.current = nil
+		in.mu.Unlock()
+		in.v.faulted(in)
+		cl.ok, cl.err = true, err
+	}()
+	in.run(cl)
+}
+
+// testHook, set only by tests, runs at the start of every call.
+var testHook func(cl *call)
+
 func (in *instance) run(cl *call) {
+	if testHook != nil {
+		testHook(cl)
+	}
 	switch cl.op {
 	case opCreated:
 		cl.ok, cl.err = in.createdNow(cl.c, cl.info)
@@ -167,6 +201,18 @@ func (in *instance) receivedBytes(c *gateway.Conn, b []byte) error {
 	cl := in.get(opBytes, c)
 	cl.b = b
 	_, err := in.finish(cl)
+	return err
+}
+
+// receivedBytesHere is receivedBytes on the calling goroutine, for a busy
+// connection (see above).
+func (in *instance) receivedBytesHere(c *gateway.Conn, b []byte) error {
+	cl := in.get(opBytes, c)
+	cl.b = b
+	in.runSafe(cl)
+	err := cl.err
+	*cl = call{done: cl.done}
+	calls.Put(cl)
 	return err
 }
 

@@ -42,12 +42,12 @@ func complete(t *testing.T, r *loadstat.Result) {
 func TestFanoutNATS(t *testing.T) {
 	defer noLoadGoroutines(t)
 	url := startNATS(t)
-	r, notes, err := runFanout(context.Background(), FanoutConfig{NATS: url, Subs: 10, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Size: 64, Timeout: 10 * time.Second})
+	r, _, err := runFanout(context.Background(), FanoutConfig{NATS: url, Subs: 10, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Size: 64, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	complete(t, r)
-	r, notes, err = runFanout(context.Background(), FanoutConfig{NATS: url, Subs: 10, Messages: 200, Duration: time.Minute, Size: 64, Timeout: 10 * time.Second})
+	r, notes, err := runFanout(context.Background(), FanoutConfig{NATS: url, Subs: 10, Messages: 200, Duration: time.Minute, Size: 64, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -311,7 +311,7 @@ func (b *Broker) Publish(m *gateway.Message) error {
 
 // Subscribe implements gateway.PubSub. It returns once the server has the
 // subscription, so a message published after it returns is delivered.
-func (b *Broker) Subscribe(filter string, s gateway.Subscriber) (gateway.Subscription, error) {
+func (b *Broker) Subscribe(ctx context.Context, filter string, s gateway.Subscriber) (gateway.Subscription, error) {
 	f, err := topic.ParseFilter(filter)
 	if err != nil {
 		return nil, fmt.Errorf("broker: subscribe to %q: %w: %w", filter, gateway.ErrBadTopic, err)
@@ -331,7 +331,11 @@ func (b *Broker) Subscribe(filter string, s gateway.Subscriber) (gateway.Subscri
 	// Round trip to the server so the NATS subscription is in place before
 	// the caller acknowledges it to its device. Even when this subscriber
 	// joined an existing one: its creator may not have flushed yet.
-	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+	// The round trip is bounded by the caller's deadline (a Wasm guest's
+	// call_timeout, a handler's rpc) and by 5s.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.nc.FlushWithContext(ctx); err != nil {
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}

@@ -162,7 +162,7 @@ func (s *chanSub) pending() []*gateway.Message {
 
 func subscribe(t *testing.T, b gateway.PubSub, filter string, s gateway.Subscriber) gateway.Subscription {
 	t.Helper()
-	sub, err := b.Subscribe(filter, s)
+	sub, err := b.Subscribe(context.Background(), filter, s)
 	if err != nil {
 		t.Fatalf("Subscribe(%q): %v", filter, err)
 	}
@@ -606,7 +606,7 @@ func TestBadTopics(t *testing.T) {
 		{"$SYS/#", topic.ErrReserved},
 		{"a b/#", topic.ErrBadChar},
 	} {
-		sub, err := b.Subscribe(v.filter, s)
+		sub, err := b.Subscribe(context.Background(), v.filter, s)
 		if !errors.Is(err, gateway.ErrBadTopic) || !errors.Is(err, v.cause) || sub != nil {
 			t.Errorf("Subscribe(%q) = %v, %v; want nil and ErrBadTopic and %v", v.filter, sub, err, v.cause)
 		}
@@ -672,7 +672,7 @@ func TestSubscribeAfterShutdown(t *testing.T) {
 	if err := sub.Unsubscribe(); err != nil {
 		t.Errorf("Unsubscribe after Shutdown: %v", err)
 	}
-	if _, err := b.Subscribe("x", s); err == nil {
+	if _, err := b.Subscribe(context.Background(), "x", s); err == nil {
 		t.Errorf("Subscribe after Shutdown succeeded")
 	}
 	if err := b.Publish(&gateway.Message{Topic: "x"}); err == nil {

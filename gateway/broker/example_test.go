@@ -32,7 +32,7 @@ func Example() {
 	defer b.Shutdown(context.Background())
 
 	in := make(inbox, 16)
-	sub, err := b.Subscribe("sensors/+/temp", in)
+	sub, err := b.Subscribe(context.Background(), "sensors/+/temp", in)
 	if err != nil {
 		fmt.Println(err)
 		return

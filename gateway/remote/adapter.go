@@ -142,11 +142,11 @@ func (a *Adapter) RawPublish(_ context.Context, req *pb.RawPublishRequest) (resp
 }
 
 // Subscribe implements pb.ConnectionAdapterServer.
-func (a *Adapter) Subscribe(_ context.Context, req *pb.SubscribeRequest) (resp *pb.CodeResponse, err error) {
+func (a *Adapter) Subscribe(ctx context.Context, req *pb.SubscribeRequest) (resp *pb.CodeResponse, err error) {
 	defer a.recoverRPC("Subscribe", &resp, &err)
 	c, err := a.srv.Lookup(req.GetConn())
 	if err == nil {
-		err = c.Subscribe(req.GetTopic(), req.GetQos())
+		err = c.Subscribe(ctx, req.GetTopic(), req.GetQos())
 	}
 	return a.reply("Subscribe", req.GetConn(), err)
 }
