@@ -88,6 +88,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// defaultMemoryLimit is Config.MemoryLimit's default.
+const defaultMemoryLimit = 64 << 20
+
 // Handler runs a Wasm module as a gateway.Handler. It is safe for concurrent
 // use.
 type Handler struct {
@@ -137,7 +140,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Instances = runtime.GOMAXPROCS(0)
 	}
 	if cfg.MemoryLimit == 0 {
-		cfg.MemoryLimit = 64 << 20
+		cfg.MemoryLimit = defaultMemoryLimit
 	}
 	if cfg.MemoryLimit < 1<<16 {
 		return nil, fmt.Errorf("wasmhost: memory limit %d is below one page (64 KiB)", cfg.MemoryLimit)

@@ -7,7 +7,6 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -18,7 +17,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/protogate/protogate/wasmhost"
 
 	"github.com/protogate/protogate/gateway/framing"
 	"github.com/protogate/protogate/gateway/listener"
@@ -245,17 +244,10 @@ func checkModuleFile(name string, memoryLimit ByteSize, compile bool) string {
 	if err != nil {
 		return fmt.Sprintf("cannot read %q: %v", name, err)
 	}
-	// The interpreter decodes and validates the module exactly as the
-	// compiler protogate runs with does, without spending seconds on
-	// machine code.
-	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().
-		WithMemoryLimitPages(uint32(min(int64(memoryLimit)>>16, 65536))))
-	defer rt.Close(ctx)
-	cm, err := rt.CompileModule(ctx, wasm)
-	if err != nil {
-		return fmt.Sprintf("%q does not compile: %v", name, err)
+	// What the Wasm host checks when it loads the module, without
+	// running it.
+	if err := wasmhost.Check(wasm, uint64(memoryLimit)); err != nil {
+		return fmt.Sprintf("%q cannot be loaded: %v", name, err)
 	}
-	cm.Close(ctx)
 	return ""
 }

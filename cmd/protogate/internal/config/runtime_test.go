@@ -37,7 +37,9 @@ func TestWasmModuleFile(t *testing.T) {
 	empty := writeFile(t, "empty.wasm", nil)
 	short := writeFile(t, "short.wasm", []byte("\x00asm\x01"))
 	component := writeFile(t, "component.wasm", []byte("\x00asm\x0d\x00\x01\x00"))
-	ok := writeFile(t, "ok.wasm", emptyModule)
+	echo, _ := builtin.Lookup("echo")
+	ok := writeFile(t, "ok.wasm", echo)
+	notHandler := writeFile(t, "empty-module.wasm", emptyModule)
 	big := writeFile(t, "big.wasm", bigMemoryModule)
 	truncated := writeFile(t, "truncated.wasm", truncatedModule)
 	for _, tc := range []struct {
@@ -53,8 +55,9 @@ func TestWasmModuleFile(t *testing.T) {
 		{"device", "/dev/zero", "is not a regular file", "is not a regular file"},
 		{"missing", filepath.Join(t.TempDir(), "nope.wasm"), "does not exist", "does not exist"},
 		{"valid", ok, "", ""},
-		{"memory over the limit", big, "", "does not compile"},
-		{"truncated", truncated, "", "does not compile"},
+		{"not a protogate handler", notHandler, "", "not a protogate handler: the module exports no protogate_abi_v"},
+		{"memory over the limit", big, "", "cannot be loaded"},
+		{"truncated", truncated, "", "cannot be loaded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := withHandler("    wasm:", "      path: '"+tc.path+"'")
@@ -192,7 +195,9 @@ func TestModuleCompiledUnderValidLimitOnly(t *testing.T) {
 		t.Errorf("Check = %v, want only %q", err, want)
 	}
 	in = withHandler("    wasm:", "      path: '"+writeFile(t, "big.wasm", bigMemoryModule)+"'", "      memory_limit: 256MiB")
-	if _, err := Check(writeFile(t, "gw.yaml", []byte(in))); err != nil {
-		t.Errorf("a 125 MiB memory under a 256MiB limit: %v", err)
+	// The memory fits; what is left to refuse is that the module is no
+	// protogate handler.
+	if _, err := Check(writeFile(t, "gw.yaml", []byte(in))); err == nil || !strings.Contains(err.Error(), "not a protogate handler") {
+		t.Errorf("a 125 MiB memory under a 256MiB limit: %v, want only the missing exports refused", err)
 	}
 }
