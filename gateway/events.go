@@ -61,8 +61,8 @@ func (c *Conn) enqueueBytes(b []byte) bool {
 	return true
 }
 
-// enqueueAsync queues ev from a goroutine that must not run handler code
-// (timers, deliveries) and starts a drainer if needed.
+// enqueueAsyncLocked queues ev from a goroutine that must not run handler
+// code (timers, deliveries) and starts a drainer if needed. c.mu is held.
 func (c *Conn) enqueueAsyncLocked(ev event) {
 	c.queue = append(c.queue, ev)
 	if !c.draining {

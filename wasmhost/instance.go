@@ -40,7 +40,7 @@ type instance struct {
 	cancel context.CancelFunc
 
 	// Guest exports, looked up once: a lookup per call would cost
-	// microseconds (wasm-measurements.md).
+	// microseconds.
 	fInbox, fInit, fCreated, fBytes, fTimeout, fMessages, fClosed, fTimer api.Function
 
 	nconns atomic.Int64 // pinned connections
@@ -106,8 +106,9 @@ func (v *version) newInstance() (*instance, error) {
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		// Real clocks: with wazero's fake ones a Go guest's GC stops
-		// completing (wasm-measurements.md). The sleep is real too, but
-		// held to the call's deadline (see nanosleep).
+		// completing (its background work waits on a clock that never
+		// moves). The sleep is real too, but held to the call's
+		// deadline (see nanosleep).
 		WithSysWalltime().WithSysNanotime().WithNanosleep(in.nanosleep).
 		WithRandSource(randReader{in}).
 		WithStdout(in.out.stdout()).WithStderr(in.out.stderr()).

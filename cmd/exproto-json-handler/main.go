@@ -24,7 +24,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/protogate/protogate/internal/adaptertarget"
 	"log/slog"
 	"net"
 	"os"
@@ -34,6 +33,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/protogate/protogate/internal/adaptertarget"
 	"github.com/protogate/protogate/internal/jsonhandler"
 	"github.com/protogate/protogate/proto/exprotov1"
 )
