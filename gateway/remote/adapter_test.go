@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -378,7 +379,7 @@ func TestHandlerDownThenBack(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetReadDeadline(time.Now().Add(wait))
-	if _, err := nc.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) {
+	if _, err := nc.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("connection not closed while the handler is down: %v", err)
 	}
 	// Bring the handler back on the same address; new connections work
@@ -395,6 +396,7 @@ func TestHandlerDownThenBack(t *testing.T) {
 		}
 	}
 	r.startHandler(t, hln)
+	deadline = time.Now().Add(wait)
 	for {
 		nc, err := net.DialTimeout("tcp", r.addr, wait)
 		if err != nil {
