@@ -344,11 +344,16 @@ func TestDeliveriesBoundedAndBatched(t *testing.T) {
 	h := newChecker(t)
 	release := make(chan struct{})
 	batches := make(chan int, 64)
+	subscribed := make(chan struct{})
 	h.onCreated = func(c *Conn) error {
 		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "slow"}, ""); err != nil {
 			return err
 		}
-		return c.Subscribe("t", 0)
+		if err := c.Subscribe("t", 0); err != nil {
+			return err
+		}
+		close(subscribed)
+		return nil
 	}
 	first := true
 	entered := make(chan struct{})
@@ -363,7 +368,9 @@ func TestDeliveriesBoundedAndBatched(t *testing.T) {
 	}
 	s, addr := serve(t, h, Options{PubSub: ps, MaxPendingMessages: 10}, Listener{})
 	dial(t, addr)
-	recv(t, h.created)
+	// h.created is sent before onCreated runs; publishing then could
+	// precede the subscription.
+	recv(t, subscribed)
 	ps.Publish(&Message{Topic: "t"}) // taken by the stuck callback
 	recv(t, entered)
 	deadline := time.Now().Add(wait)
