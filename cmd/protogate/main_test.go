@@ -202,7 +202,7 @@ listeners:
 	go gs.Serve(hln)
 	defer gs.Stop()
 
-	nc, err := nats.Connect("nats://"+a["nats"], nats.Timeout(wait)) // nats.go allows 2 s by default
+	nc, err := nats.Connect("nats://"+a["nats"], nats.Timeout(wait))
 	if err != nil {
 		t.Fatal(err)
 	}

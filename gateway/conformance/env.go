@@ -133,7 +133,7 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 			t.Errorf("broker shutdown: %v", err)
 		}
 	})
-	nc, err := nats.Connect("nats://"+br.NATSAddr().String(), nats.Timeout(Timeout)) // nats.go allows 2 s by default
+	nc, err := nats.Connect("nats://"+br.NATSAddr().String(), nats.Timeout(Timeout))
 	if err != nil {
 		t.Fatalf("connect nats: %v", err)
 	}
