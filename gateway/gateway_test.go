@@ -317,6 +317,17 @@ func TestHammer(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The devices are done writing, not the gateway reading: on a loaded
+	// machine Shutdown could close every connection before a read. Shut
+	// down once bytes have reached the handler, while the rest is still
+	// being served.
+	deadline := time.Now().Add(wait)
+	for bytesSeen.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no bytes reached the handler")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
@@ -325,11 +336,8 @@ func TestHammer(t *testing.T) {
 	if s.NumConns() != 0 {
 		t.Errorf("%d connections still registered", s.NumConns())
 	}
-	if bytesSeen.Load() == 0 {
-		t.Error("no bytes reached the handler")
-	}
 	// Every goroutine the server started is gone.
-	deadline := time.Now().Add(wait)
+	deadline = time.Now().Add(wait)
 	for runtime.NumGoroutine() > before+2 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
@@ -344,11 +352,16 @@ func TestDeliveriesBoundedAndBatched(t *testing.T) {
 	h := newChecker(t)
 	release := make(chan struct{})
 	batches := make(chan int, 64)
+	subscribed := make(chan struct{})
 	h.onCreated = func(c *Conn) error {
 		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "busy"}, ""); err != nil {
 			return err
 		}
-		return c.Subscribe(context.Background(), "t", 0)
+		if err := c.Subscribe(context.Background(), "t", 0); err != nil {
+			return err
+		}
+		close(subscribed)
+		return nil
 	}
 	first := true
 	entered := make(chan struct{})
@@ -363,7 +376,9 @@ func TestDeliveriesBoundedAndBatched(t *testing.T) {
 	}
 	s, addr := serve(t, h, Options{PubSub: ps, MaxPendingMessages: 10}, Listener{})
 	dial(t, addr)
-	recv(t, h.created)
+	// h.created is sent before onCreated runs; publishing then could
+	// precede the subscription.
+	recv(t, subscribed)
 	ps.Publish(&Message{Topic: "t"}) // taken by the busy callback
 	recv(t, entered)
 	for range 10 {

@@ -60,25 +60,28 @@ func TestMaxConnectionsFreesSlots(t *testing.T) {
 }
 
 func TestMaxConnRate(t *testing.T) {
+	// A rate of 2/s has a burst of one second's worth: two connections in
+	// a row are admitted whatever the timing (the bucket starts full).
 	h := newChecker(t)
-	// A rate of 2/s has a burst of 2: the third connection in a row is
-	// refused (the test cannot open three in the time it takes to refill
-	// one token... unless the machine stalls for half a second, in which
-	// case it tries again).
-	for attempt := 0; ; attempt++ {
-		s, addr := serve(t, h, Options{}, Listener{Name: "rate", MaxConnRate: 2})
-		start := time.Now()
-		dial(t, addr)
-		dial(t, addr)
-		third := dial(t, addr)
-		if time.Since(start) > 400*time.Millisecond && attempt < 3 {
-			continue
-		}
-		expectRefused(t, third)
-		if st := s.ListenerStats("rate"); st.Refused[CauseMaxConnRate] == 0 {
-			t.Fatalf("stats %+v", st)
-		}
-		return
+	_, addr := serve(t, h, Options{}, Listener{Name: "burst", MaxConnRate: 2})
+	dial(t, addr)
+	dial(t, addr)
+	recv(t, h.created)
+	recv(t, h.created)
+
+	// A rate of one a minute has a burst of one: the second connection is
+	// refused. That holds as long as the two accepts are less than a
+	// minute apart; every wait between them is bounded by wait (15 s), so
+	// no stall the test survives can refill the bucket. (A rate of 2/s
+	// refills in half a second, which a loaded machine can take between
+	// two accepts.)
+	h = newChecker(t)
+	s, addr := serve(t, h, Options{}, Listener{Name: "rate", MaxConnRate: 1.0 / 60})
+	dial(t, addr)
+	recv(t, h.created)
+	expectRefused(t, dial(t, addr))
+	if st := s.ListenerStats("rate"); st.Refused[CauseMaxConnRate] != 1 || st.Active != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 

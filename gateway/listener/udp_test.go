@@ -668,7 +668,7 @@ func TestUDPNoAllocsSteadyState(t *testing.T) {
 // datagrams: each datagram must arrive on a connection of its own peer, in
 // order, and the race detector must stay quiet.
 func TestUDPConcurrentClose(t *testing.T) {
-	const peers, maxEach, target = 4, 20000, 1000
+	const peers, target = 4, 1000
 	l, err := ListenUDP("127.0.0.1:0", UDPConfig{QueueLen: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -720,15 +720,17 @@ func TestUDPConcurrentClose(t *testing.T) {
 			}()
 		}
 	}()
-	// Send until enough has been delivered (or a bounded number of
-	// datagrams went out), then stop everything.
+	// Send until enough has been delivered, then stop everything. The
+	// bound is a deadline, not a number of datagrams: on a loaded machine
+	// the senders can outrun the readers by any factor.
+	deadline := time.Now().Add(wait)
 	var senders sync.WaitGroup
 	for i, c := range conns {
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
-			for seq := range maxEach {
-				if delivered.Load() >= target {
+			for seq := 0; ; seq++ {
+				if delivered.Load() >= target || time.Now().After(deadline) {
 					return
 				}
 				c.Write([]byte(fmt.Sprintf("%d:%d", i, seq)))
@@ -746,8 +748,10 @@ func TestUDPConcurrentClose(t *testing.T) {
 		t.Error(err)
 	}
 	st := l.Stats()
-	if delivered.Load() < target/2 || st.Accepted < target/10 {
-		t.Fatalf("nothing much happened: delivered %d, stats %+v", delivered.Load(), st)
+	// Each connection delivers at most 5 datagrams: target deliveries
+	// took at least target/5 connections.
+	if delivered.Load() < target || st.Accepted < target/5 {
+		t.Fatalf("delivered %d of %d within %v, stats %+v", delivered.Load(), target, wait, st)
 	}
 	t.Logf("delivered %d, stats %+v", delivered.Load(), st)
 }

@@ -285,8 +285,14 @@ func TestDeadline(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	defer server.Close()
-	go client.Write([]byte("PROXY TCP4 1.2.3.4 "))
-	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	// The deadline is set once the partial header has been read (a pipe's
+	// Write returns then), so it cuts the wait for the rest of the line,
+	// never the wait for the start of the header, however late the writer
+	// runs.
+	go func() {
+		client.Write([]byte("PROXY TCP4 1.2.3.4 "))
+		server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	}()
 	_, err := Read(bufio.NewReader(server))
 	if !errors.Is(err, ErrMalformed) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("error %v, want ErrMalformed wrapping the deadline", err)

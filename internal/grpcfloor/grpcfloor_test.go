@@ -119,7 +119,12 @@ func (silent) OnReceivedBytes(context.Context, *exprotov1.ReceivedBytesRequest) 
 }
 
 func TestRunCountsLost(t *testing.T) {
-	cfg := runWith(t, Config{Conns: 2, Duration: 100 * time.Millisecond, Timeout: 20 * time.Millisecond}, func(exprotov1.ConnectionAdapterClient) exprotov1.ConnectionUnaryHandlerServer {
+	// Timeout bounds the call too (the first one waits for the
+	// connection): at 20 ms, a call 30 ms late, as on a loaded machine,
+	// failed every call of the run, which then counted errors and no loss.
+	// A round trip always starts and its Send never comes, so a second
+	// only makes the run that long.
+	cfg := runWith(t, Config{Conns: 2, Duration: 100 * time.Millisecond, Timeout: time.Second}, func(exprotov1.ConnectionAdapterClient) exprotov1.ConnectionUnaryHandlerServer {
 		return silent{}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
