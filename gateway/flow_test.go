@@ -81,8 +81,16 @@ func TestPublisherPausesWhileBehind(t *testing.T) {
 func TestDeliverWaitsForSubscriberThatKeepsUp(t *testing.T) {
 	ps := &fakePubSub{}
 	h := newChecker(t)
+	subscribed := make(chan *Conn, 2)
 	h.onCreated = func(c *Conn) error {
-		return c.Authenticate(context.Background(), &ClientInfo{ClientID: c.Handle()}, "")
+		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: c.Handle()}, ""); err != nil {
+			return err
+		}
+		if err := c.Subscribe(context.Background(), "t", 0); err != nil {
+			return err
+		}
+		subscribed <- c
+		return nil
 	}
 	var mu sync.Mutex
 	got := make(map[string][]int)
@@ -114,11 +122,7 @@ func TestDeliverWaitsForSubscriberThatKeepsUp(t *testing.T) {
 		if i == 1 {
 			nc.(*net.TCPConn).SetReadBuffer(4 << 10)
 		}
-		c := recv(t, h.created)
-		if err := c.Subscribe(context.Background(), "t", 0); err != nil {
-			t.Fatal(err)
-		}
-		subs = append(subs, c)
+		subs = append(subs, recv(t, subscribed))
 	}
 	fast, slow := subs[0], subs[1]
 	stalled.Store(slow)

@@ -19,6 +19,7 @@ type panicker struct {
 	in      string // the callback that panics, as abi names it
 	mu      sync.Mutex
 	victim  *Conn
+	ready   chan struct{} // the victim's OnSocketCreated is done
 	reasons map[*Conn]string
 	closed  chan *Conn
 }
@@ -42,6 +43,7 @@ func (p *panicker) OnSocketCreated(_ context.Context, c *Conn, _ *ConnInfo) erro
 	if p.in == abi.CallbackSocketCreated {
 		panic("boom in created")
 	}
+	defer close(p.ready)
 	if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "victim"}, ""); err != nil {
 		return err
 	}
@@ -96,7 +98,7 @@ func TestHandlerPanicClosesOnlyThatConnection(t *testing.T) {
 	} {
 		t.Run(callback, func(t *testing.T) {
 			t.Parallel()
-			p := &panicker{in: callback, reasons: make(map[*Conn]string), closed: make(chan *Conn, 4)}
+			p := &panicker{in: callback, ready: make(chan struct{}), reasons: make(map[*Conn]string), closed: make(chan *Conn, 4)}
 			s := New(Options{Logger: quietLogger(), PubSub: &fakePubSub{}})
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -107,20 +109,16 @@ func TestHandlerPanicClosesOnlyThatConnection(t *testing.T) {
 			addr := ln.Addr().String()
 
 			victim := dial(t, addr)
-			// The victim is created before the bystander dials.
+			// The victim is created (and subscribed) before the
+			// bystander dials; one that panics in OnSocketCreated is
+			// closed instead.
+			if callback == abi.CallbackSocketCreated {
+				recv(t, p.closed)
+				p.closed <- p.victim
+			} else {
+				<-p.readyOrTimeout(t)
+			}
 			deadline := time.Now().Add(wait)
-			for {
-				p.mu.Lock()
-				created := p.victim != nil
-				p.mu.Unlock()
-				if created || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
-			if p.victim == nil {
-				t.Fatal("the victim was not created")
-			}
 			bystander := dial(t, addr)
 			echo(t, bystander, "before\n")
 
@@ -179,6 +177,18 @@ func TestHandlerPanicClosesOnlyThatConnection(t *testing.T) {
 			echo(t, third, "new\n")
 		})
 	}
+}
+
+// readyOrTimeout returns p.ready, failing t if the victim's OnSocketCreated
+// does not finish in time.
+func (p *panicker) readyOrTimeout(t *testing.T) <-chan struct{} {
+	t.Helper()
+	select {
+	case <-p.ready:
+	case <-time.After(wait):
+		t.Fatal("the victim's OnSocketCreated did not finish")
+	}
+	return p.ready
 }
 
 func echo(t *testing.T, nc net.Conn, msg string) {
