@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -253,8 +254,12 @@ func waitTCP(addr string, p *proc, timeout time.Duration) error {
 }
 
 // freePorts returns n distinct TCP ports that were free a moment ago, and,
-// when udp is set, free for UDP as well.
+// when udp is set, free for UDP as well. A child process binds them later,
+// so they are picked below the kernel's ephemeral range: there, no
+// outgoing connection and no listener on port 0 (which other tests open
+// by the thousand) can take one in between.
 func freePorts(n int, udp bool) ([]int, error) {
+	lo, hi := 10000, ephemeralLow()
 	var ports []int
 	var hold []io.Closer
 	defer func() {
@@ -262,10 +267,17 @@ func freePorts(n int, udp bool) ([]int, error) {
 			c.Close()
 		}
 	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi > lo && tries < 1000 {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("protogate-bench: %w", err)
+			if addr == "127.0.0.1:0" {
+				return nil, fmt.Errorf("protogate-bench: %w", err)
+			}
+			continue // taken: try another
 		}
 		hold = append(hold, ln)
 		port := ln.Addr().(*net.TCPAddr).Port
@@ -279,4 +291,22 @@ func freePorts(n int, udp bool) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ephemeralLow returns the first port of Linux's ephemeral range, or 0
+// where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
 }
