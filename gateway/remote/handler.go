@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/internal/hostname"
 	pb "github.com/protogate/protogate/proto/exprotov1"
 )
 
@@ -192,7 +193,7 @@ func ParseAddress(s string) (Address, error) {
 		return bad("address %q has no host", s)
 	}
 	a.Host = u.Hostname()
-	if _, err := netip.ParseAddr(a.Host); err != nil && !validHostname(a.Host) {
+	if _, err := netip.ParseAddr(a.Host); err != nil && !hostname.Valid(a.Host) {
 		return bad("invalid host %q in address %q", a.Host, s)
 	}
 	switch p := u.Port(); p {
@@ -209,26 +210,6 @@ func ParseAddress(s string) (Address, error) {
 		a.Port = uint16(n)
 	}
 	return a, nil
-}
-
-// validHostname reports whether h is a plausible DNS host name: labels of
-// letters, digits, '-' and '_', not starting or ending with '-'.
-func validHostname(h string) bool {
-	if len(h) == 0 || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // dialTarget turns a handler address into a gRPC target and credentials.

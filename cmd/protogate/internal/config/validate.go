@@ -19,6 +19,7 @@ import (
 	"github.com/protogate/protogate/gateway/remote"
 	"github.com/protogate/protogate/gateway/topic"
 	"github.com/protogate/protogate/guests/builtin"
+	"github.com/protogate/protogate/internal/hostname"
 )
 
 // nameRE is the syntax of node, handler and listener names.
@@ -662,29 +663,10 @@ func splitBind(addr string) (host string, port int, msg string) {
 		}
 		return ip.String(), port, ""
 	}
-	if !validHostname(h) {
+	if !hostname.Valid(h) {
 		return "", 0, fmt.Sprintf("invalid host %q in address %q", h, addr)
 	}
 	return strings.ToLower(h), port, ""
-}
-
-// validHostname reports whether h is a plausible DNS host name.
-func validHostname(h string) bool {
-	if len(h) == 0 || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func handlerList(h map[string]Handler) string {
