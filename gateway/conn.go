@@ -80,11 +80,13 @@ type Conn struct {
 	timer       *time.Timer
 	closedEvent bool          // the evClosed event has been queued
 	wake        chan struct{} // closed when the connection closes; made by wakeLocked
-	// Delivery flow control (see Deliver): whether the subscriber is
-	// slow, and a channel closed at the next take for deliveries waiting
-	// for room.
-	slow  bool
-	space chan struct{}
+	// Delivery flow control (see Deliver): when the handler last took
+	// messages (or the backlog began), whether the subscriber is slow,
+	// and a channel closed at the next take for deliveries waiting for
+	// room.
+	takenAt time.Duration // since start
+	slow    bool
+	space   chan struct{}
 }
 
 // ID returns the connection's unique 64-bit id. Ids are never reused.

@@ -168,3 +168,48 @@ func TestDeliverWaitsForSubscriberThatKeepsUp(t *testing.T) {
 	}
 	slow.Close()
 }
+
+// TestDeliverGivesUpOnStuckHandler: a handler stuck in a callback (its
+// device reads, its handler takes nothing) holds deliveries, and with them
+// the publishers, for ten times MaxDeliveryWait at most; then its
+// deliveries beyond the bound are dropped, counted, without waiting.
+func TestDeliverGivesUpOnStuckHandler(t *testing.T) {
+	ps := &fakePubSub{}
+	h := newChecker(t)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	subscribed := make(chan struct{})
+	h.onCreated = func(c *Conn) error {
+		if err := c.Authenticate(context.Background(), &ClientInfo{ClientID: "stuck"}, ""); err != nil {
+			return err
+		}
+		if err := c.Subscribe(context.Background(), "t", 0); err != nil {
+			return err
+		}
+		close(subscribed)
+		return nil
+	}
+	entered := make(chan struct{}, 1)
+	h.onMessages = func(*Conn, []*Message) error {
+		entered <- struct{}{}
+		<-stuck
+		return nil
+	}
+	const bound, patience = 4, 20 * time.Millisecond
+	s, addr := serve(t, h, Options{PubSub: ps, MaxPendingMessages: bound, MaxDeliveryWait: patience}, Listener{})
+	dial(t, addr)
+	recv(t, subscribed)
+	ps.Publish(&Message{Topic: "t"}) // taken by the stuck callback
+	recv(t, entered)
+	start := time.Now()
+	const n = 100
+	for range n {
+		ps.Publish(&Message{Topic: "t"})
+	}
+	if el := time.Since(start); el < stuckFactor*patience {
+		t.Errorf("gave up after %v, before %v without a take", el, stuckFactor*patience)
+	}
+	if d := s.Dropped(); d != n-bound {
+		t.Errorf("Dropped() = %d, want %d", d, n-bound)
+	}
+}

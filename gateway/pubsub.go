@@ -221,9 +221,10 @@ func mountFilter(mp, filter string) string {
 // subscriber whose device does not read (a write to its socket has waited
 // MaxDeliveryWait) is slow: it loses what exceeds its bound, counted in
 // Server.Dropped, without making deliveries wait, until it takes a batch
-// that shows it caught up (less than half the bound). A handler that never
-// takes its messages is ended by its own callback deadline, which closes
-// the connection and releases the wait.
+// that shows it caught up (less than half the bound). So is, as a
+// backstop, a subscriber whose handler has taken nothing for ten times
+// MaxDeliveryWait (a handler stuck in a callback until its deadline):
+// deliveries, and through them every publisher, wait that long at most.
 func (c *Conn) Deliver(m *Message) {
 	c.mu.Lock()
 	max, patience := c.srv.opts.MaxPendingMessages, c.srv.opts.MaxDeliveryWait
@@ -232,15 +233,25 @@ func (c *Conn) Deliver(m *Message) {
 			c.mu.Unlock()
 			return
 		}
-		wait := patience
-		if ws := time.Duration(c.writeStart.Load()); ws != 0 {
-			wait = ws + patience - time.Since(c.start)
+		now := time.Since(c.start)
+		why := ""
+		wait := c.takenAt + stuckFactor*patience - now
+		if wait <= 0 {
+			why = "its handler has taken nothing"
 		}
-		if c.slow || wait <= 0 {
+		if ws := time.Duration(c.writeStart.Load()); ws != 0 {
+			if w := ws + patience - now; w <= 0 {
+				why = "it is not reading"
+			} else {
+				wait = min(wait, w)
+			}
+		}
+		wait = min(wait, patience) // and look at the socket again
+		if c.slow || why != "" {
 			if !c.slow {
 				c.slow = true
-				c.srv.log.Info("gateway: subscriber is not reading; dropping its deliveries beyond its bound",
-					"conn", c.handle, "listener", c.l.Name, "max_pending_messages", max)
+				c.srv.log.Info("gateway: subscriber is slow; dropping its deliveries beyond its bound",
+					"conn", c.handle, "listener", c.l.Name, "why", why, "max_pending_messages", max)
 			}
 			c.mu.Unlock()
 			c.srv.dropped.Add(1)
@@ -276,6 +287,10 @@ func (c *Conn) Deliver(m *Message) {
 			m = &cp
 		}
 	}
+	if c.pending == 0 {
+		// The backlog starts now, however long ago the last take was.
+		c.takenAt = time.Since(c.start)
+	}
 	c.pending++
 	// Deliveries that queue up while the handler is busy go out as one
 	// OnReceivedMessages batch.
@@ -290,12 +305,17 @@ func (c *Conn) Deliver(m *Message) {
 	c.mu.Unlock()
 }
 
+// stuckFactor times MaxDeliveryWait without a take makes a subscriber slow
+// even though its device reads (see Deliver).
+const stuckFactor = 10
+
 // tookLocked records that the handler took n queued messages. c.mu is held.
 func (c *Conn) tookLocked(n int) {
 	if c.slow && n < c.srv.opts.MaxPendingMessages/2 {
 		c.slow = false
 	}
 	c.pending -= n
+	c.takenAt = time.Since(c.start)
 	if c.space != nil {
 		close(c.space)
 		c.space = nil

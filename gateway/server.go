@@ -58,7 +58,9 @@ type Options struct {
 	// MaxDeliveryWait is how long a write to a subscriber's socket may
 	// wait for the device to read while the subscriber's queue is full,
 	// before the subscriber counts as slow: its deliveries beyond
-	// MaxPendingMessages are then dropped and counted (Dropped).
+	// MaxPendingMessages are then dropped and counted (Dropped). A
+	// subscriber whose handler takes nothing for ten times as long is
+	// slow too.
 	// Subscribers that keep up lose nothing: their deliveries wait, and
 	// publishing connections pause (Pacer). Default: 1s.
 	MaxDeliveryWait time.Duration

@@ -244,7 +244,8 @@ type Gateway struct {
 	MaxPendingMessages int `yaml:"max_pending_messages"`
 	// MaxDeliveryWait is how long a write to a subscriber whose queue is
 	// full may wait for its device to read, before it counts as a slow
-	// subscriber that loses what exceeds max_pending_messages.
+	// subscriber that loses what exceeds max_pending_messages (as does one
+	// whose handler takes nothing for ten times as long).
 	// Subscribers that keep up lose nothing: publishers are slowed down
 	// instead. Between 1ms and 1m. Default: 1s.
 	MaxDeliveryWait Duration `yaml:"max_delivery_wait"`
