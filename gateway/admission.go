@@ -36,6 +36,13 @@ type lstate struct {
 	dropped  atomic.Uint64 // datagrams dropped: over max_bytes_rate or max_packet_size
 	overflow atomic.Uint64 // frames over max_packet_size (connection closed)
 
+	running  atomic.Bool            // Serve is accepting
+	addr     atomic.Pointer[string] // the bound address
+	accepted atomic.Uint64          // connections that reached the handler
+	closed   [len(CloseClasses)]atomic.Uint64
+	traffic
+	cb cbStats
+
 	logMu   sync.Mutex
 	lastLog [len(causes)]time.Time
 	unlog   [len(causes)]uint64 // refusals since the last log line
@@ -49,6 +56,15 @@ func (s *Server) newLState(l *Listener) *lstate {
 		ls.rate = limit.NewBucket(l.MaxConnRate, max(l.MaxConnRate, 1))
 	}
 	s.mu.Lock()
+	if old := s.lstates[l.Name]; old != nil {
+		for i, o := range s.lorder {
+			if o == old {
+				s.lorder[i] = ls
+			}
+		}
+	} else {
+		s.lorder = append(s.lorder, ls)
+	}
 	s.lstates[l.Name] = ls
 	s.mu.Unlock()
 	return ls
@@ -124,30 +140,4 @@ func causeIndex(cause string) int {
 		}
 	}
 	return 0
-}
-
-// ListenerStats counts what a listener refused and dropped.
-type ListenerStats struct {
-	Active   int64             // connections admitted and not yet closed
-	Refused  map[string]uint64 // by cause (Cause* constants)
-	Dropped  uint64            // datagrams dropped for max_bytes_rate or max_packet_size
-	Oversize uint64            // connections closed for a frame over max_packet_size
-}
-
-// ListenerStats returns the counters of the listener called name, served by
-// Serve; the zero value if there is none.
-func (s *Server) ListenerStats(name string) ListenerStats {
-	s.mu.Lock()
-	ls := s.lstates[name]
-	s.mu.Unlock()
-	if ls == nil {
-		return ListenerStats{}
-	}
-	st := ListenerStats{Active: ls.active.Load(), Refused: make(map[string]uint64), Dropped: ls.dropped.Load(), Oversize: ls.overflow.Load()}
-	for i, c := range causes {
-		if n := ls.refused[i].Load(); n > 0 {
-			st.Refused[c] = n
-		}
-	}
-	return st
 }

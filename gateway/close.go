@@ -4,6 +4,8 @@ package gateway
 // any goroutine, and the final OnSocketClosed.
 
 import (
+	"time"
+
 	"github.com/protogate/protogate/abi"
 )
 
@@ -50,15 +52,23 @@ func (c *Conn) closingLocked(reason string) {
 //go:noinline
 func (c *Conn) closed(h Handler) {
 	defer c.finish()
-	defer func() {
-		if r := recover(); r != nil {
-			c.srv.handlerPanicked(c, abi.CallbackSocketClosed, r)
-		}
-	}()
 	c.mu.Lock()
 	reason := c.reason
 	c.mu.Unlock()
-	if err := h.OnSocketClosed(c.srv.ctx, c, reason); err != nil {
+	start := time.Now()
+	if t := c.trace.Load(); t != nil {
+		t.emit(callbackEvent(&event{kind: evClosed, reason: reason}, start))
+	}
+	var err error
+	panicked := false
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.srv.handlerPanicked(c, abi.CallbackSocketClosed, r)
+			panicked = true
+		}
+		c.observe(&event{kind: evClosed, reason: reason}, start, err, panicked)
+	}()
+	if err = h.OnSocketClosed(c.srv.ctx, c, reason); err != nil {
 		c.srv.log.Warn("gateway: OnSocketClosed failed", "conn", c.handle, "err", err)
 	}
 }
@@ -193,7 +203,10 @@ func (c *Conn) finish() {
 	}
 	c.mu.Lock()
 	c.state = stateDead
+	reason := c.reason
 	c.mu.Unlock()
+	c.ls.closed[closeClassIndex(reason)].Add(1)
+	c.traceEnd(reason)
 	c.srv.unregister(c)
 	c.ls.release()
 }
@@ -204,12 +217,19 @@ func (c *Conn) CloseWithReason(reason string) { c.closeWith(reason) }
 
 // Close closes the connection; the handler sees OnSocketClosed with
 // ReasonNormal.
-func (c *Conn) Close() error {
+func (c *Conn) Close() (err error) {
+	start := c.callStart()
 	c.mu.Lock()
 	dead := c.state == stateDead
 	c.mu.Unlock()
 	if dead {
-		return ErrNotAlive
+		err = ErrNotAlive
+	}
+	// Counted and traced before closing: the close can end the trace
+	// before this call returns.
+	c.called(callClose, "", nil, start, &err)
+	if dead {
+		return err
 	}
 	c.closeWith(ReasonNormal)
 	return nil

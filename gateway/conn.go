@@ -87,6 +87,17 @@ type Conn struct {
 	takenAt time.Duration // since start
 	slow    bool
 	space   chan struct{}
+
+	// What the admin API shows (see clients.go); guarded by mu.
+	protoName, protoVer string
+	connectedAt         time.Time // when Authenticate succeeded
+
+	// Traffic of this connection, also counted per listener.
+	traffic
+	dropped atomic.Uint64 // deliveries dropped while it was slow
+
+	trace   atomic.Pointer[Trace] // nil unless traced
+	traceMu sync.RWMutex          // held for reading while an event is sent to trace
 }
 
 // ID returns the connection's unique 64-bit id. Ids are never reused.

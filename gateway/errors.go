@@ -104,6 +104,9 @@ var (
 	// ErrPayloadTooLarge marks a payload over the pub/sub layer's limit.
 	ErrPayloadTooLarge = &Error{Code: CodeParamsTypeError, Err: errors.New("gateway: payload too large")}
 
+	// ErrTraced refuses a second trace of one connection.
+	ErrTraced = &Error{Code: CodePermissionDeny, Err: errors.New("gateway: connection is already traced")}
+
 	// ErrNoPubSub means the server was built without a PubSub.
 	ErrNoPubSub = &Error{Code: CodeUnknown, Err: errors.New("gateway: no pub/sub configured")}
 )

@@ -4,6 +4,8 @@ package gateway
 // events to the handler.
 
 import (
+	"time"
+
 	"github.com/protogate/protogate/abi"
 )
 
@@ -24,6 +26,8 @@ type event struct {
 	ack   bool // the socket reader waits for this event to be handled
 	bytes []byte
 	msgs  []*Message
+	// reason is the close reason, for tracing OnSocketClosed.
+	reason string
 }
 
 // enqueueAndDrain queues ev and, if no one is draining, drains the queue on
@@ -133,15 +137,23 @@ func (c *Conn) dispatch(ev *event) {
 	}
 }
 
-// invoke calls the handler for ev. A panic in the handler is recovered
-// here, as net/http recovers one per request: it fails the callback (so
-// only this connection closes) instead of ending the process with every
-// other device's connection.
+// invoke calls the handler for ev, counts the call in the listener's
+// stats and records it in the connection's trace. A panic in the handler
+// is recovered here, as net/http recovers one per request: it fails the
+// callback (so only this connection closes) instead of ending the process
+// with every other device's connection.
 func (c *Conn) invoke(h Handler, ev *event) (err error) {
+	start := time.Now()
+	if t := c.trace.Load(); t != nil {
+		t.emit(callbackEvent(ev, start))
+	}
+	panicked := false
 	defer func() {
 		if r := recover(); r != nil {
 			err = c.srv.handlerPanicked(c, callbackName(ev.kind), r)
+			panicked = true
 		}
+		c.observe(ev, start, err, panicked)
 	}()
 	ctx := c.srv.ctx
 	switch ev.kind {
@@ -152,9 +164,62 @@ func (c *Conn) invoke(h Handler, ev *event) (err error) {
 	case evTimeout:
 		return h.OnTimerTimeout(ctx, c, KeepAlive)
 	case evMessages:
+		c.sendMsg.Add(uint64(len(ev.msgs)))
+		c.ls.sendMsg.Add(uint64(len(ev.msgs)))
 		return h.OnReceivedMessages(ctx, c, ev.msgs)
 	}
 	return nil
+}
+
+// observe counts a callback of kind ev.kind that started at start and
+// traces its return.
+func (c *Conn) observe(ev *event, start time.Time, err error, panicked bool) {
+	d := time.Since(start)
+	cb := callbackIndex(ev.kind)
+	c.ls.cb.observe(cb, d, outcomeIndex(err, panicked))
+	t := c.trace.Load()
+	if t == nil {
+		return
+	}
+	te := TraceEvent{Time: start.Add(d), Kind: TraceReturn, Name: Callbacks[cb], Duration: d}
+	if err != nil {
+		te.Code, te.Err = CodeOf(err), err.Error()
+	}
+	t.emit(te, nil)
+}
+
+// callbackEvent returns the trace event of a callback for ev starting, and
+// the payload it carries.
+func callbackEvent(ev *event, start time.Time) (TraceEvent, []byte) {
+	te := TraceEvent{Time: start, Kind: TraceCallback, Name: Callbacks[callbackIndex(ev.kind)]}
+	var payload []byte
+	switch ev.kind {
+	case evBytes:
+		te.Size, payload = len(ev.bytes), ev.bytes
+	case evMessages:
+		te.Size = len(ev.msgs)
+		if len(ev.msgs) > 0 {
+			te.Topic, payload = ev.msgs[0].Topic, ev.msgs[0].Payload
+		}
+	case evClosed:
+		te.Reason = ev.reason
+	}
+	return te, payload
+}
+
+// callbackIndex returns the index of k's callback in Callbacks.
+func callbackIndex(k eventKind) int {
+	switch k {
+	case evCreated:
+		return 0
+	case evBytes:
+		return 1
+	case evTimeout:
+		return 2
+	case evMessages:
+		return 3
+	}
+	return 4
 }
 
 // callbackName names the callback of an event kind as close reasons do.

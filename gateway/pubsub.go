@@ -21,7 +21,8 @@ type subEntry struct {
 // credentials. Another connection holding the same client id is closed with
 // ReasonDiscarded. A failed Authenticate leaves the connection open and may be
 // retried; a second successful one is refused.
-func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string) error {
+func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string) (err error) {
+	defer c.called(callAuthenticate, "", nil, c.callStart(), &err)
 	if ci == nil {
 		return Errorf(CodeRequiredParamsMissed, "gateway: clientinfo is missing")
 	}
@@ -68,6 +69,8 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.authed = true
 	c.clientID = ci.ClientID
 	c.username = ci.Username
+	c.protoName, c.protoVer = ci.ProtoName, ci.ProtoVer
+	c.connectedAt = time.Now()
 	c.mountpoint = mp
 	c.mu.Unlock()
 	return nil
@@ -117,7 +120,8 @@ func checkTopicQoS(t string, qos uint32) error {
 // Publish publishes payload on the mounted topic, From the connection's
 // client id. The connection must be authenticated. Like all subscribers, the
 // connection itself receives the message if it is subscribed.
-func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
+func (c *Conn) Publish(t string, qos uint32, payload []byte) (err error) {
+	defer c.called(callPublish, t, payload, c.callStart(), &err)
 	if err := checkTopicQoS(t, qos); err != nil {
 		return err
 	}
@@ -126,18 +130,24 @@ func (c *Conn) Publish(t string, qos uint32, payload []byte) error {
 		return err
 	}
 	c.published.Store(true)
-	return c.srv.opts.PubSub.Publish(&Message{
+	err = c.srv.opts.PubSub.Publish(&Message{
 		QoS:     uint8(qos),
 		From:    clientID,
 		Topic:   topic.Mount(mp, t),
 		Payload: payload,
 	})
+	if err == nil {
+		c.recvMsg.Add(1)
+		c.ls.recvMsg.Add(1)
+	}
+	return err
 }
 
 // Subscribe subscribes the connection to the mounted filter. Subscribing
 // again to the same filter updates its QoS. Deliveries arrive as
 // OnReceivedMessages with the mountpoint stripped from their topics.
-func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) error {
+func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) (err error) {
+	defer c.called(callSubscribe, filter, nil, c.callStart(), &err)
 	if err := checkTopicQoS(filter, qos); err != nil {
 		return err
 	}
@@ -173,7 +183,8 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) error {
 
 // Unsubscribe removes a subscription. Removing a filter the connection is not
 // subscribed to succeeds.
-func (c *Conn) Unsubscribe(filter string) error {
+func (c *Conn) Unsubscribe(filter string) (err error) {
+	defer c.called(callUnsubscribe, filter, nil, c.callStart(), &err)
 	if filter == "" {
 		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
 	}
@@ -255,6 +266,7 @@ func (c *Conn) Deliver(m *Message) {
 			}
 			c.mu.Unlock()
 			c.srv.dropped.Add(1)
+			c.dropped.Add(1)
 			return
 		}
 		if c.space == nil {

@@ -110,6 +110,7 @@ func (s *Server) establish(nc net.Conn, ls *lstate) *Conn {
 		ls.release()
 		return nil
 	}
+	ls.accepted.Add(1)
 	return c
 }
 
@@ -141,6 +142,7 @@ func (c *Conn) readLoop() string {
 				}
 			} else {
 				c.lastRecv.Store(int64(time.Since(c.start)) | 1)
+				c.received(n)
 				if n > l.maxPacket() || bucket != nil && !bucket.Allow(float64(n)) {
 					ls.dropped.Add(1)
 				} else if !c.enqueueBytes(data) || !c.pace() {
@@ -185,6 +187,7 @@ func (c *Conn) newStreamReader() *streamReader {
 // when the connection no longer takes bytes.
 func (c *Conn) consumeStream(sr *streamReader, data []byte) bool {
 	c.lastRecv.Store(int64(time.Since(c.start)) | 1)
+	c.received(len(data))
 	if dec := sr.dec; dec != nil {
 		dec.Feed(data)
 		for {

@@ -194,11 +194,14 @@ type Server struct {
 	clients   map[string]*Conn // client id -> authenticated connection
 
 	lstates map[string]*lstate // by listener name; guarded by mu
+	lorder  []*lstate          // lstates in the order Serve first saw them; guarded by mu
+	started time.Time
 
 	wg sync.WaitGroup // every goroutine the server starts
 
-	dropped atomic.Uint64 // deliveries dropped because a queue was full
-	panics  atomic.Uint64 // handler callbacks that panicked
+	calls   [len(CallNames)][len(codes)]atomic.Uint64 // handler calls by call and result code
+	dropped atomic.Uint64                             // deliveries dropped because a queue was full
+	panics  atomic.Uint64                             // handler callbacks that panicked
 
 	bufOnce sync.Once
 	bufs    sync.Pool // read buffers of raw sockets (*rawRead)
@@ -233,6 +236,7 @@ func New(opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		clients:   make(map[string]*Conn),
 		lstates:   make(map[string]*lstate),
+		started:   time.Now(),
 	}
 	s.pacer, _ = opts.PubSub.(Pacer)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -267,6 +271,10 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 		ln.Close()
 	}()
 	ls := s.newLState(l)
+	addr := ln.Addr().String()
+	ls.addr.Store(&addr)
+	ls.running.Store(true)
+	defer ls.running.Store(false)
 	// A datagram listener admits peers itself, before it creates their
 	// connection; a stream listener's connections are admitted here.
 	as, selfAdmitting := ln.(admitSetter)
@@ -415,7 +423,8 @@ func (s *Server) handlerPanicked(c *Conn, callback string, r any) error {
 
 // RawPublish publishes without a connection: no mountpoint, no
 // authorization, From "exproto", as ExProto's RawPublish.
-func (s *Server) RawPublish(topic string, qos uint32, payload []byte) error {
+func (s *Server) RawPublish(topic string, qos uint32, payload []byte) (err error) {
+	defer func() { s.calls[callRawPublish][codeIndex(err)].Add(1) }()
 	if topic == "" {
 		return Errorf(CodeRequiredParamsMissed, "gateway: topic is empty")
 	}

@@ -73,7 +73,8 @@ func (c *Conn) onTimer() {
 // StartTimer starts or updates the keepalive: when no bytes arrive for 1.5 x
 // interval seconds, the handler gets OnTimerTimeout and the gateway closes
 // the connection. It is allowed before Authenticate.
-func (c *Conn) StartTimer(t TimerType, interval uint32) error {
+func (c *Conn) StartTimer(t TimerType, interval uint32) (err error) {
+	defer c.called(callStartTimer, "", nil, c.callStart(), &err)
 	if t != KeepAlive {
 		return Errorf(CodeParamsTypeError, "gateway: unknown timer type %d", t)
 	}

@@ -11,7 +11,8 @@ import (
 // returns when it is written (or WriteTimeout passed). Like EMQX it succeeds
 // on a connection that is closing (the bytes are discarded); a write error
 // closes the connection and is not reported to the caller.
-func (c *Conn) Send(b []byte) error {
+func (c *Conn) Send(b []byte) (err error) {
+	defer c.called(callSend, "", b, c.callStart(), &err)
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
@@ -35,7 +36,8 @@ func (c *Conn) Send(b []byte) error {
 // sends go out in one write), or soon otherwise. More than
 // Options.MaxQueuedBytes pending closes the connection as a slow consumer.
 // Handlers that must never block, such as Wasm guests, send with Queue.
-func (c *Conn) Queue(b []byte) error {
+func (c *Conn) Queue(b []byte) (err error) {
+	defer c.called(callSend, "", b, c.callStart(), &err)
 	c.mu.Lock()
 	switch c.state {
 	case stateDead:
@@ -154,5 +156,7 @@ func (c *Conn) write(b []byte) bool {
 		c.closeWith("{shutdown,send_error}")
 		return false
 	}
+	c.sendOct.Add(uint64(len(b)))
+	c.ls.sendOct.Add(uint64(len(b)))
 	return true
 }

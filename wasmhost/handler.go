@@ -117,6 +117,10 @@ type Handler struct {
 
 	refusedLog atomic.Int64 // unix nanos of the last "refused" log line
 
+	lastFault  atomic.Pointer[Fault]
+	reloads    atomic.Uint64 // Reload calls that succeeded
+	reloadErrs atomic.Uint64 // Reload calls that failed
+
 	wdMu  sync.Mutex             // guards wdSet
 	wdSet map[*instance]struct{} // instances the watchdog looks after
 }
@@ -196,7 +200,7 @@ func New(cfg Config) (*Handler, error) {
 
 	// The watchdog runs before the first instance initialises.
 	h.goBackground(h.watchdog)
-	if err := h.Reload(); err != nil {
+	if err := h.load0(); err != nil {
 		if cfg.Fallback != nil {
 			h.log.Error("wasmhost: module did not load; new connections use the fallback handler", "err", err)
 		} else {
@@ -270,6 +274,17 @@ func (h *Handler) unwatchInstance(in *instance) {
 // version starts with one canary instance; if that fails, the running
 // version stays and the error says why.
 func (h *Handler) Reload() error {
+	err := h.load0()
+	if err != nil {
+		h.reloadErrs.Add(1)
+	} else {
+		h.reloads.Add(1)
+	}
+	return err
+}
+
+// load0 loads the module and switches to it; New and Reload use it.
+func (h *Handler) load0() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -368,21 +383,33 @@ func (h *Handler) goBackground(f func()) bool {
 	return true
 }
 
+// Fault records an instance fault: a trap, a guest past its deadline, a
+// broken ABI.
+type Fault struct {
+	Time    time.Time
+	Version int    // the module version that faulted
+	Err     string // what happened
+}
+
 // Stats is a snapshot of a Handler, for monitoring and tests.
 type Stats struct {
-	Version   int    // generation of the current module version; 0 if none
-	SHA256    string // prefix of the current module's digest
-	Broken    bool   // the current version tripped its breaker
-	Instances int    // live instances of the current version
-	Faults    int    // faults of the current version
-	Versions  int    // versions still serving connections
-	LastError string // why the last load failed, if it did
+	Module       string // the module's path, or "" for a module given as bytes
+	Version      int    // generation of the current module version; 0 if none
+	SHA256       string // prefix of the current module's digest
+	Broken       bool   // the current version tripped its breaker
+	Instances    int    // live instances of the current version
+	Faults       int    // faults of the current version
+	Versions     int    // versions still serving connections
+	LastError    string // why the last load failed, if it did
+	LastFault    *Fault // the last fault of any version, if any
+	Reloads      uint64 // Reload calls (SIGHUP, file change, API) that succeeded
+	ReloadErrors uint64 // Reload calls that failed
 }
 
 // Stats returns a snapshot of h.
 func (h *Handler) Stats() Stats {
 	h.mu.Lock()
-	var s Stats
+	s := Stats{Module: h.cfg.Path, LastFault: h.lastFault.Load(), Reloads: h.reloads.Load(), ReloadErrors: h.reloadErrs.Load()}
 	for _, v := range h.versions {
 		if !v.isClosed() {
 			s.Versions++

@@ -235,8 +235,15 @@ func (in *instance) nanosleep(ns int64) {
 	}
 }
 
-// errFault wraps every error that discards an instance.
-var errFault = errors.New("wasm fault")
+// errFault wraps every error that discards an instance. It is a
+// gateway.ErrHandlerFault, so that stats count it as a fault, not as the
+// guest's answer.
+var errFault error = faultError{}
+
+type faultError struct{}
+
+func (faultError) Error() string        { return "wasm fault" }
+func (faultError) Is(target error) bool { return target == gateway.ErrHandlerFault }
 
 // callRawLocked calls f with up to three parameters under a deadline and
 // returns its first result. An error (wrapping errFault) means the instance
@@ -308,6 +315,7 @@ func (in *instance) faultLocked(err error) {
 		return
 	}
 	reason := "{shutdown,{wasm_fault," + err.Error() + "}}"
+	in.v.h.lastFault.Store(&Fault{Time: time.Now(), Version: in.v.gen, Err: err.Error()})
 	in.v.h.log.Error("wasmhost: instance faulted; closing its connections", "version", in.v.gen,
 		"instance", in.id, "connections", len(in.conns), "err", err)
 	for _, c := range in.conns {

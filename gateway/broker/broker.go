@@ -596,3 +596,37 @@ func (n natsLogger) Fatalf(f string, a ...any)  { n.l.Error("fatal: " + fmt.Spri
 func (n natsLogger) Errorf(f string, a ...any)  { n.l.Error(fmt.Sprintf(f, a...)) }
 func (n natsLogger) Debugf(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }
 func (n natsLogger) Tracef(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }
+
+// Ready returns nil while the broker serves: its embedded server accepts
+// clients and the gateway's own connection to it is up.
+func (b *Broker) Ready() error {
+	switch {
+	case b.closed.Load():
+		return errors.New("broker: closed")
+	case !b.ns.Running():
+		return errors.New("broker: nats server not running")
+	case !b.nc.IsConnected():
+		return fmt.Errorf("broker: gateway's nats connection is %s", b.nc.Status())
+	}
+	return nil
+}
+
+// Stats are the embedded NATS server's counters.
+type Stats struct {
+	Connections, Subscriptions, Routes uint64
+	InMsgs, OutMsgs, InBytes, OutBytes uint64
+	SlowConsumers                      uint64
+}
+
+// Stats returns the embedded server's counters.
+func (b *Broker) Stats() Stats {
+	v, err := b.ns.Varz(nil)
+	if err != nil {
+		return Stats{}
+	}
+	return Stats{
+		Connections: uint64(v.Connections), Subscriptions: uint64(v.Subscriptions), Routes: uint64(v.Routes),
+		InMsgs: uint64(v.InMsgs), OutMsgs: uint64(v.OutMsgs), InBytes: uint64(v.InBytes), OutBytes: uint64(v.OutBytes),
+		SlowConsumers: uint64(v.SlowConsumers),
+	}
+}

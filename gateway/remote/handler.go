@@ -19,8 +19,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/internal/hostname"
@@ -246,8 +249,36 @@ func call[Req any](h *Handler, ctx context.Context, f func(context.Context, *Req
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	_, err := f(ctx, req)
+	if status.Code(err) == codes.DeadlineExceeded {
+		return timeoutError{err}
+	}
 	return err
 }
+
+// timeoutError marks a call that ran past its deadline, keeping its text
+// (close reasons show it) while stats count it as a timeout.
+type timeoutError struct{ error }
+
+func (timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Unwrap() error { return e.error }
+
+// State returns the connectivity state of the channel to the handler:
+// READY, CONNECTING, IDLE, TRANSIENT_FAILURE or SHUTDOWN. An IDLE channel
+// (nothing called it for a while, or its connection broke) is asked to
+// connect, so that a later look tells whether the handler is reachable.
+func (h *Handler) State() string {
+	st := h.cc.GetState()
+	if st == connectivity.Idle {
+		h.cc.Connect()
+	}
+	return st.String()
+}
+
+// Address returns the handler's address, as configured.
+func (h *Handler) Address() string { return h.cfg.Address }
+
+// ServiceName returns the ExProto service the handler implements.
+func (h *Handler) ServiceName() string { return h.cfg.ServiceName }
 
 // OnSocketCreated implements gateway.Handler.
 func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *gateway.ConnInfo) error {

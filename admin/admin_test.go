@@ -1,0 +1,342 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/gateway/authn"
+)
+
+// lineHandler is a minimal handler for the package's own tests: it
+// authenticates every connection with the client id its first line names
+// and echoes what follows. Tests of the real back ends through the API
+// are in gateway/conformance and cmd/protogate.
+type lineHandler struct{}
+
+func (lineHandler) OnSocketCreated(context.Context, *gateway.Conn, *gateway.ConnInfo) error {
+	return nil
+}
+
+func (lineHandler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
+	if c.ClientID() == "" {
+		return c.Authenticate(ctx, &gateway.ClientInfo{ClientID: strings.TrimSpace(string(b))}, "")
+	}
+	return c.Send(b)
+}
+
+func (lineHandler) OnTimerTimeout(context.Context, *gateway.Conn, gateway.TimerType) error {
+	return nil
+}
+
+func (lineHandler) OnReceivedMessages(context.Context, *gateway.Conn, []*gateway.Message) error {
+	return nil
+}
+
+func (lineHandler) OnSocketClosed(context.Context, *gateway.Conn, string) error { return nil }
+
+// fixture is a gateway with one TCP listener and its admin API.
+type fixture struct {
+	gw   *gateway.Server
+	addr string // the device listener
+	api  *Server
+	url  string
+}
+
+// keys parses "key", "secret" pairs as the config does.
+func keys(t *testing.T, kv ...string) map[string]authn.Password {
+	t.Helper()
+	m := make(map[string]authn.Password)
+	for i := 0; i < len(kv); i += 2 {
+		p, err := authn.ParsePassword(kv[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[kv[i]] = p
+	}
+	return m
+}
+
+func newFixture(t *testing.T, keys map[string]authn.Password) *fixture {
+	t.Helper()
+	gw := gateway.New(gateway.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := lineHandler{}
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(ln, &gateway.Listener{Name: "tcp", Type: gateway.TCP, Handler: h}) }()
+	api, err := New(Config{
+		Node: "test@local", Version: "v0-test", Gateway: gw,
+		Listeners: []Listener{{Name: "tcp", Type: "tcp", Bind: "127.0.0.1:0", Handler: "line"}},
+		Handlers:  []Handler{{Name: "line", Handler: h, GRPC: &fakeChannel{state: "READY"}}},
+		APIKeys:   keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(api)
+	t.Cleanup(func() {
+		api.Close()
+		hs.Close()
+		gw.Close()
+		if err := <-served; !errors.Is(err, gateway.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	f := &fixture{gw: gw, addr: ln.Addr().String(), api: api, url: hs.URL}
+	f.waitReady(t)
+	return f
+}
+
+// waitReady waits until the listener is serving.
+func (f *fixture) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.gw.ListenerStats("tcp").Running {
+		if time.Now().After(deadline) {
+			t.Fatal("listener not running")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// fakeChannel stands for a gRPC channel in this package's unit tests.
+type fakeChannel struct {
+	mu    sync.Mutex
+	state string
+}
+
+func (f *fakeChannel) set(state string) {
+	f.mu.Lock()
+	f.state = state
+	f.mu.Unlock()
+}
+
+func (f *fakeChannel) State() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+func (f *fakeChannel) Address() string     { return "http://127.0.0.1:1" }
+func (f *fakeChannel) ServiceName() string { return "ConnectionUnaryHandler" }
+
+func (f *fixture) get(t *testing.T, path string, user, pass string) (*http.Response, []byte) {
+	t.Helper()
+	return f.do(t, "GET", path, user, pass, "")
+}
+
+func (f *fixture) do(t *testing.T, method, path, user, pass, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func TestAuthentication(t *testing.T) {
+	sum := sha256.Sum256([]byte("hashed-secret"))
+	f := newFixture(t, keys(t, "plain", "s3cret", "hashed", "sha256:"+hex.EncodeToString(sum[:])))
+	for _, tc := range []struct {
+		name, path, user, pass string
+		want                   int
+	}{
+		{"plain secret", "/api/v1/status", "plain", "s3cret", 200},
+		{"hashed secret", "/api/v1/status", "hashed", "hashed-secret", 200},
+		{"hash itself is no secret", "/api/v1/status", "hashed", hex.EncodeToString(sum[:]), 401},
+		{"wrong secret", "/api/v1/status", "plain", "nope", 401},
+		{"unknown key", "/api/v1/status", "nobody", "s3cret", 401},
+		{"secret of another key", "/api/v1/status", "hashed", "s3cret", 401},
+		{"no credentials", "/api/v1/clients", "", "", 401},
+		{"metrics need them too", "/metrics", "", "", 401},
+		{"healthz is open", "/healthz", "", "", 200},
+		{"readyz is open", "/readyz", "", "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := f.get(t, tc.path, tc.user, tc.pass)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.want == 401 {
+				var e apiError
+				if json.Unmarshal(body, &e) != nil || e.Code != "UNAUTHORIZED" || resp.Header.Get("WWW-Authenticate") == "" {
+					t.Errorf("401 answer: %s %v", body, resp.Header)
+				}
+			}
+		})
+	}
+}
+
+func TestFailedLoginsAreRateLimited(t *testing.T) {
+	f := newFixture(t, keys(t, "k", "s"))
+	// The earlier cases of this test's fixture spent none of the burst.
+	for i := range failBurst {
+		if resp, _ := f.get(t, "/api/v1/status", "k", "wrong"); resp.StatusCode != 401 {
+			t.Fatalf("attempt %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	resp, body := f.get(t, "/api/v1/status", "k", "wrong")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after the burst: %d %s, want 429 with Retry-After", resp.StatusCode, body)
+	}
+	// Even the right secret waits: guessing must not go on.
+	if resp, _ := f.get(t, "/api/v1/status", "k", "s"); resp.StatusCode != 429 {
+		t.Errorf("right secret during the lockout: %d, want 429", resp.StatusCode)
+	}
+	// Probes are never locked out.
+	if resp, _ := f.get(t, "/healthz", "", ""); resp.StatusCode != 200 {
+		t.Errorf("healthz: %d", resp.StatusCode)
+	}
+}
+
+func TestFailLimiterForgets(t *testing.T) {
+	l := newFailLimiter()
+	for range failBurst {
+		l.fail("192.0.2.1")
+	}
+	if l.allow("192.0.2.1") {
+		t.Fatal("allowed after the burst")
+	}
+	// A full bucket after failEvery x failBurst: time passes by editing
+	// the state's clock.
+	l.mu.Lock()
+	st := l.fails["192.0.2.1"]
+	st.at = st.at.Add(-failEvery * failBurst)
+	l.fails["192.0.2.1"] = st
+	l.mu.Unlock()
+	if !l.allow("192.0.2.1") {
+		t.Fatal("not allowed after the refill")
+	}
+	if !l.allow("192.0.2.2") {
+		t.Fatal("another address is limited")
+	}
+}
+
+func TestJSONErrors(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/api/v1/nothing", 404, "NOT_FOUND"},
+		{"GET", "/api/v1/listeners/nope", 404, "NOT_FOUND"},
+		{"GET", "/api/v1/handlers/nope", 404, "NOT_FOUND"},
+		{"POST", "/api/v1/handlers/nope/reload", 404, "NOT_FOUND"},
+		{"POST", "/api/v1/handlers/line/reload", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/handlers/line/reload", 405, "METHOD_NOT_ALLOWED"},
+		{"POST", "/api/v1/clients", 405, "METHOD_NOT_ALLOWED"},
+		{"DELETE", "/api/v1/clients/nobody", 404, "NOT_FOUND"},
+		{"GET", "/api/v1/trace", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/trace?clientid=a&conn=b", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/trace?clientid=a&duration=forever", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/trace?clientid=a&payload=9999", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/trace?clientid=a&format=xml", 400, "BAD_REQUEST"},
+		{"GET", "/api/v1/trace?clientid=nobody", 404, "NOT_FOUND"},
+	} {
+		resp, body := f.do(t, tc.method, tc.path, "", "", "")
+		var e apiError
+		if resp.StatusCode != tc.status || json.Unmarshal(body, &e) != nil || e.Code != tc.code || e.Message == "" {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.code)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: content type %q", tc.method, tc.path, ct)
+		}
+	}
+}
+
+func TestStatusListenersHandlers(t *testing.T) {
+	f := newFixture(t, nil)
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("dev-1\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.gw.ClientConn("dev-1") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("not authenticated")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+
+	var st statusJSON
+	if _, b := f.get(t, "/api/v1/status", "", ""); json.Unmarshal(b, &st) != nil || st.Node != "test@local" || !st.Ready ||
+		st.Connections != 1 || st.Clients != 1 || st.Version != "v0-test" {
+		t.Errorf("status: %s", b)
+	}
+	var ls struct{ Data []listenerJSON }
+	if _, b := f.get(t, "/api/v1/listeners", "", ""); json.Unmarshal(b, &ls) != nil || len(ls.Data) != 1 {
+		t.Fatalf("listeners: %s", b)
+	}
+	if l := ls.Data[0]; l.Name != "tcp" || !l.Running || l.CurrentConnections != 1 || l.Accepted != 1 ||
+		l.RecvOct != 6 || l.Address != f.addr || len(l.Refused) != len(gateway.Causes()) {
+		t.Errorf("listener: %+v", l)
+	}
+	var hs struct{ Data []handlerJSON }
+	if _, b := f.get(t, "/api/v1/handlers", "", ""); json.Unmarshal(b, &hs) != nil || len(hs.Data) != 1 {
+		t.Fatalf("handlers: %s", b)
+	}
+	if h := hs.Data[0]; h.Backend != "grpc" || !h.Ready || h.GRPC == nil || h.GRPC.State != "READY" ||
+		h.Callbacks.Total < 2 || h.Callbacks.Failed != 0 || h.Callbacks.Latency["p99"] <= 0 {
+		t.Errorf("handler: %+v", h)
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	f := newFixture(t, nil)
+	ch := f.api.cfg.Handlers[0].GRPC.(*fakeChannel)
+	ch.set("TRANSIENT_FAILURE")
+	resp, body := f.get(t, "/readyz", "", "")
+	var r struct {
+		Ready   bool
+		Reasons []string
+	}
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || json.Unmarshal(body, &r) != nil || r.Ready ||
+		len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "handler line") || !strings.Contains(r.Reasons[0], "TRANSIENT_FAILURE") {
+		t.Errorf("readyz with the handler down: %d %s", resp.StatusCode, body)
+	}
+	ch.set("CONNECTING")
+	if resp, body := f.get(t, "/readyz", "", ""); resp.StatusCode != 200 {
+		t.Errorf("readyz while connecting: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestClose(t *testing.T) {
+	f := newFixture(t, nil)
+	if err := f.api.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.api.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
