@@ -116,6 +116,8 @@ listeners:
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
 		{"version", []string{"version"}, 0, []string{"protogate"}},
 		{"default config", []string{"config"}, 0, []string{"listeners:"}},
+		{"ctl help", []string{"ctl", "help"}, 0, []string{"usage: protogate ctl", "trace ID"}},
+		{"ctl usage", []string{"ctl"}, 2, []string{"usage: protogate ctl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
