@@ -141,6 +141,8 @@ func TestParseErrors(t *testing.T) {
 			`config: line 3: admin: unknown key "api_key"; did you mean "api_keys"?`},
 		{"admin clashes adapter", withBase("admin:", "  bind: 127.0.0.1:9100"), `config: line 2: admin.bind: address "127.0.0.1:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
 		{"admin clashes nats", withBase("admin:", "  bind: '[::1]:4222'", "broker:", "  nats_listen: ':4222'"), `config: line 4: broker.nats_listen: address ":4222" clashes with admin.bind ("[::1]:4222")`},
+		{"admin clash and open", withBase("admin:", "  bind: 0.0.0.0:9100"), "config: line 2: admin.bind: address \"0.0.0.0:9100\" clashes with adapter.bind (\"127.0.0.1:9100\")\n" +
+			"config: line 2: admin.bind: " + notLoopback("0.0.0.0:9100")},
 		{"listener clashes admin", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:18083', handler: h}"), `config: line 6: listeners[0].bind: address "0.0.0.0:18083" clashes with admin.bind ("127.0.0.1:18083")`},
 		{"admin tls empty", withBase("admin:", "  tls: {}"), `config: line 2: admin.tls: cert_file and key_file are required`},
 		{"admin tls no key", withBase("admin:", "  tls:", "    cert_file: testdata/certs/server.pem"), `config: line 2: admin.tls.key_file: missing (cert_file and key_file must be set together)`},

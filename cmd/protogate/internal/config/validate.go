@@ -247,10 +247,10 @@ func (v *validator) run() {
 // process: its address must not clash with the others in binds.
 func (v *validator) admin(binds *bindSet, a *Admin) {
 	if a.Bind != "" {
-		n := len(v.errs)
 		v.bind(binds, "admin.bind", a.Bind)
 		// An address that does not parse was reported by bind.
-		if host, _, err := net.SplitHostPort(a.Bind); err == nil && len(v.errs) == n && !isLoopback(host) && len(a.APIKeys) == 0 {
+		host, _, err := net.SplitHostPort(a.Bind)
+		if _, _, msg := splitBind(a.Bind); msg == "" && err == nil && !isLoopback(host) && len(a.APIKeys) == 0 {
 			v.errf("admin.bind", "address %q is not a loopback address and admin.api_keys is empty: "+
 				"anyone who can reach the admin API controls the gateway (it can kick devices and reload handlers); "+
 				"add admin.api_keys, or bind to 127.0.0.1", a.Bind)
