@@ -23,7 +23,16 @@
 //	                             modules); print every problem with its line
 //	                             and key, exit 1 if there is one
 //	protogate config             print the embedded default config
+//	protogate ctl COMMAND        call the admin API of a running protogate:
+//	                             status, listeners, clients, client, kick,
+//	                             subscriptions, subscribe, unsubscribe,
+//	                             handlers, reload, trace (protogate ctl help)
 //	protogate version            print the version
+//
+// The admin HTTP server (admin.bind, default 127.0.0.1:18083) serves the
+// admin API that "protogate ctl" calls; an address that is not loopback
+// needs admin.api_keys, sent by ctl as HTTP Basic credentials (--api-key and
+// --api-secret, or $PROTOGATE_API_KEY and $PROTOGATE_API_SECRET).
 //
 // SIGINT and SIGTERM shut down gracefully: stop accepting, close every
 // connection (its handler sees OnSocketClosed), drain NATS, exit 0. SIGHUP
@@ -65,6 +74,10 @@ func protogate(args []string, stdout, stderr io.Writer) int {
 	case "config":
 		stdout.Write(config.Default())
 		return 0
+	case "ctl":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return cmdCtl(ctx, args[1:], stdout, stderr, os.Getenv)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "protogate", versionString())
 		return 0
@@ -82,6 +95,8 @@ func usage(w io.Writer) {
   protogate run [-c FILE]      run the gateway (default: the embedded config)
   protogate validate -c FILE   check a config file and its wasm modules
   protogate config             print the embedded default config
+  protogate ctl COMMAND        call the admin API of a running protogate
+                               (protogate ctl help lists the commands)
   protogate version            print the version
 `)
 }

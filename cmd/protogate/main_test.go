@@ -74,6 +74,13 @@ handlers:
 listeners:
   - {name: l, type: tpc, bind: "127.0.0.1:0", handler: h}
 `)
+	openAdmin := write("admin.yaml", `
+admin: {bind: "0.0.0.0:18083"}
+handlers:
+  h: {grpc: {address: "http://127.0.0.1:9001"}}
+listeners:
+  - {name: l, type: tcp, bind: "127.0.0.1:0", handler: h}
+`)
 	fallback := write("fallback.yaml", `
 handlers:
   h:
@@ -98,6 +105,10 @@ listeners:
 		{"fallback warning", []string{"validate", "-c", fallback}, 0, []string{
 			"warning: config: " + fallback + ": line 4: handlers.h.wasm.path: ", "the grpc handler serves until it is fixed", "fallback.yaml: ok",
 		}},
+		{"admin open to all", []string{"validate", "-c", openAdmin}, 1, []string{
+			openAdmin + ": line 2: admin.bind: address \"0.0.0.0:18083\" is not a loopback address and admin.api_keys is empty: ",
+			"add admin.api_keys, or bind to 127.0.0.1\n",
+		}},
 		{"unknown key", []string{"validate", "-c", unknownKey}, 1, []string{"line 7", "bindd"}},
 		{"bad value", []string{"validate", "-c", badValue}, 1, []string{"line 3", "log.level", "loud"}},
 		{"missing file", []string{"validate", "-c", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
@@ -105,6 +116,8 @@ listeners:
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
 		{"version", []string{"version"}, 0, []string{"protogate"}},
 		{"default config", []string{"config"}, 0, []string{"listeners:"}},
+		{"ctl help", []string{"ctl", "help"}, 0, []string{"usage: protogate ctl", "trace ID"}},
+		{"ctl usage", []string{"ctl"}, 2, []string{"usage: protogate ctl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

@@ -88,6 +88,10 @@ const (
 	MaxPSKBytes = 64
 )
 
+// DefaultAdminBind is the default Admin.Bind: the port of EMQX's
+// dashboard, on the loopback interface only.
+const DefaultAdminBind = "127.0.0.1:18083"
+
 // gRPC ConnectionHandler service names (GRPCHandler.ServiceName).
 const (
 	// ServiceUnary is the EMQX 5 unary ExProto handler service
@@ -116,6 +120,10 @@ type Config struct {
 	// gRPC handlers call back into. It is opened only when some handler has
 	// a grpc block. Default: see Adapter.
 	Adapter Adapter `yaml:"adapter"`
+	// Admin configures the admin HTTP server: the admin API that
+	// "protogate ctl" and the dashboard use, health checks and metrics.
+	// Default: see Admin.
+	Admin Admin `yaml:"admin"`
 	// Gateway holds defaults inherited by every listener. Default: see
 	// Gateway.
 	Gateway Gateway `yaml:"gateway"`
@@ -192,8 +200,44 @@ type Adapter struct {
 	TLS *ServerTLS `yaml:"tls,omitempty"`
 }
 
-// ServerTLS is the TLS configuration of a server socket (adapter, ssl
-// listeners).
+// Admin configures the admin HTTP server: the admin API under /api/v1
+// (list and kick clients, manage their subscriptions, reload handlers,
+// trace connections), /healthz, /readyz, /metrics and the dashboard.
+// Anyone who can reach the admin API controls the gateway, so a Bind whose
+// host is not a loopback address needs APIKeys.
+type Admin struct {
+	// Bind is the host:port the admin HTTP server listens on; empty turns
+	// it off. A host other than a loopback address (127.0.0.0/8, ::1 or
+	// localhost; 0.0.0.0 and an empty host are not) is refused without
+	// APIKeys. Default: "127.0.0.1:18083".
+	Bind string `yaml:"bind"`
+	// TLS serves the admin HTTP server over HTTPS when set; with ca_file,
+	// client certificates are verified as for the other servers.
+	// Default: nil (plain HTTP).
+	TLS *ServerTLS `yaml:"tls,omitempty"`
+	// APIKeys are the credentials of the admin API: with at least one,
+	// every request except /healthz and /readyz must carry HTTP Basic
+	// authentication with a key and its secret; with none, no request
+	// is authenticated (allowed only on a loopback Bind). Keys are unique.
+	// Default: none.
+	APIKeys []APIKey `yaml:"api_keys,omitempty"`
+}
+
+// APIKey is one credential of the admin API, sent as the user name and
+// password of HTTP Basic authentication.
+type APIKey struct {
+	// Key identifies the credential (the Basic user name): non-empty,
+	// without ':', unique among Admin.APIKeys. Required. Default: "".
+	Key string `yaml:"key"`
+	// Secret is the password of Key: either in plain text, or "sha256:"
+	// (any case) followed by the 64 hex digits of the SHA-256 digest of
+	// the secret, as the passwords of Authentication.Users (read by
+	// authn.ParsePassword). Required. Default: "".
+	Secret string `yaml:"secret"`
+}
+
+// ServerTLS is the TLS configuration of a server socket (adapter, admin,
+// ssl listeners).
 type ServerTLS struct {
 	// CertFile is the PEM certificate (chain) file. Required. Default: "".
 	CertFile string `yaml:"cert_file"`
@@ -454,6 +498,7 @@ func (c *Config) setDefaults() {
 	c.Log = Log{Level: "info", Format: "text"}
 	c.Broker = Broker{MaxPayload: 1 * MiB, MaxBuffered: 64 * MiB}
 	c.Adapter = Adapter{Bind: "127.0.0.1:9100"}
+	c.Admin = Admin{Bind: DefaultAdminBind}
 	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)}
 }
 

@@ -124,6 +124,53 @@ func TestParseErrors(t *testing.T) {
 		{"adapter tls unknown key", withBase("adapter:", "  tls:", "    certfile: x"), `config: line 3: adapter.tls: unknown key "certfile"; did you mean "cert_file"?`},
 		{"adapter clashes nats", withBase("broker:", "  nats_listen: 127.0.0.1:9100"), `config: line 2: broker.nats_listen: address "127.0.0.1:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
 
+		// admin
+		{"admin bind port only", withBase("admin:", "  bind: 18083"), `config: line 2: admin.bind: address "18083" is only a port; want host:port such as "0.0.0.0:18083"`},
+		{"admin bind no port", withBase("admin:", "  bind: localhost"), `config: line 2: admin.bind: invalid address "localhost" (want host:port such as 0.0.0.0:7993 or [::1]:7993)`},
+		{"admin bind port range", withBase("admin:", "  bind: 127.0.0.1:65536"), `config: line 2: admin.bind: invalid port "65536" in address "127.0.0.1:65536" (want 0 to 65535)`},
+		{"admin bind bad host", withBase("admin:", "  bind: -admin:18083"), `config: line 2: admin.bind: invalid host "-admin" in address "-admin:18083"`},
+		{"admin bind list", withBase("admin:", "  bind: [127.0.0.1:1]"), `config: line 2: admin.bind: want a string, got a list`},
+		{"admin bind any without keys", withBase("admin:", "  bind: 0.0.0.0:18083"), `config: line 2: admin.bind: ` + notLoopback("0.0.0.0:18083")},
+		{"admin bind empty host without keys", withBase("admin:", "  bind: ':18083'"), `config: line 2: admin.bind: ` + notLoopback(":18083")},
+		{"admin bind ipv6 any without keys", withBase("admin:", "  bind: '[::]:18083'"), `config: line 2: admin.bind: ` + notLoopback("[::]:18083")},
+		{"admin bind lan without keys", withBase("admin:", "  bind: 192.168.1.10:18083"), `config: line 2: admin.bind: ` + notLoopback("192.168.1.10:18083")},
+		{"admin bind name without keys", withBase("admin:", "  bind: gw.example.com:18083"), `config: line 2: admin.bind: ` + notLoopback("gw.example.com:18083")},
+		{"admin bind not quite localhost", withBase("admin:", "  bind: localhost.example.com:18083"), `config: line 2: admin.bind: ` + notLoopback("localhost.example.com:18083")},
+		{"admin bind empty keys", withBase("admin:", "  bind: 0.0.0.0:18083", "  api_keys: []"), `config: line 2: admin.bind: ` + notLoopback("0.0.0.0:18083")},
+		{"admin bind keys misspelt", withBase("admin:", "  bind: 0.0.0.0:18083", "  api_key: [{key: ops, secret: s}]"), "config: line 2: admin.bind: " + notLoopback("0.0.0.0:18083") + "\n" +
+			`config: line 3: admin: unknown key "api_key"; did you mean "api_keys"?`},
+		{"admin clashes adapter", withBase("admin:", "  bind: 127.0.0.1:9100"), `config: line 2: admin.bind: address "127.0.0.1:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
+		{"admin clashes nats", withBase("admin:", "  bind: '[::1]:4222'", "broker:", "  nats_listen: ':4222'"), `config: line 4: broker.nats_listen: address ":4222" clashes with admin.bind ("[::1]:4222")`},
+		{"admin clash and open", withBase("admin:", "  bind: 0.0.0.0:9100"), "config: line 2: admin.bind: address \"0.0.0.0:9100\" clashes with adapter.bind (\"127.0.0.1:9100\")\n" +
+			"config: line 2: admin.bind: " + notLoopback("0.0.0.0:9100")},
+		{"listener clashes admin", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:18083', handler: h}"), `config: line 6: listeners[0].bind: address "0.0.0.0:18083" clashes with admin.bind ("127.0.0.1:18083")`},
+		{"admin tls empty", withBase("admin:", "  tls: {}"), `config: line 2: admin.tls: cert_file and key_file are required`},
+		{"admin tls no key", withBase("admin:", "  tls:", "    cert_file: testdata/certs/server.pem"), `config: line 2: admin.tls.key_file: missing (cert_file and key_file must be set together)`},
+		{"admin tls missing file", withBase("admin:", "  tls:", "    cert_file: testdata/certs/nope.pem", "    key_file: testdata/certs/server.key"), `config: line 3: admin.tls.cert_file: file "testdata/certs/nope.pem" does not exist`},
+		{"admin tls wrong key", withBase("admin:", "  tls:", "    cert_file: testdata/certs/server.pem", "    key_file: testdata/certs/client.key"), `config: line 2: admin.tls: cert_file and key_file: tls: private key does not match public key`},
+		{"admin tls unknown key", withBase("admin:", "  tls: {cert: x}"), "config: line 2: admin.tls: unknown key \"cert\"\nconfig: line 2: admin.tls: cert_file and key_file are required"},
+		{"admin api_keys mapping", withBase("admin:", "  api_keys: {ops: s}"), `config: line 2: admin.api_keys: want a list, got a mapping`},
+		{"admin api_keys scalar item", withBase("admin:", "  api_keys:", "    - ops"), `config: line 3: admin.api_keys[0]: want a mapping, got "ops"`},
+		{"admin api_keys unknown key", withBase("admin:", "  api_keys:", "    - {key: ops, secrets: s}"), `config: line 3: admin.api_keys[0]: unknown key "secrets"; did you mean "secret"?`},
+		{"admin key empty", withBase("admin:", "  api_keys:", "    - key: ''", "      secret: s"), `config: line 3: admin.api_keys[0].key: must not be empty`},
+		{"admin key missing", withBase("admin:", "  api_keys:", "    - secret: s"), `config: line 3: admin.api_keys[0].key: must not be empty`},
+		{"admin key colon", withBase("admin:", "  api_keys:", "    - {key: 'ops:1', secret: s}"), `config: line 3: admin.api_keys[0].key: key "ops:1" must not contain ':' (HTTP Basic authentication separates the key from the secret with it)`},
+		{"admin key duplicate", withBase("admin:", "  api_keys:", "    - {key: ops, secret: a}", "    - {key: ci, secret: b}", "    - {key: ops, secret: c}"), `config: line 5: admin.api_keys[2].key: duplicate key "ops" (also used by admin.api_keys[0])`},
+		{"admin secret empty", withBase("admin:", "  api_keys:", "    - key: ops", "      secret: ''"), `config: line 4: admin.api_keys[0].secret: must not be empty`},
+		{"admin secret missing", withBase("admin:", "  api_keys:", "    - key: ops"), `config: line 3: admin.api_keys[0].secret: must not be empty`},
+		{"admin secret null", withBase("admin:", "  api_keys:", "    - key: ops", "      secret:"), `config: line 4: admin.api_keys[0].secret: must not be empty`},
+		{"admin secret short digest", withBase("admin:", "  api_keys:", "    - {key: ops, secret: 'sha256:abc'}"), `config: line 3: admin.api_keys[0].secret: ` + badDigest},
+		{"admin secret 63 digits", withBase("admin:", "  api_keys:", "    - {key: ops, secret: 'SHA256:"+strings.Repeat("a", 63)+"'}"), `config: line 3: admin.api_keys[0].secret: ` + badDigest},
+		{"admin secret 65 digits", withBase("admin:", "  api_keys:", "    - {key: ops, secret: 'sha256:"+strings.Repeat("a", 65)+"'}"), `config: line 3: admin.api_keys[0].secret: ` + badDigest},
+		{"admin secret not hex", withBase("admin:", "  api_keys:", "    - {key: ops, secret: 'sha256:"+strings.Repeat("g", 64)+"'}"), `config: line 3: admin.api_keys[0].secret: ` + badDigest},
+		{"admin secret list", withBase("admin:", "  api_keys:", "    - {key: ops, secret: [s]}"), `config: line 3: admin.api_keys[0].secret: want a string, got a list`},
+		{"admin every problem", withBase("admin:", "  bind: 0.0.0.0:18083", "  api_keys:", "    - {key: '', secret: 'sha256:0'}", "    - {key: 'a:b', secret: ''}"), strings.Join([]string{
+			`config: line 4: admin.api_keys[0].key: must not be empty`,
+			`config: line 4: admin.api_keys[0].secret: ` + badDigest,
+			`config: line 5: admin.api_keys[1].key: key "a:b" must not contain ':' (HTTP Basic authentication separates the key from the secret with it)`,
+			`config: line 5: admin.api_keys[1].secret: must not be empty`,
+		}, "\n")},
+
 		// gateway
 		{"idle negative", withBase("gateway:", "  idle_timeout: -5s"), `config: line 2: gateway.idle_timeout: duration "-5s" must not be negative`},
 		{"idle negative int", withBase("gateway:", "  idle_timeout: -5"), `config: line 2: gateway.idle_timeout: duration "-5" must not be negative`},
@@ -341,6 +388,18 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// notLoopback is the message of an admin.bind that is not a loopback
+// address, without admin.api_keys.
+func notLoopback(addr string) string {
+	return fmt.Sprintf("address %q is not a loopback address and admin.api_keys is empty: "+
+		"anyone who can reach the admin API controls the gateway (it can kick devices and reload handlers); "+
+		"add admin.api_keys, or bind to 127.0.0.1", addr)
+}
+
+// badDigest is the message of an admin api key secret that starts with
+// "sha256:" but is not followed by 64 hex digits.
+const badDigest = "a sha256: secret must be followed by 64 hex digits (the SHA-256 digest of the secret)"
+
 // numbered prefixes the lines of s with their numbers, for failure output.
 func numbered(s string) string {
 	var b strings.Builder
@@ -371,6 +430,7 @@ func TestDefaults(t *testing.T) {
 		Log:     Log{Level: "info", Format: "text"},
 		Broker:  Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20, MaxBuffered: 64 * MiB},
 		Adapter: Adapter{Bind: "127.0.0.1:9100"},
+		Admin:   Admin{Bind: "127.0.0.1:18083"},
 		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
 		Handlers: map[string]Handler{"h": {GRPC: &GRPCHandler{
 			Address:     "http://127.0.0.1:9001",
@@ -483,6 +543,97 @@ func TestDatagramBinds(t *testing.T) {
 	)
 	if _, err := Parse([]byte(in)); err != nil {
 		t.Fatalf("%v\n%s", err, numbered(in))
+	}
+}
+
+// TestAdmin checks the admin block values that are accepted: a loopback
+// bind needs no api keys, any other bind does, and "" turns the admin
+// server off.
+func TestAdmin(t *testing.T) {
+	digest := "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b" // sha256("secret")
+	keys := "  api_keys:\n    - {key: ops, secret: secret}\n"
+	for _, tc := range []struct {
+		name, admin string
+		want        Admin
+	}{
+		{"absent", "", Admin{Bind: DefaultAdminBind}},
+		{"null", "admin:\n", Admin{Bind: DefaultAdminBind}},
+		{"null bind", "admin:\n  bind:\n", Admin{Bind: DefaultAdminBind}},
+		{"off", "admin:\n  bind: ''\n", Admin{}},
+		{"off without keys", "admin: {bind: '', api_keys: []}\n", Admin{}},
+		{"loopback", "admin: {bind: '127.0.0.1:9999'}\n", Admin{Bind: "127.0.0.1:9999"}},
+		{"loopback net", "admin: {bind: '127.8.9.10:1'}\n", Admin{Bind: "127.8.9.10:1"}},
+		{"loopback port 0", "admin: {bind: '127.0.0.1:0'}\n", Admin{Bind: "127.0.0.1:0"}},
+		{"loopback ipv6", "admin: {bind: '[::1]:18083'}\n", Admin{Bind: "[::1]:18083"}},
+		{"loopback ipv4-mapped", "admin: {bind: '[::ffff:127.0.0.1]:18083'}\n", Admin{Bind: "[::ffff:127.0.0.1]:18083"}},
+		{"localhost", "admin: {bind: 'localhost:18083'}\n", Admin{Bind: "localhost:18083"}},
+		{"localhost upper case", "admin: {bind: 'LocalHost.:18083'}\n", Admin{Bind: "LocalHost.:18083"}},
+		{"any with keys", "admin:\n  bind: 0.0.0.0:18083\n" + keys, Admin{Bind: "0.0.0.0:18083", APIKeys: []APIKey{{"ops", "secret"}}}},
+		{"empty host with keys", "admin:\n  bind: ':18083'\n" + keys, Admin{Bind: ":18083", APIKeys: []APIKey{{"ops", "secret"}}}},
+		{"name with keys", "admin:\n  bind: gw.example.com:18083\n" + keys, Admin{Bind: "gw.example.com:18083", APIKeys: []APIKey{{"ops", "secret"}}}},
+		{"loopback with keys", "admin:\n" + keys, Admin{Bind: DefaultAdminBind, APIKeys: []APIKey{{"ops", "secret"}}}},
+		{"digests", "admin:\n  bind: 10.0.0.1:18083\n  api_keys:\n" +
+			"    - {key: a, secret: 'sha256:" + digest + "'}\n" +
+			"    - {key: b, secret: 'SHA256:" + strings.ToUpper(digest) + "'}\n" +
+			"    - {key: c, secret: 'sha256-" + digest + "'}\n" +
+			"    - {key: 'd e@f', secret: ' '}\n",
+			Admin{Bind: "10.0.0.1:18083", APIKeys: []APIKey{{"a", "sha256:" + digest}, {"b", "SHA256:" + strings.ToUpper(digest)}, {"c", "sha256-" + digest}, {"d e@f", " "}}}},
+		{"tls", "admin:\n  tls: {cert_file: testdata/certs/server.pem, key_file: testdata/certs/server.key, ca_file: testdata/certs/ca.pem, verify_client: true}\n",
+			Admin{Bind: DefaultAdminBind, TLS: &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key", CAFile: "testdata/certs/ca.pem", VerifyClient: true}}},
+		// A udp listener does not clash with the admin server (TCP).
+		{"udp listener on the admin port", "admin: {bind: '127.0.0.1:7993'}\n", Admin{Bind: "127.0.0.1:7993"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.admin + doc(
+				"handlers:",
+				"  h: {grpc: {address: 'http://127.0.0.1:9001'}}",
+				"listeners:",
+				"  - {name: l, type: udp, bind: '0.0.0.0:7993', handler: h}",
+			)
+			c, err := Parse([]byte(in))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, numbered(in))
+			}
+			if !reflect.DeepEqual(c.Admin, tc.want) {
+				t.Errorf("admin = %+v, want %+v", c.Admin, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateBuiltAdmin validates admin blocks built in Go: no lines.
+func TestValidateBuiltAdmin(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		admin Admin
+		want  string
+	}{
+		{"default", Admin{Bind: DefaultAdminBind}, ""},
+		{"off", Admin{}, ""},
+		{"any", Admin{Bind: "0.0.0.0:18083"}, "config: admin.bind: " + notLoopback("0.0.0.0:18083")},
+		{"any with keys", Admin{Bind: "0.0.0.0:18083", APIKeys: []APIKey{{"ops", "s"}}}, ""},
+		{"ipv6 any", Admin{Bind: "[::]:1"}, "config: admin.bind: " + notLoopback("[::]:1")},
+		{"zoned loopback", Admin{Bind: "[::1%lo]:1"}, ""},
+		{"bad keys", Admin{Bind: "[::1]:1", APIKeys: []APIKey{{"", "s"}, {"a", ""}, {"a", "sha256:x"}}}, strings.Join([]string{
+			"config: admin.api_keys[0].key: must not be empty",
+			"config: admin.api_keys[1].secret: must not be empty",
+			`config: admin.api_keys[2].key: duplicate key "a" (also used by admin.api_keys[1])`,
+			"config: admin.api_keys[2].secret: " + badDigest,
+		}, "\n")},
+		{"clash", Admin{Bind: "127.0.0.1:7993"}, `config: listeners[0].bind: address "0.0.0.0:7993" clashes with admin.bind ("127.0.0.1:7993")`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.pos, c.set = nil, nil
+			c.Admin = tc.admin
+			err = c.Validate()
+			if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && got != tc.want {
+				t.Errorf("Validate = %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -635,8 +786,11 @@ func TestDefaultFile(t *testing.T) {
 		time.Duration(l.ProxyProtocolTimeout) != 3*time.Second || l.Framing != nil || l.AccessRules != nil || !l.MaxBytesRate.IsZero() {
 		t.Errorf("connection management defaults = %+v", l)
 	}
-	if c.Authentication != nil || c.Adapter.TLS != nil {
-		t.Errorf("optional blocks set: %+v %+v", c.Authentication, c.Adapter.TLS)
+	if c.Authentication != nil || c.Adapter.TLS != nil || c.Admin.TLS != nil || c.Admin.APIKeys != nil {
+		t.Errorf("optional blocks set: %+v %+v %+v", c.Authentication, c.Adapter.TLS, c.Admin)
+	}
+	if c.Admin.Bind != DefaultAdminBind {
+		t.Errorf("admin.bind = %q, want %q", c.Admin.Bind, DefaultAdminBind)
 	}
 	// Default returns a copy.
 	Default()[0] = 'X'
@@ -668,6 +822,8 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 	r := strings.NewReplacer(
 		"/etc/protogate/adapter.pem", "testdata/certs/server.pem",
 		"/etc/protogate/adapter.key", "testdata/certs/server.key",
+		"/etc/protogate/admin.pem", "testdata/certs/server.pem",
+		"/etc/protogate/admin.key", "testdata/certs/server.key",
 		"/etc/protogate/server.pem", "testdata/certs/server.pem",
 		"/etc/protogate/server.key", "testdata/certs/server.key",
 		"/etc/protogate/client.pem", "testdata/certs/client.pem",
@@ -698,6 +854,11 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 	}
 	if !verify(c.Authentication, "alice", "secret") || !verify(c.Authentication, "bob", "secret") {
 		t.Errorf("example users do not verify with password secret")
+	}
+	if a := c.Admin; a.TLS == nil || len(a.APIKeys) != 1 || a.APIKeys[0].Key != "ops" {
+		t.Errorf("admin = %+v", a)
+	} else if creds, err := a.Credentials(); err != nil || !creds["ops"].Match("secret") {
+		t.Errorf("the example api key does not verify with secret secret: %v", err)
 	}
 }
 
@@ -736,6 +897,10 @@ func TestFullExample(t *testing.T) {
 		Log:     Log{Level: "debug", Format: "json"},
 		Broker:  Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB, MaxBuffered: 64 * MiB},
 		Adapter: Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
+		Admin: Admin{Bind: "0.0.0.0:18083", TLS: &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key"}, APIKeys: []APIKey{
+			{Key: "ops", Secret: "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"},
+			{Key: "ci", Secret: "s3cret"},
+		}},
 		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
 		Authentication: &Authentication{UserIDType: UserIDClientID, Users: map[string]string{
 			"alice": "secret",

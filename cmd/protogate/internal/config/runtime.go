@@ -19,6 +19,7 @@ import (
 
 	"github.com/protogate/protogate/wasmhost"
 
+	"github.com/protogate/protogate/gateway/authn"
 	"github.com/protogate/protogate/gateway/framing"
 	"github.com/protogate/protogate/gateway/listener"
 )
@@ -143,6 +144,32 @@ func loadPSKFile(name string) (map[string][]byte, error) {
 		}
 	}
 	return m, nil
+}
+
+// Credentials returns the API keys of a, each with its secret parsed by
+// authn.ParsePassword (the parser the validator checks them with), for the
+// admin server to check HTTP Basic credentials against with
+// authn.Password.Match. It is nil when a has no API keys: then no request
+// is authenticated. Errors never quote a secret.
+func (a *Admin) Credentials() (map[string]authn.Password, error) {
+	if len(a.APIKeys) == 0 {
+		return nil, nil
+	}
+	creds := make(map[string]authn.Password, len(a.APIKeys))
+	for _, k := range a.APIKeys {
+		if k.Key == "" || strings.Contains(k.Key, ":") {
+			return nil, fmt.Errorf("config: admin api key %q: want a non-empty key without ':'", k.Key)
+		}
+		if _, dup := creds[k.Key]; dup {
+			return nil, fmt.Errorf("config: admin api key %q: duplicate key", k.Key)
+		}
+		p, err := authn.ParsePassword(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("config: admin api key %q: secret: %w", k.Key, err)
+		}
+		creds[k.Key] = p
+	}
+	return creds, nil
 }
 
 // SlogLevel returns the slog level named by l.Level.

@@ -201,3 +201,36 @@ func TestModuleCompiledUnderValidLimitOnly(t *testing.T) {
 		t.Errorf("a 125 MiB memory under a 256MiB limit: %v, want only the missing exports refused", err)
 	}
 }
+
+func TestAdminCredentials(t *testing.T) {
+	sum := sha256.Sum256([]byte("pw-b"))
+	a := &Admin{APIKeys: []APIKey{{"a", "pw-a"}, {"b", "SHA256:" + strings.ToUpper(hex.EncodeToString(sum[:]))}}}
+	creds, err := a.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key, secret string
+		ok          bool
+	}{
+		{"a", "pw-a", true},
+		{"b", "pw-b", true},
+		{"a", "pw-b", false},
+		{"b", "SHA256:" + strings.ToUpper(hex.EncodeToString(sum[:])), false},
+		{"c", "pw-a", false},
+	} {
+		if got := creds[tc.key].Match(tc.secret); got != tc.ok {
+			t.Errorf("key %q secret %q: Match = %v, want %v", tc.key, tc.secret, got, tc.ok)
+		}
+	}
+	if creds, err := (&Admin{}).Credentials(); creds != nil || err != nil {
+		t.Errorf("no api keys: Credentials = %v, %v; want nil, nil", creds, err)
+	}
+	for _, keys := range [][]APIKey{{{"", "s"}}, {{"a:b", "s"}}, {{"a", "s"}, {"a", "t"}}, {{"a", ""}}, {{"a", "sha256:00"}}} {
+		if _, err := (&Admin{APIKeys: keys}).Credentials(); err == nil || !strings.HasPrefix(err.Error(), "config: admin api key ") {
+			t.Errorf("%+v: Credentials error = %v", keys, err)
+		} else if strings.Contains(err.Error(), "sha256:00") {
+			t.Errorf("the error quotes the secret: %v", err)
+		}
+	}
+}

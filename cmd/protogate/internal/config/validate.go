@@ -136,6 +136,7 @@ func (v *validator) run() {
 	if c.Adapter.TLS != nil {
 		v.serverTLS("adapter.tls", c.Adapter.TLS)
 	}
+	v.admin(binds, &c.Admin)
 
 	v.duration("gateway.idle_timeout", c.Gateway.IdleTimeout, false)
 	if n := c.Gateway.MaxPendingMessages; n < 1 || n > 1000000 {
@@ -240,6 +241,58 @@ func (v *validator) run() {
 		}
 		v.connManagement(p, l)
 	}
+}
+
+// admin checks the admin block. The admin server is a TCP socket of this
+// process: its address must not clash with the others in binds.
+func (v *validator) admin(binds *bindSet, a *Admin) {
+	if a.Bind != "" {
+		v.bind(binds, "admin.bind", a.Bind)
+		// An address that does not parse was reported by bind.
+		host, _, err := net.SplitHostPort(a.Bind)
+		if _, _, msg := splitBind(a.Bind); msg == "" && err == nil && !isLoopback(host) && len(a.APIKeys) == 0 {
+			v.errf("admin.bind", "address %q is not a loopback address and admin.api_keys is empty: "+
+				"anyone who can reach the admin API controls the gateway (it can kick devices and reload handlers); "+
+				"add admin.api_keys, or bind to 127.0.0.1", a.Bind)
+		}
+	}
+	if a.TLS != nil {
+		v.serverTLS("admin.tls", a.TLS)
+	}
+	keys := map[string]int{}
+	for i, k := range a.APIKeys {
+		p := joinIndex("admin.api_keys", i)
+		switch {
+		case k.Key == "":
+			v.errf(p+".key", "must not be empty")
+		case strings.Contains(k.Key, ":"):
+			v.errf(p+".key", "key %q must not contain ':' (HTTP Basic authentication separates the key from the secret with it)", k.Key)
+		default:
+			if j, dup := keys[k.Key]; dup {
+				v.errf(p+".key", "duplicate key %q (also used by admin.api_keys[%d])", k.Key, j)
+			} else {
+				keys[k.Key] = i
+			}
+		}
+		// The parser of stored passwords; the message never quotes the
+		// secret.
+		if k.Secret == "" {
+			v.errf(p+".secret", "must not be empty")
+		} else if _, err := authn.ParsePassword(k.Secret); err != nil {
+			v.errf(p+".secret", "a sha256: secret must be followed by 64 hex digits (the SHA-256 digest of the secret)")
+		}
+	}
+}
+
+// isLoopback reports whether host (of a host:port address) is a loopback
+// address: in 127.0.0.0/8, ::1 (also IPv4-mapped or with a zone), or the
+// name localhost. The empty host and unspecified addresses (0.0.0.0, ::)
+// listen on every interface, and are not.
+func isLoopback(host string) bool {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap().IsLoopback()
+	}
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
 }
 
 // isDatagram reports whether a listener type is carried over UDP.
