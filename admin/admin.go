@@ -144,6 +144,7 @@ type Server struct {
 	mux     *http.ServeMux
 	keys    map[string]authn.Password
 	limiter *failLimiter
+	csrf    *http.CrossOriginProtection
 	started time.Time
 
 	traceMu sync.Mutex
@@ -171,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
 		limiter: newFailLimiter(),
+		csrf:    http.NewCrossOriginProtection(),
 		started: cfg.Gateway.Started(),
 		traces:  make(map[*gateway.Trace]struct{}),
 		done:    make(chan struct{}),
@@ -228,6 +230,12 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	}
+	if err := s.csrf.Check(r); err != nil {
+		// A browser holding the dashboard's credentials must not be
+		// made to kick or reload from another site's page.
+		writeError(w, http.StatusForbidden, "FORBIDDEN", "admin: cross-origin request refused: "+err.Error())
+		return
 	}
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {

@@ -13,6 +13,7 @@ var openapiJSON []byte
 func (s *Server) extraRoutes() []route {
 	return []route{
 		{"GET /metrics", false, s.metricsHandler().ServeHTTP},
+		{"GET /", false, uiHandler().ServeHTTP},
 	}
 }
 

@@ -167,6 +167,7 @@ func runRefuses(t *testing.T, cfg *config.Config, want string) {
 	done := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
+		freeAdmin(cfg)
 		done <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(*running) { close(ready) })
 	}()
 	select {

@@ -159,6 +159,7 @@ node: {name: e2e, data_dir: `+dir+`}
 log: {level: info, format: json}
 broker: {nats_listen: "127.0.0.1:0"}
 adapter: {bind: "127.0.0.1:0"}
+admin: {bind: "127.0.0.1:0"}
 handlers:
   json: {grpc: {address: "http://`+hln.Addr().String()+`", timeout: 5s}}
 listeners:

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/protogate/protogate/admin"
 	"github.com/protogate/protogate/cmd/protogate/internal/config"
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/authn"
@@ -48,6 +51,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // running describes a started gateway; tests use it to find ports.
 type running struct {
 	adapter   net.Addr // nil when no handler uses gRPC
+	admin     net.Addr // nil when the admin API is off
 	listeners map[string]net.Addr
 	broker    *broker.Broker
 	server    *gateway.Server
@@ -122,6 +126,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	defer hs.Close()
 	handlers := hs.handlers
 	r.reload = hs.reload
+
+	// The admin API comes up before the device listeners, so that probes
+	// see the gateway not ready (rather than not there) until they are.
+	stopAdmin, err := startAdmin(cfg, srv, br, hs, log, r)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 
 	failed := make(chan error, len(cfg.Listeners))
 	var lnWG sync.WaitGroup
@@ -288,14 +300,16 @@ type handlerSet struct {
 	dataDir  string
 	cache    wazero.CompilationCache
 	handlers map[string]gateway.Handler
+	infos    []admin.Handler // what the admin API shows of each
 	wasm     []*wasmhost.Handler
 	closers  []io.Closer
 }
 
 func newHandlerSet(cfg *config.Config, log *slog.Logger) (*handlerSet, error) {
 	hs := &handlerSet{log: log, dataDir: cfg.Node.DataDir, handlers: make(map[string]gateway.Handler)}
-	for name, hc := range cfg.Handlers {
-		if err := hs.add(name, hc); err != nil {
+	// In name order, so that the admin API lists them stably.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+		if err := hs.add(name, cfg.Handlers[name]); err != nil {
 			hs.Close()
 			return nil, err
 		}
@@ -327,9 +341,15 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		grpcHandler = h
 		hs.log.Info("protogate: handler", "name", name, "address", g.Address, "service", g.ServiceName, "timeout", time.Duration(g.Timeout))
 	}
+	info := admin.Handler{Name: name}
+	if rh, ok := grpcHandler.(*remote.Handler); ok {
+		info.GRPC = rh
+	}
 	w := hc.Wasm
 	if w == nil {
 		hs.handlers[name] = grpcHandler
+		info.Handler = grpcHandler
+		hs.infos = append(hs.infos, info)
 		return nil
 	}
 	wc := wasmhost.Config{
@@ -367,6 +387,8 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 	hs.closers = append(hs.closers, h)
 	hs.wasm = append(hs.wasm, h)
 	hs.handlers[name] = h
+	info.Handler, info.Wasm = h, wasmModule{h: h, module: w.Path}
+	hs.infos = append(hs.infos, info)
 	hs.log.Info("protogate: wasm handler", "name", name, "module", w.Path, "instances", h.Stats().Instances,
 		"memory_limit", w.MemoryLimit.String(), "call_timeout", time.Duration(w.CallTimeout), "fallback", grpcHandler != nil)
 	return nil

@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // startRun runs the gateway in-process with cfg and returns where it listens.
 func startRun(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	freeAdmin(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *running, 1)
 	done := make(chan error, 1)
@@ -61,6 +62,14 @@ func startRun(t *testing.T, cfg *config.Config) *running {
 		t.Fatal("gateway did not start")
 	}
 	return nil
+}
+
+// freeAdmin moves the admin API of a config on its default address to a
+// free port, so that tests can run gateways side by side.
+func freeAdmin(cfg *config.Config) {
+	if cfg.Admin.Bind == config.DefaultAdminBind {
+		cfg.Admin.Bind = "127.0.0.1:0"
+	}
 }
 
 // lineClient is a linepubsub device.
