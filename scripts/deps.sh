@@ -6,7 +6,8 @@
 # gateway/listener: libcoap3-bin (coap-client-gnutls, coap-client-openssl)
 # and openssl (s_client); and chromium-headless-shell (with fonts-liberation,
 # a recommendation that --no-install-recommends leaves out) for the dashboard
-# tests in admin/, unless a Chromium or Chrome is there already. It needs root
+# tests in admin/, unless a Chromium or Chrome is there already; and prometheus
+# for promtool, which checks the /metrics scrape. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 { command -v coap-client-gnutls && command -v coap-client-openssl; } >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
+command -v promtool >/dev/null || need+=(prometheus)
 # The names admin/internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

@@ -56,6 +56,7 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	useTLS := ac.TLS != nil
 	if t := ac.TLS; t != nil {
 		tc, err := t.TLSConfig()
 		if err != nil {
@@ -73,7 +74,7 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 	go func() {
 		defer wg.Done()
 		var err error
-		if hsrv.TLSConfig != nil {
+		if useTLS {
 			err = hsrv.ServeTLS(ln, "", "")
 		} else {
 			err = hsrv.Serve(ln)
@@ -83,7 +84,7 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 		}
 	}()
 	scheme := "http"
-	if hsrv.TLSConfig != nil {
+	if useTLS {
 		scheme = "https"
 	}
 	log.Info("protogate: admin API listening", "url", scheme+"://"+ln.Addr().String()+"/", "api_keys", len(keys))

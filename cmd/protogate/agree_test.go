@@ -531,3 +531,24 @@ listeners:
 	runRefuses(t, mustParse(t, withGRPC), "adapter.bind: listen tcp "+held.Addr().String()+": ")
 	runRefuses(t, mustParse(t, withGRPC), "set adapter.bind to a free host:port")
 }
+
+// TestAgreeAdminBind: an admin address that validates but is taken fails
+// run with the key's name; an empty one turns the admin API off.
+func TestAgreeAdminBind(t *testing.T) {
+	p := startProbe(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	body := gatewayYAML(p, `admin: {bind: "`+taken.Addr().String()+`"}`)
+	if code, out := validateYAML(t, body); code != 0 {
+		t.Fatalf("validate: %d %s", code, out)
+	}
+	runRefuses(t, mustParse(t, body), "admin.bind")
+
+	r := startRun(t, mustParse(t, gatewayYAML(p, `admin: {bind: ""}`)))
+	if r.admin != nil {
+		t.Errorf("admin API at %v with an empty bind", r.admin)
+	}
+}
