@@ -91,18 +91,19 @@ type WasmModule interface {
 
 // WasmStatus is a snapshot of a Wasm handler.
 type WasmStatus struct {
-	Module       string    // path, or builtin:name
-	Version      int       // generation of the current version; 0 if none loaded
-	SHA256       string    // prefix of the current version's digest
-	Instances    int       // live instances of the current version
-	Versions     int       // versions still serving connections
-	Faults       int       // faults of the current version
-	Broken       bool      // the current version tripped its breaker
-	LastFault    string    // the last fault's text
-	LastFaultAt  time.Time // when it happened
-	LastError    string    // why the last load failed
-	Reloads      uint64    // reloads that succeeded
-	ReloadErrors uint64    // reloads that failed
+	Module       string            // path, or builtin:name
+	Version      int               // generation of the current version; 0 if none loaded
+	SHA256       string            // prefix of the current version's digest
+	Instances    int               // live instances of the current version
+	Versions     int               // versions still serving connections
+	Faults       int               // faults of the current version
+	FaultsByKind map[string]uint64 // faults of every version since start, by kind
+	Broken       bool              // the current version tripped its breaker
+	LastFault    string            // the last fault's text
+	LastFaultAt  time.Time         // when it happened
+	LastError    string            // why the last load failed
+	Reloads      uint64            // reloads that succeeded
+	ReloadErrors uint64            // reloads that failed
 }
 
 // GRPCChannel is a remote gRPC handler, as the API sees it (gateway/remote's

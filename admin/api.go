@@ -196,18 +196,19 @@ type grpcJSON struct {
 }
 
 type wasmJSON struct {
-	Module       string  `json:"module"`
-	Version      int     `json:"version"`
-	SHA256       string  `json:"sha256"`
-	Instances    int     `json:"instances"`
-	Versions     int     `json:"versions"`
-	Faults       int     `json:"faults"`
-	Breaker      string  `json:"breaker"`
-	LastFault    string  `json:"last_fault"`
-	LastFaultAt  *string `json:"last_fault_at"`
-	LastError    string  `json:"last_error"`
-	Reloads      uint64  `json:"reloads"`
-	ReloadErrors uint64  `json:"reload_errors"`
+	Module       string            `json:"module"`
+	Version      int               `json:"version"`
+	SHA256       string            `json:"sha256"`
+	Instances    int               `json:"instances"`
+	Versions     int               `json:"versions"`
+	Faults       int               `json:"faults"`
+	FaultsByKind map[string]uint64 `json:"faults_by_kind"`
+	Breaker      string            `json:"breaker"`
+	LastFault    string            `json:"last_fault"`
+	LastFaultAt  *string           `json:"last_fault_at"`
+	LastError    string            `json:"last_error"`
+	Reloads      uint64            `json:"reloads"`
+	ReloadErrors uint64            `json:"reload_errors"`
 }
 
 type callbacksJSON struct {
@@ -239,7 +240,7 @@ func (s *Server) handlerView(h *Handler, lstats []gateway.ListenerStats) handler
 	if m := h.Wasm; m != nil {
 		st := m.WasmStatus()
 		wj := &wasmJSON{Module: st.Module, Version: st.Version, SHA256: st.SHA256, Instances: st.Instances,
-			Versions: st.Versions, Faults: st.Faults, Breaker: "closed", LastFault: st.LastFault,
+			Versions: st.Versions, Faults: st.Faults, FaultsByKind: st.FaultsByKind, Breaker: "closed", LastFault: st.LastFault,
 			LastError: st.LastError, Reloads: st.Reloads, ReloadErrors: st.ReloadErrors}
 		if st.Broken {
 			wj.Breaker = "open"

@@ -52,6 +52,8 @@ var (
 	mWasmInfo   = desc("wasm_module_info", "The Wasm module version serving new connections; always 1.", "handler", "version", "sha256")
 	mWasmInst   = desc("wasm_instances", "Live instances of the current Wasm module version.", "handler")
 	mWasmFaults = desc("wasm_version_faults", "Faults of the current Wasm module version.", "handler")
+	mWasmFaultK = desc("wasm_faults_total", "Wasm instance faults of every module version, by kind.", "handler", "kind")
+	mTakeovers  = desc("clientid_takeovers_total", "Connections closed because another one authenticated with their client id.")
 	mWasmBreak  = desc("wasm_breaker_open", "1 when the current Wasm module version tripped its breaker.", "handler")
 	mWasmReload = desc("wasm_reloads_total", "Wasm module reloads, by result.", "handler", "result")
 
@@ -73,7 +75,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuildInfo, mStartTime, mReady, mConns, mClients, mMaxConns, mListenerUp,
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
 		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
-		mWasmFaults, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
+		mWasmFaults, mWasmFaultK, mTakeovers, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
 		mNATSInB, mNATSOutB, mNATSSlow} {
 		ch <- d
 	}
@@ -161,6 +163,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(mWasmInst, float64(st.Instances), h.Name)
 			gauge(mWasmFaults, float64(st.Faults), h.Name)
+			for kind, n := range st.FaultsByKind {
+				counter(mWasmFaultK, n, h.Name, kind)
+			}
 			gauge(mWasmBreak, b2f(st.Broken), h.Name)
 			counter(mWasmReload, st.Reloads, h.Name, "ok")
 			counter(mWasmReload, st.ReloadErrors, h.Name, "error")
@@ -174,6 +179,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(mPanics, g.Panics())
+	counter(mTakeovers, g.Takeovers())
 
 	if s.cfg.Broker != nil {
 		gauge(mNATSConns, float64(bs.Connections))

@@ -199,9 +199,10 @@ type Server struct {
 
 	wg sync.WaitGroup // every goroutine the server starts
 
-	calls   [len(CallNames)][len(codes)]atomic.Uint64 // handler calls by call and result code
-	dropped atomic.Uint64                             // deliveries dropped because a queue was full
-	panics  atomic.Uint64                             // handler callbacks that panicked
+	calls     [len(CallNames)][len(codes)]atomic.Uint64 // handler calls by call and result code
+	dropped   atomic.Uint64                             // deliveries dropped because a queue was full
+	panics    atomic.Uint64                             // handler callbacks that panicked
+	takeovers atomic.Uint64                             // connections discarded for their client id
 
 	bufOnce sync.Once
 	bufs    sync.Pool // read buffers of raw sockets (*rawRead)
@@ -406,6 +407,10 @@ func (s *Server) NumConns() int { return int(s.nconns.Load()) }
 // subscriber's queue was full (see Options.MaxDeliveryWait).
 func (s *Server) Dropped() uint64 { return s.dropped.Load() }
 
+// Takeovers returns how many connections were closed because another one
+// authenticated with their client id (ReasonDiscarded).
+func (s *Server) Takeovers() uint64 { return s.takeovers.Load() }
+
 // Panics returns how many panics of handler callbacks and authenticators
 // the server recovered. Each cost only the connection it happened on.
 func (s *Server) Panics() uint64 { return s.panics.Load() }
@@ -524,6 +529,9 @@ func (s *Server) claimClientID(id string, c *Conn) *Conn {
 	s.clients[id] = c
 	if old == c {
 		return nil
+	}
+	if old != nil {
+		s.takeovers.Add(1)
 	}
 	return old
 }

@@ -214,16 +214,17 @@ func TestFaultsAreContained(t *testing.T) {
 	for _, tc := range []struct {
 		cmd  string
 		want string // in the close reason
+		kind string // of the fault
 	}{
-		{"panic", "panic: "},
-		{"loop", "call_timeout"},
-		{"nap 3600000", "call_timeout"},
-		{"bomb", "out of memory"},
-		{"badptr", "outside linear memory"},
-		{"badlen", "outside linear memory"},
-		{"status", "not an ABI v1 status"},
+		{"panic", "panic: ", wasmhost.FaultTrap},
+		{"loop", "call_timeout", wasmhost.FaultDeadline},
+		{"nap 3600000", "call_timeout", wasmhost.FaultDeadline},
+		{"bomb", "out of memory", wasmhost.FaultTrap},
+		{"badptr", "outside linear memory", wasmhost.FaultABI},
+		{"badlen", "outside linear memory", wasmhost.FaultABI},
+		{"status", "not an ABI v1 status", wasmhost.FaultABI},
 		// Not the guest: a bug in the host's own Go code.
-		{"hostpanic", "panic in the host"},
+		{"hostpanic", "panic in the host", wasmhost.FaultHostPanic},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			if tc.cmd == "hostpanic" {
@@ -263,7 +264,10 @@ func TestFaultsAreContained(t *testing.T) {
 			b1.echo("still here")
 			b2.echo("me too")
 			// A replacement comes up and takes new connections.
-			waitStats(t, r.h, "a replacement instance", func(s wasmhost.Stats) bool { return s.Instances == 2 && s.Faults == 1 })
+			s := waitStats(t, r.h, "a replacement instance", func(s wasmhost.Stats) bool { return s.Instances == 2 && s.Faults == 1 })
+			if f := s.LastFault; f == nil || f.Kind != tc.kind || !strings.Contains(f.Err, tc.want) || s.FaultsByKind[tc.kind] != 1 {
+				t.Errorf("last fault %+v, by kind %v; want one %s fault", f, s.FaultsByKind, tc.kind)
+			}
 			for range 3 {
 				r.dial(t).echo("fresh")
 			}

@@ -118,8 +118,9 @@ type Handler struct {
 	refusedLog atomic.Int64 // unix nanos of the last "refused" log line
 
 	lastFault  atomic.Pointer[Fault]
-	reloads    atomic.Uint64 // Reload calls that succeeded
-	reloadErrs atomic.Uint64 // Reload calls that failed
+	faultKinds [len(FaultKinds)]atomic.Uint64 // faults of every version, by kind
+	reloads    atomic.Uint64                  // Reload calls that succeeded
+	reloadErrs atomic.Uint64                  // Reload calls that failed
 
 	wdMu  sync.Mutex             // guards wdSet
 	wdSet map[*instance]struct{} // instances the watchdog looks after
@@ -388,20 +389,24 @@ func (h *Handler) goBackground(f func()) bool {
 type Fault struct {
 	Time    time.Time
 	Version int    // the module version that faulted
+	Kind    string // one of FaultKinds
 	Err     string // what happened
 }
 
 // Stats is a snapshot of a Handler, for monitoring and tests.
 type Stats struct {
-	Module       string // the module's path, or "" for a module given as bytes
-	Version      int    // generation of the current module version; 0 if none
-	SHA256       string // prefix of the current module's digest
-	Broken       bool   // the current version tripped its breaker
-	Instances    int    // live instances of the current version
-	Faults       int    // faults of the current version
-	Versions     int    // versions still serving connections
-	LastError    string // why the last load failed, if it did
-	LastFault    *Fault // the last fault of any version, if any
+	Module    string // the module's path, or "" for a module given as bytes
+	Version   int    // generation of the current module version; 0 if none
+	SHA256    string // prefix of the current module's digest
+	Broken    bool   // the current version tripped its breaker
+	Instances int    // live instances of the current version
+	Faults    int    // faults of the current version
+	Versions  int    // versions still serving connections
+	LastError string // why the last load failed, if it did
+	LastFault *Fault // the last fault of any version, if any
+	// FaultsByKind counts the faults of every version since the handler
+	// started, by kind (FaultKinds).
+	FaultsByKind map[string]uint64
 	Reloads      uint64 // Reload calls (SIGHUP, file change, API) that succeeded
 	ReloadErrors uint64 // Reload calls that failed
 }
@@ -409,7 +414,11 @@ type Stats struct {
 // Stats returns a snapshot of h.
 func (h *Handler) Stats() Stats {
 	h.mu.Lock()
-	s := Stats{Module: h.cfg.Path, LastFault: h.lastFault.Load(), Reloads: h.reloads.Load(), ReloadErrors: h.reloadErrs.Load()}
+	s := Stats{Module: h.cfg.Path, LastFault: h.lastFault.Load(), Reloads: h.reloads.Load(), ReloadErrors: h.reloadErrs.Load(),
+		FaultsByKind: make(map[string]uint64, len(FaultKinds))}
+	for i, k := range FaultKinds {
+		s.FaultsByKind[k] = h.faultKinds[i].Load()
+	}
 	for _, v := range h.versions {
 		if !v.isClosed() {
 			s.Versions++

@@ -132,7 +132,7 @@ func (v *version) newInstance() (*instance, error) {
 		h.unwatchInstance(in)
 		in.cancel()
 		if timedOut {
-			return nil, fmt.Errorf("%w: instantiate: the start function ran past call_timeout %v", errFault, h.cfg.InitTimeout)
+			return nil, fmt.Errorf("%w: instantiate: the start function ran past call_timeout %v", faultError{FaultDeadline}, h.cfg.InitTimeout)
 		}
 		return nil, fmt.Errorf("instantiate: %w%s", err, in.out.tail())
 	}
@@ -240,10 +240,36 @@ func (in *instance) nanosleep(ns int64) {
 // guest's answer.
 var errFault error = faultError{}
 
-type faultError struct{}
+// faultError is errFault with the fault's kind (FaultKinds).
+type faultError struct{ kind string }
 
-func (faultError) Error() string        { return "wasm fault" }
-func (faultError) Is(target error) bool { return target == gateway.ErrHandlerFault }
+func (faultError) Error() string { return "wasm fault" }
+
+// Is makes every faultError an errFault and a gateway.ErrHandlerFault.
+func (faultError) Is(target error) bool {
+	_, ok := target.(faultError)
+	return ok || target == gateway.ErrHandlerFault
+}
+
+// The kinds of faults, as counted in Stats.FaultsByKind.
+const (
+	FaultDeadline  = "deadline"   // a call ran past call_timeout
+	FaultTrap      = "trap"       // the guest trapped: unreachable, out of bounds, stack overflow, ...
+	FaultABI       = "abi"        // the guest broke the ABI: a bad status, pointer or length
+	FaultHostPanic = "host_panic" // a host function panicked on what the guest passed
+)
+
+// FaultKinds lists every kind of fault.
+var FaultKinds = [...]string{FaultDeadline, FaultTrap, FaultABI, FaultHostPanic}
+
+// faultKind returns the kind of a fault error; FaultTrap if it names none.
+func faultKind(err error) string {
+	var fe faultError
+	if errors.As(err, &fe) && fe.kind != "" {
+		return fe.kind
+	}
+	return FaultTrap
+}
 
 // callRawLocked calls f with up to three parameters under a deadline and
 // returns its first result. An error (wrapping errFault) means the instance
@@ -256,11 +282,11 @@ func (in *instance) callRawLocked(f api.Function, name string, timeout time.Dura
 	timedOut := in.endCallLocked(seq)
 	switch {
 	case timedOut:
-		return 0, fmt.Errorf("%w: %s ran past call_timeout %v", errFault, name, timeout)
+		return 0, fmt.Errorf("%w: %s ran past call_timeout %v", faultError{FaultDeadline}, name, timeout)
 	case in.fault != "":
-		return 0, fmt.Errorf("%w: %s: %s", errFault, name, in.fault)
+		return 0, fmt.Errorf("%w: %s: %s", faultError{FaultABI}, name, in.fault)
 	case err != nil:
-		return 0, fmt.Errorf("%w: %s: %s%s", errFault, name, describeTrap(err), in.out.tail())
+		return 0, fmt.Errorf("%w: %s: %s%s", faultError{FaultTrap}, name, describeTrap(err), in.out.tail())
 	}
 	return in.stack[0], nil
 }
@@ -288,7 +314,7 @@ func (in *instance) callLocked(f api.Function, name string, timeout time.Duratio
 	}
 	st := abi.Status(int32(uint32(r)))
 	if !st.Valid() {
-		return 0, fmt.Errorf("%w: %s returned %d, not an ABI v1 status", errFault, name, int32(uint32(r)))
+		return 0, fmt.Errorf("%w: %s returned %d, not an ABI v1 status", faultError{FaultABI}, name, int32(uint32(r)))
 	}
 	return st, nil
 }
@@ -315,7 +341,13 @@ func (in *instance) faultLocked(err error) {
 		return
 	}
 	reason := "{shutdown,{wasm_fault," + err.Error() + "}}"
-	in.v.h.lastFault.Store(&Fault{Time: time.Now(), Version: in.v.gen, Err: err.Error()})
+	kind := faultKind(err)
+	in.v.h.lastFault.Store(&Fault{Time: time.Now(), Version: in.v.gen, Kind: kind, Err: err.Error()})
+	for i, k := range FaultKinds {
+		if k == kind {
+			in.v.h.faultKinds[i].Add(1)
+		}
+	}
 	in.v.h.log.Error("wasmhost: instance faulted; closing its connections", "version", in.v.gen,
 		"instance", in.id, "connections", len(in.conns), "err", err)
 	for _, c := range in.conns {
@@ -393,10 +425,10 @@ func (in *instance) inboxLocked(n int) (uint32, error) {
 	}
 	ptr := uint32(r)
 	if ptr == 0 {
-		return 0, fmt.Errorf("%w: %s(%d) returned a null pointer", errFault, abi.ExportInbox, size)
+		return 0, fmt.Errorf("%w: %s(%d) returned a null pointer", faultError{FaultABI}, abi.ExportInbox, size)
 	}
 	if end := uint64(ptr) + uint64(size); end > uint64(in.mod.Memory().Size()) {
-		return 0, fmt.Errorf("%w: %s(%d) returned %#x, past the end of memory", errFault, abi.ExportInbox, size, ptr)
+		return 0, fmt.Errorf("%w: %s(%d) returned %#x, past the end of memory", faultError{FaultABI}, abi.ExportInbox, size, ptr)
 	}
 	in.inboxPtr, in.inboxCap = ptr, size
 	return ptr, nil
@@ -418,7 +450,7 @@ func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, 
 		var ptr uint32
 		if ptr, err = in.inboxLocked(len(payload)); err == nil {
 			if !in.mod.Memory().Write(ptr, payload) {
-				err = fmt.Errorf("%w: inbox at %#x is out of memory", errFault, ptr)
+				err = fmt.Errorf("%w: inbox at %#x is out of memory", faultError{FaultABI}, ptr)
 			}
 			arg = uint64(len(payload))
 		}

@@ -152,7 +152,7 @@ func (in *instance) runSafe(cl *call) {
 		if r == nil {
 			return
 		}
-		err := fmt.Errorf("%w: panic in the host: %v", errFault, r)
+		err := fmt.Errorf("%w: panic in the host: %v", faultError{FaultHostPanic}, r)
 		in.v.h.log.Error("wasmhost: recovered a panic; discarding the instance",
 			"version", in.v.gen, "instance", in.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		in.mu.Lock()

@@ -125,7 +125,7 @@ func (m wasmModule) WasmStatus() admin.WasmStatus {
 	st := m.h.Stats()
 	ws := admin.WasmStatus{
 		Module: m.module, Version: st.Version, SHA256: st.SHA256, Instances: st.Instances,
-		Versions: st.Versions, Faults: st.Faults, Broken: st.Broken, LastError: st.LastError,
+		Versions: st.Versions, Faults: st.Faults, FaultsByKind: st.FaultsByKind, Broken: st.Broken, LastError: st.LastError,
 		Reloads: st.Reloads, ReloadErrors: st.ReloadErrors,
 	}
 	if f := st.LastFault; f != nil {
