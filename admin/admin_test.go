@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +85,7 @@ func newFixture(t *testing.T, keys map[string]authn.Password) *fixture {
 		Listeners: []Listener{{Name: "tcp", Type: "tcp", Bind: "127.0.0.1:0", Handler: "line"}},
 		Handlers:  []Handler{{Name: "line", Handler: h, GRPC: &fakeChannel{state: "READY"}}},
 		APIKeys:   keys,
+		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -338,5 +341,121 @@ func TestClose(t *testing.T) {
 	}
 	if err := f.api.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// dialClient connects a device to f's listener and authenticates it as id.
+func (f *fixture) dialClient(t *testing.T, id string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte(id + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.gw.ClientConn(id) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not authenticated", id)
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+	return c
+}
+
+func TestTraceServerSentEvents(t *testing.T) {
+	f := newFixture(t, nil)
+	dev := f.dialClient(t, "sse-1")
+	req, err := http.NewRequest("GET", f.url+"/api/v1/trace?clientid=sse-1&payload=2&duration=1m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("trace: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	dev.Write([]byte("ping"))
+	// Read the echo first: closing with it unread would reset.
+	dev.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(dev, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	var events []traceEventJSON
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			t.Fatalf("not an SSE data line: %q", line)
+		}
+		var ev traceEventJSON
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, ev)
+	}
+	var seq []string
+	for _, ev := range events {
+		seq = append(seq, ev.Kind+" "+ev.Name)
+	}
+	want := "callback on_received_bytes, call send, return on_received_bytes, callback on_socket_closed, return on_socket_closed, end closed"
+	if got := strings.Join(seq, ", "); got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if ev := events[0]; ev.Payload != "7069" || ev.Size != 4 || ev.ClientID != "sse-1" {
+		t.Errorf("first event %+v, want 4 bytes, payload 7069", ev)
+	}
+	if ev := events[len(events)-1]; ev.Reason != gateway.ReasonTCPClosed {
+		t.Errorf("end %+v, want reason %s", ev, gateway.ReasonTCPClosed)
+	}
+	if n := f.api.NumTraces(); n != 0 {
+		t.Errorf("%d traces still running", n)
+	}
+}
+
+func TestTracesAreBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	f.api.cfg.MaxTraces = 1
+	f.dialClient(t, "a")
+	f.dialClient(t, "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.url+"/api/v1/trace?clientid=a", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if r, body := f.get(t, "/api/v1/trace?clientid=b", "", ""); r.StatusCode != 429 {
+		t.Errorf("second trace: %d %s, want 429", r.StatusCode, body)
+	}
+	// A trace ends by itself after its duration.
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.api.NumTraces() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("canceled trace still counted")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+	r, err := http.Get(f.url + "/api/v1/trace?clientid=b&duration=50ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(body), `"name":"trace_duration_elapsed"`) {
+		t.Errorf("short trace: %s", body)
 	}
 }
