@@ -19,6 +19,7 @@ const (
 	ReasonIdleTimeout      = "{shutdown,idle_timeout}"
 	ReasonDiscarded        = "{shutdown,discarded}"
 	ReasonKicked           = "{shutdown,kicked}"
+	ReasonExpired          = "{shutdown,expired}" // the credentials' expire_at passed
 )
 
 // wakeLocked returns a channel that is closed when the connection stops
@@ -40,6 +41,9 @@ func (c *Conn) closingLocked(reason string) {
 	c.reason = reason
 	if c.timer != nil {
 		c.timer.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
 	if c.wake != nil {
 		close(c.wake)

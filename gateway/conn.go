@@ -92,6 +92,10 @@ type Conn struct {
 	protoName, protoVer string
 	connectedAt         time.Time // when Authenticate succeeded
 
+	identity   *Identity   // what authentication established; guarded by mu
+	expiry     *time.Timer // closes the connection at identity.ExpireAt; guarded by mu
+	authzCache authzCache
+
 	// Traffic of this connection, also counted per listener.
 	traffic
 	dropped atomic.Uint64 // deliveries dropped while it was slow

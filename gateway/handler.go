@@ -113,12 +113,6 @@ type Message struct {
 	Timestamp int64 // milliseconds since the Unix epoch
 }
 
-// Authenticator checks a client's credentials. A nil Authenticator on the
-// Server allows every client. Implementations must be safe for concurrent use.
-type Authenticator interface {
-	Authenticate(ctx context.Context, ci *ClientInfo, password string) error
-}
-
 // PubSub is the pub/sub port of the gateway; gateway/broker implements it on
 // an embedded NATS server. Topics are MQTT-style and already carry the
 // connection's mountpoint. Implementations must be safe for concurrent use.

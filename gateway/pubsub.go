@@ -41,8 +41,19 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.authing = true
 	c.mu.Unlock()
 
-	if a := c.srv.opts.Authenticator; a != nil && !c.l.DisableAuthn {
-		if err := c.authenticate(ctx, a, ci, password); err != nil {
+	var id *Identity
+	a := c.srv.opts.Authenticator
+	if c.l.Authenticator != nil {
+		a = c.l.Authenticator
+	}
+	if a != nil && !c.l.DisableAuthn {
+		req := &AuthRequest{Client: *ci, Password: password, Peer: c.info.Peer, Listener: c.l.Name, PeerCert: c.info.PeerCert}
+		var err error
+		if id, err = c.authenticate(ctx, a, req); err == nil && id != nil && !id.ExpireAt.IsZero() && !time.Now().Before(id.ExpireAt) {
+			err = Errorf(CodePermissionDeny, "gateway: credentials expired at %s", id.ExpireAt.UTC().Format(time.RFC3339))
+		}
+		if err != nil {
+			c.srv.authnDeny.Add(1)
 			c.mu.Lock()
 			c.authing = false
 			c.mu.Unlock()
@@ -51,6 +62,7 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 			}
 			return err
 		}
+		c.srv.authnAllow.Add(1)
 	}
 	mp := topic.ExpandMountpoint(c.l.Mountpoint, ci.ClientID, ci.Username)
 	old := c.srv.claimClientID(ci.ClientID, c)
@@ -71,6 +83,10 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.username = ci.Username
 	c.protoName, c.protoVer = ci.ProtoName, ci.ProtoVer
 	c.connectedAt = time.Now()
+	c.identity = id
+	if id != nil && !id.ExpireAt.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(id.ExpireAt), func() { c.closeWith(ReasonExpired) })
+	}
 	c.mountpoint = mp
 	c.mu.Unlock()
 	return nil
@@ -79,13 +95,13 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 // authenticate runs the Authenticator. A panic in it (a bug of an authn
 // back end, possibly triggered by what a device sent) denies this client
 // instead of ending the process: the call fails closed.
-func (c *Conn) authenticate(ctx context.Context, a Authenticator, ci *ClientInfo, password string) (err error) {
+func (c *Conn) authenticate(ctx context.Context, a Authenticator, req *AuthRequest) (id *Identity, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = c.srv.handlerPanicked(c, "authenticate", r)
+			id, err = nil, c.srv.handlerPanicked(c, "authenticate", r)
 		}
 	}()
-	return a.Authenticate(ctx, ci, password)
+	return a.Authenticate(ctx, req)
 }
 
 // pubsubState returns the mountpoint and client id for a pub/sub call, or
@@ -129,6 +145,9 @@ func (c *Conn) Publish(t string, qos uint32, payload []byte) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := c.authorize(c.srv.ctx, ActionPublish, t, uint8(qos)); err != nil {
+		return err
+	}
 	c.published.Store(true)
 	err = c.srv.opts.PubSub.Publish(&Message{
 		QoS:     uint8(qos),
@@ -153,6 +172,9 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) (err er
 	}
 	mp, _, err := c.pubsubState()
 	if err != nil {
+		return err
+	}
+	if err := c.authorize(ctx, ActionSubscribe, filter, uint8(qos)); err != nil {
 		return err
 	}
 	c.subMu.Lock()

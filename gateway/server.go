@@ -45,6 +45,13 @@ type Options struct {
 	// Authenticator checks credentials in Authenticate. Default: nil, which
 	// allows every client.
 	Authenticator Authenticator
+	// Authorizer decides each Publish and Subscribe of an authenticated
+	// connection, and RawPublish (as client id "exproto"). Default: nil,
+	// which allows everything.
+	Authorizer Authorizer
+	// AuthzCache configures the per-connection cache of the Authorizer's
+	// answers. Default: none.
+	AuthzCache AuthzCache
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// WriteTimeout bounds one socket write of Send; a write that cannot
@@ -92,8 +99,12 @@ type Listener struct {
 	// subscribes to. ${clientid} and ${username} are replaced at
 	// Authenticate.
 	Mountpoint string
-	// DisableAuthn skips the Server's Authenticator for this listener.
+	// DisableAuthn skips authentication for this listener: Authenticate
+	// registers any client id.
 	DisableAuthn bool
+	// Authenticator replaces the Server's for this listener. Default: nil,
+	// the Server's.
+	Authenticator Authenticator
 
 	// MaxConnections refuses connections beyond this many at once.
 	// Default: 0, no limit.
@@ -203,6 +214,11 @@ type Server struct {
 	dropped   atomic.Uint64                             // deliveries dropped because a queue was full
 	panics    atomic.Uint64                             // handler callbacks that panicked
 	takeovers atomic.Uint64                             // connections discarded for their client id
+
+	authz      authzStats
+	denyLog    logLimiter
+	authnAllow atomic.Uint64
+	authnDeny  atomic.Uint64
 
 	bufOnce sync.Once
 	bufs    sync.Pool // read buffers of raw sockets (*rawRead)
@@ -426,8 +442,14 @@ func (s *Server) handlerPanicked(c *Conn, callback string, r any) error {
 	return fmt.Errorf("panic: %v", r)
 }
 
-// RawPublish publishes without a connection: no mountpoint, no
-// authorization, From "exproto", as ExProto's RawPublish.
+// RawPublisher is the client id of RawPublish's messages, and the identity
+// its authorization is asked for.
+const RawPublisher = "exproto"
+
+// RawPublish publishes without a connection: no mountpoint, From
+// RawPublisher, as ExProto's RawPublish. It is authorized as a client
+// with client id RawPublisher, no username and no privileges, so rules
+// for that client id govern what handlers may publish this way.
 func (s *Server) RawPublish(topic string, qos uint32, payload []byte) (err error) {
 	defer func() { s.calls[callRawPublish][codeIndex(err)].Add(1) }()
 	if topic == "" {
@@ -439,7 +461,10 @@ func (s *Server) RawPublish(topic string, qos uint32, payload []byte) (err error
 	if s.opts.PubSub == nil {
 		return ErrNoPubSub
 	}
-	return s.opts.PubSub.Publish(&Message{QoS: uint8(qos), From: "exproto", Topic: topic, Payload: payload})
+	if err := s.authorizeRaw(topic, uint8(qos)); err != nil {
+		return err
+	}
+	return s.opts.PubSub.Publish(&Message{QoS: uint8(qos), From: RawPublisher, Topic: topic, Payload: payload})
 }
 
 // ReasonShutdown is the close reason handlers see when the gateway shuts down.

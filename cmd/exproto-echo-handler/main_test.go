@@ -56,8 +56,8 @@ func (r *recorder) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *g
 // denyAll refuses every client.
 type denyAll struct{}
 
-func (denyAll) Authenticate(context.Context, *gateway.ClientInfo, string) error {
-	return errors.New("denied")
+func (denyAll) Authenticate(context.Context, *gateway.AuthRequest) (*gateway.Identity, error) {
+	return nil, errors.New("denied")
 }
 
 // rig is a protogate gateway whose TCP listener is served by this command,

@@ -2,12 +2,11 @@
 package authn
 
 import (
-	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/protogate/protogate/gateway"
@@ -16,15 +15,6 @@ import (
 // ErrNotAuthorized is the error every refused Authenticate wraps. Its text is
 // what EMQX reported, so handlers that log it read the same.
 var ErrNotAuthorized = &gateway.Error{Code: gateway.CodePermissionDeny, Err: errors.New("authn: not_authorized")}
-
-// Static checks passwords against a fixed table, loaded from config. Each
-// entry is parsed by ParsePassword. It is safe for concurrent use.
-type Static struct {
-	byClientID bool
-	users      map[string]Password
-}
-
-var _ gateway.Authenticator = (*Static)(nil)
 
 // Password is a stored password: the password itself, or the SHA-256
 // digest of it. Make one with ParsePassword; the zero Password matches
@@ -75,29 +65,10 @@ func (p Password) Match(password string) bool {
 	return subtle.ConstantTimeCompare(got, p.value) == 1
 }
 
-// NewStatic returns a Static authenticator. With byClientID the table is
-// keyed by client id, otherwise by username. Passwords are parsed by
-// ParsePassword.
-func NewStatic(users map[string]string, byClientID bool) (*Static, error) {
-	s := &Static{byClientID: byClientID, users: make(map[string]Password, len(users))}
-	for id, stored := range users {
-		pw, err := ParsePassword(stored)
-		if err != nil {
-			return nil, fmt.Errorf("%w (user %q)", err, id)
-		}
-		s.users[id] = pw
-	}
-	return s, nil
-}
-
-// Authenticate implements gateway.Authenticator.
-func (s *Static) Authenticate(_ context.Context, ci *gateway.ClientInfo, password string) error {
-	id := ci.Username
-	if s.byClientID {
-		id = ci.ClientID
-	}
-	if pw, ok := s.users[id]; !ok || !pw.Match(password) {
-		return ErrNotAuthorized
-	}
-	return nil
+// randomSalt returns 16 random bytes as 32 lowercase hex digits, the
+// salt EMQX makes for new users (the hex text is the salt).
+func randomSalt() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

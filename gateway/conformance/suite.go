@@ -289,11 +289,11 @@ func testBadRequests(t *testing.T, env *Env) {
 // passwordAuth accepts any client whose password is pw.
 type passwordAuth string
 
-func (p passwordAuth) Authenticate(_ context.Context, _ *gateway.ClientInfo, password string) error {
-	if password != string(p) {
-		return errors.New("not_authorized")
+func (p passwordAuth) Authenticate(_ context.Context, req *gateway.AuthRequest) (*gateway.Identity, error) {
+	if req.Password != string(p) {
+		return nil, errors.New("not_authorized")
 	}
-	return nil
+	return nil, nil
 }
 
 func testAuthnDenied(t *testing.T, env *Env) {

@@ -962,7 +962,8 @@ func verify(a *Authentication, id, password string) bool {
 	if err != nil {
 		return false
 	}
-	return st.Authenticate(context.Background(), &gateway.ClientInfo{Username: id}, password) == nil
+	_, err = st.Authenticate(context.Background(), &gateway.AuthRequest{Client: gateway.ClientInfo{Username: id}, Password: password})
+	return err == nil
 }
 
 // TestRoundTrip marshals parsed configs with yaml.v3 and parses them again.
