@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/protogate/protogate/gateway"
+	"github.com/protogate/protogate/wasmhost"
 )
 
 // The tests of openapi.json: the document must list exactly the routes the
@@ -478,6 +479,10 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 		}
 		if got, want := sortedKeys(jsonObj(prop("Listener", "closed"), "properties")), sortedCopy(gateway.CloseClasses[:]); !slices.Equal(got, want) {
 			t.Errorf("Listener.closed: %v, want the close classes %v", got, want)
+		}
+		wasmFaults := jsonObj(prop("WasmModule", "faults_by_kind"), "properties")
+		if got, want := sortedKeys(wasmFaults), sortedCopy(wasmhost.FaultKinds[:]); !slices.Equal(got, want) {
+			t.Errorf("WasmModule.faults_by_kind: %v, want the fault kinds %v", got, want)
 		}
 		var kinds []string
 		for k := gateway.TraceKind(0); k.String() != "unknown"; k++ {
