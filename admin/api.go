@@ -242,6 +242,9 @@ func (s *Server) handlerView(h *Handler, lstats []gateway.ListenerStats) handler
 		wj := &wasmJSON{Module: st.Module, Version: st.Version, SHA256: st.SHA256, Instances: st.Instances,
 			Versions: st.Versions, Faults: st.Faults, FaultsByKind: st.FaultsByKind, Breaker: "closed", LastFault: st.LastFault,
 			LastError: st.LastError, Reloads: st.Reloads, ReloadErrors: st.ReloadErrors}
+		if wj.FaultsByKind == nil {
+			wj.FaultsByKind = map[string]uint64{}
+		}
 		if st.Broken {
 			wj.Breaker = "open"
 		}

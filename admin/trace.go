@@ -89,6 +89,8 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", err.Error())
 		case errors.Is(err, gateway.ErrTraced):
 			writeError(w, http.StatusConflict, "CONFLICT", "client "+clientID+handle+" is already traced")
+		case errors.Is(err, errClosed):
+			writeError(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", err.Error())
 		default:
 			notFound(w, "no such client connected: "+clientID+handle)
 		}
@@ -161,14 +163,17 @@ func (s *Server) traceView(c *gateway.Conn, ev *gateway.TraceEvent, t *gateway.T
 	return tj
 }
 
-var errTooManyTraces = errors.New("admin: too many traces running")
+var (
+	errTooManyTraces = errors.New("admin: too many traces running")
+	errClosed        = errors.New("admin: shutting down")
+)
 
 // startTrace starts a trace of c, within MaxTraces.
 func (s *Server) startTrace(c *gateway.Conn, payload int) (*gateway.Trace, error) {
 	s.traceMu.Lock()
 	defer s.traceMu.Unlock()
 	if s.closed {
-		return nil, errors.New("admin: closed")
+		return nil, errClosed
 	}
 	if len(s.traces) >= s.cfg.MaxTraces {
 		return nil, fmt.Errorf("%w: %d at most; stop one first", errTooManyTraces, s.cfg.MaxTraces)
