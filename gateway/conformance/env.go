@@ -77,6 +77,7 @@ type envOptions struct {
 	mountpoint   string
 	idle         time.Duration
 	auth         gateway.Authenticator
+	authz        gateway.Authorizer
 	disableAuthn bool
 	maxPayload   int
 	clientCert   bool
@@ -154,7 +155,7 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 	}
 	t.Cleanup(nc.Close)
 
-	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: o.auth, Logger: log, MaxPendingMessages: o.maxPending})
+	srv := gateway.New(gateway.Options{PubSub: br, Authenticator: o.auth, Authorizer: o.authz, Logger: log, MaxPendingMessages: o.maxPending})
 	env := &Env{Server: srv, Broker: br, Logger: log, NATS: nc, Type: typ, backend: b}
 
 	env.Rec = newRecorder(b.Handler(t, env))

@@ -56,6 +56,7 @@ var cases = []testCase{
 	{name: "AnswersArriveByteExact", run: testAnswerBytes},
 	{name: "StaleHandle", run: testStaleHandle},
 	{name: "ShutdownClosesEveryConnection", run: testShutdown},
+	{name: "AuthzDenied", opts: envOptions{authz: okOnly(), mountpoint: "m/"}, run: testAuthzDenied},
 	{name: "AdminClients", run: testAdminClients},
 	{name: "AdminKick", run: testAdminKick},
 	{name: "AdminSubscriptions", opts: envOptions{mountpoint: "ct/${clientid}/"}, run: testAdminSubscriptions},
