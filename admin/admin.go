@@ -43,6 +43,9 @@ type Config struct {
 	APIKeys map[string]authn.Password
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// AuthnStats returns the authenticators' results, by authenticator
+	// and result; nil leaves them out of the metrics.
+	AuthnStats func() map[string]map[string]uint64
 	// MaxTraces bounds the traces running at once. Default: 4.
 	MaxTraces int
 	// MaxTraceDuration caps a trace's duration. Default: 1h.

@@ -53,6 +53,9 @@ var (
 	mWasmInst   = desc("wasm_instances", "Live instances of the current Wasm module version.", "handler")
 	mWasmFaults = desc("wasm_version_faults", "Faults of the current Wasm module version.", "handler")
 	mWasmFaultK = desc("wasm_faults_total", "Wasm instance faults of every module version, by kind.", "handler", "kind")
+	mAuthn      = desc("authn_total", "Authentication answers, by authenticator and result (allow, deny, ignore, error).", "authenticator", "result")
+	mAuthz      = desc("authz_total", "Authorization answers, by action and result.", "action", "result")
+	mAuthzHits  = desc("authz_cache_hits_total", "Authorization answers taken from a connection's cache.")
 	mTakeovers  = desc("clientid_takeovers_total", "Connections closed because another one authenticated with their client id.")
 	mWasmBreak  = desc("wasm_breaker_open", "1 when the current Wasm module version tripped its breaker.", "handler")
 	mWasmReload = desc("wasm_reloads_total", "Wasm module reloads, by result.", "handler", "result")
@@ -75,7 +78,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuildInfo, mStartTime, mReady, mConns, mClients, mMaxConns, mListenerUp,
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
 		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
-		mWasmFaults, mWasmFaultK, mTakeovers, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
+		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
 		mNATSInB, mNATSOutB, mNATSSlow} {
 		ch <- d
 	}
@@ -180,6 +183,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(mPanics, g.Panics())
 	counter(mTakeovers, g.Takeovers())
+	as := g.AuthStats()
+	for _, action := range []string{"publish", "subscribe"} {
+		counter(mAuthz, as.Allow[action], action, "allow")
+		counter(mAuthz, as.Deny[action], action, "deny")
+	}
+	counter(mAuthzHits, as.CacheHits)
+	if f := s.cfg.AuthnStats; f != nil {
+		for src, results := range f() {
+			for res, n := range results {
+				counter(mAuthn, n, src, res)
+			}
+		}
+	}
 
 	if s.cfg.Broker != nil {
 		gauge(mNATSConns, float64(bs.Connections))

@@ -50,12 +50,14 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // running describes a started gateway; tests use it to find ports.
 type running struct {
-	adapter   net.Addr // nil when no handler uses gRPC
-	admin     net.Addr // nil when the admin API is off
-	listeners map[string]net.Addr
-	broker    *broker.Broker
-	server    *gateway.Server
-	reload    func() // reloads Wasm modules, as SIGHUP does
+	adapter net.Addr // nil when no handler uses gRPC
+	admin   net.Addr // nil when the admin API is off
+	// authnStats counts the authenticators' results.
+	authnStats *authn.Stats
+	listeners  map[string]net.Addr
+	broker     *broker.Broker
+	server     *gateway.Server
+	reload     func() // reloads Wasm modules, as SIGHUP does
 }
 
 // run starts everything cfg describes, calls ready (if not nil) once every
@@ -91,22 +93,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		log.Info("protogate: mqtt listening", "addr", a)
 	}
 
-	var auth gateway.Authenticator
-	if a := cfg.Authentication; a != nil {
-		st, err := authn.NewStatic(a.Users, a.UserIDType == config.UserIDClientID)
-		if err != nil {
-			return err
-		}
-		auth = st
+	authnStats := new(authn.Stats)
+	auth, err := cfg.Authenticator(authnStats)
+	if err != nil {
+		return err
+	}
+	authz, authzCache, err := cfg.Authorizer()
+	if err != nil {
+		return err
 	}
 	srv := gateway.New(gateway.Options{
 		PubSub:             br,
 		Authenticator:      auth,
+		Authorizer:         authz,
+		AuthzCache:         authzCache,
 		Logger:             log,
 		MaxPendingMessages: cfg.Gateway.MaxPendingMessages,
 		MaxDeliveryWait:    time.Duration(cfg.Gateway.MaxDeliveryWait),
 	})
-	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv}
+	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv, authnStats: authnStats}
 
 	// The ConnectionAdapter comes up before any device can connect, and
 	// only if a handler may call it: a Wasm-only gateway opens no port for

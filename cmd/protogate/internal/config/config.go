@@ -127,10 +127,21 @@ type Config struct {
 	// Gateway holds defaults inherited by every listener. Default: see
 	// Gateway.
 	Gateway Gateway `yaml:"gateway"`
-	// Authentication is the built-in user database. Nil when the
-	// "authentication" key is absent (or null): then every client is
-	// allowed. Default: nil.
+	// SecurityProfile is EMQX's security profile: legacy or hardened. In
+	// hardened, a failing authentication or authorization backend denies
+	// (legacy: it is skipped), no authentication configured denies every
+	// client (legacy: allows), and authorization.no_match defaults to
+	// deny (legacy: allow). Default: legacy.
+	SecurityProfile string `yaml:"security_profile"`
+	// Authentication is the authenticator chain: a list of
+	// authenticators tried in order (the first allow or deny decides), or
+	// the built-in user database alone as a mapping (user_id_type, users).
+	// Nil when the "authentication" key is absent (or null): then every
+	// client is allowed (legacy profile). Default: nil.
 	Authentication *Authentication `yaml:"authentication,omitempty"`
+	// Authorization decides what authenticated clients may publish and
+	// subscribe to. Nil when absent: everything is allowed. Default: nil.
+	Authorization *Authorization `yaml:"authorization,omitempty"`
 	// Handlers maps a handler name (letters, digits, '_', '.', '-') to the
 	// handler that implements the protocol. At least one is required.
 	// Default: none.
@@ -303,9 +314,138 @@ type Authentication struct {
 	UserIDType string `yaml:"user_id_type"`
 	// Users maps a user id to its password: either the password in plain
 	// text, or "sha256:" (any case) followed by the 64 hex digits of the
-	// SHA-256 digest of the password (read by authn.ParsePassword). At
-	// least one user is required. Default: none.
+	// SHA-256 digest of the password (read by authn.ParsePassword).
+	// Default: none.
 	Users map[string]string `yaml:"users"`
+	// Chain lists the authenticators tried after Users, in order; written
+	// as the list form of authentication. Default: none.
+	Chain []Authenticator `yaml:"chain"`
+}
+
+func (*Authentication) listField() string { return "chain" }
+
+// Authenticator types (Authenticator.Type).
+const (
+	AuthnBuiltinDatabase = "built_in_database"
+)
+
+// Authenticator is one authenticator of the chain.
+type Authenticator struct {
+	// Type is built_in_database. Required. Default: none.
+	Type string `yaml:"type"`
+	// UserIDType (built_in_database) is username or clientid. Default:
+	// username.
+	UserIDType string `yaml:"user_id_type"`
+	// PasswordHashAlgorithm (built_in_database) says how passwords are
+	// stored, as EMQX's. Default: sha256 with a prefix salt.
+	PasswordHashAlgorithm HashAlgorithm `yaml:"password_hash_algorithm"`
+	// Users (built_in_database) are the users. Default: none.
+	Users []User `yaml:"users"`
+	// UsersFile (built_in_database) is a users file in EMQX's export
+	// formats: .json (an array of objects) or .csv (with a header line),
+	// each user with user_id, password_hash and salt (or password in
+	// plain text) and is_superuser. Default: none.
+	UsersFile string `yaml:"users_file"`
+}
+
+// HashAlgorithm is EMQX's password_hash_algorithm.
+type HashAlgorithm struct {
+	// Name is plain, md5, sha, sha256, sha512, bcrypt or pbkdf2.
+	// Default: sha256.
+	Name string `yaml:"name"`
+	// SaltPosition is prefix, suffix or disable (plain and the digests).
+	// Default: prefix.
+	SaltPosition string `yaml:"salt_position"`
+	// SaltRounds is bcrypt's cost for passwords given in plain text, 5
+	// to 10. Default: 10.
+	SaltRounds int `yaml:"salt_rounds"`
+	// MacFun is pbkdf2's hash: sha, sha224, sha256, sha384 or sha512.
+	// Default: none (required for pbkdf2).
+	MacFun string `yaml:"mac_fun"`
+	// Iterations is pbkdf2's iteration count. Default: none (required
+	// for pbkdf2).
+	Iterations int `yaml:"iterations"`
+	// DKLength is pbkdf2's derived key length in bytes. Default: 0, the
+	// hash's size.
+	DKLength int `yaml:"dk_length"`
+}
+
+// User is one user of a built_in_database.
+type User struct {
+	// UserID is the username or client id. Required. Default: none.
+	UserID string `yaml:"user_id"`
+	// Password is the password in plain text, hashed at start. Give it
+	// or PasswordHash. Default: none.
+	Password string `yaml:"password"`
+	// PasswordHash is the password as the algorithm stores it (lowercase
+	// or uppercase hex for the digests, $2b$... for bcrypt). Default: none.
+	PasswordHash string `yaml:"password_hash"`
+	// Salt is the salt PasswordHash was made with. Default: none.
+	Salt string `yaml:"salt"`
+	// IsSuperuser skips authorization for this user. Default: false.
+	IsSuperuser bool `yaml:"is_superuser"`
+}
+
+// Authorization configures what clients may publish and subscribe to.
+type Authorization struct {
+	// NoMatch decides what no rule matched: allow or deny. Default: allow
+	// (legacy profile), deny (hardened).
+	NoMatch string `yaml:"no_match"`
+	// Cache keeps each connection's recent answers. Default: on, 32
+	// entries, 1m.
+	Cache AuthzCache `yaml:"cache"`
+	// Rules are EMQX's ACL rules; the first that matches decides.
+	// Default: none.
+	Rules []ACLRule `yaml:"rules"`
+}
+
+// AuthzCache is the per-connection cache of authorization answers.
+type AuthzCache struct {
+	// Enable turns the cache on. Default: true.
+	Enable bool `yaml:"enable"`
+	// MaxSize is the entries per connection, 1 to 1024. Default: 32.
+	MaxSize int `yaml:"max_size"`
+	// TTL is how long an answer is used: rules changed by a reload apply
+	// to a connection at most this late. Default: 1m.
+	TTL Duration `yaml:"ttl"`
+}
+
+// ACLRule is one authorization rule.
+type ACLRule struct {
+	// Permission is allow or deny. Required. Default: none.
+	Permission string `yaml:"permission"`
+	// Who selects the clients. Default: every client.
+	Who ACLWho `yaml:"who"`
+	// Action is publish, subscribe or all. Default: all.
+	Action string `yaml:"action"`
+	// QoS limits the rule to these QoS levels. Default: any.
+	QoS []int `yaml:"qos"`
+	// Topics are MQTT filters, with ${clientid}, ${username},
+	// ${cert_common_name} and ${client_attrs.NAME} placeholders, or
+	// "eq <filter>" for a filter a subscription must name literally.
+	// Default: every topic.
+	Topics []string `yaml:"topics"`
+}
+
+// ACLWho selects clients; every condition given must hold.
+type ACLWho struct {
+	// Username is the exact username. Default: any.
+	Username string `yaml:"username"`
+	// UsernameRE is a regular expression the username matches (RE2
+	// syntax). Default: any.
+	UsernameRE string `yaml:"username_re"`
+	// ClientID is the exact client id. Default: any.
+	ClientID string `yaml:"clientid"`
+	// ClientIDRE is a regular expression the client id matches.
+	// Default: any.
+	ClientIDRE string `yaml:"clientid_re"`
+	// IPAddr is the peer's address or CIDR range. Default: any.
+	IPAddr string `yaml:"ipaddr"`
+	// IPAddrs are more addresses or ranges; the peer is in one of them.
+	// Default: any.
+	IPAddrs []string `yaml:"ipaddrs"`
+	// Listener is the listener's name. Default: any.
+	Listener string `yaml:"listener"`
 }
 
 // Handler implements a protocol. At least one of GRPC and Wasm is set.
@@ -499,10 +639,19 @@ func (c *Config) setDefaults() {
 	c.Broker = Broker{MaxPayload: 1 * MiB, MaxBuffered: 64 * MiB}
 	c.Adapter = Adapter{Bind: "127.0.0.1:9100"}
 	c.Admin = Admin{Bind: DefaultAdminBind}
+	c.SecurityProfile = "legacy"
 	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)}
 }
 
 func (a *Authentication) setDefaults() { a.UserIDType = UserIDUsername }
+
+func (a *Authenticator) setDefaults() { a.UserIDType = UserIDUsername }
+
+func (a *Authorization) setDefaults() {
+	a.Cache = AuthzCache{Enable: true, MaxSize: 32, TTL: Duration(time.Minute)}
+}
+
+func (r *ACLRule) setDefaults() { r.Action = "all" }
 
 func (g *GRPCHandler) setDefaults() {
 	g.ServiceName = ServiceUnary

@@ -426,12 +426,13 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Node:    Node{Name: "protogate-1", DataDir: "./data"},
-		Log:     Log{Level: "info", Format: "text"},
-		Broker:  Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20, MaxBuffered: 64 * MiB},
-		Adapter: Adapter{Bind: "127.0.0.1:9100"},
-		Admin:   Admin{Bind: "127.0.0.1:18083"},
-		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
+		Node:            Node{Name: "protogate-1", DataDir: "./data"},
+		Log:             Log{Level: "info", Format: "text"},
+		Broker:          Broker{NATSListen: "", MQTTListen: "", MaxPayload: 1 << 20, MaxBuffered: 64 * MiB},
+		Adapter:         Adapter{Bind: "127.0.0.1:9100"},
+		Admin:           Admin{Bind: "127.0.0.1:18083"},
+		SecurityProfile: "legacy",
+		Gateway:         Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
 		Handlers: map[string]Handler{"h": {GRPC: &GRPCHandler{
 			Address:     "http://127.0.0.1:9001",
 			ServiceName: ServiceUnary,
@@ -893,10 +894,11 @@ func TestFullExample(t *testing.T) {
 	adapterTLS := *serverTLS
 	adapterTLS.VerifyClient = true
 	want := &Config{
-		Node:    Node{Name: "edge-gw.eu-1", DataDir: "/var/lib/protogate"},
-		Log:     Log{Level: "debug", Format: "json"},
-		Broker:  Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB, MaxBuffered: 64 * MiB},
-		Adapter: Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
+		Node:            Node{Name: "edge-gw.eu-1", DataDir: "/var/lib/protogate"},
+		Log:             Log{Level: "debug", Format: "json"},
+		Broker:          Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB, MaxBuffered: 64 * MiB},
+		Adapter:         Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
+		SecurityProfile: "legacy",
 		Admin: Admin{Bind: "0.0.0.0:18083", TLS: &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key"}, APIKeys: []APIKey{
 			{Key: "ops", Secret: "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"},
 			{Key: "ci", Secret: "s3cret"},

@@ -322,7 +322,18 @@ func newValue(t reflect.Type) reflect.Value {
 	return p
 }
 
+// listForm is implemented by config structs that may also be written as
+// a list: the list is decoded into the field whose yaml key listField
+// names, at the struct's own path (so "authentication: [...]" reads as
+// "authentication: {chain: [...]}" with errors at authentication[i]).
+type listForm interface{ listField() string }
+
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error {
+	if lf, ok := v.Addr().Interface().(listForm); ok && n.Kind == yaml.SequenceNode {
+		idx := fieldsOf(v.Type()).index[lf.listField()]
+		d.set[joinKey(path, lf.listField())] = true
+		return d.decode(n, v.Field(idx), path)
+	}
 	if n.Kind != yaml.MappingNode {
 		d.failTree(errorf(n.Line, path, "want a mapping, got %s", describe(n)), path)
 		return nil

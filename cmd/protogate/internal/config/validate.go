@@ -68,6 +68,17 @@ func (v *validator) errf(path, format string, args ...any) {
 	v.errs = append(v.errs, errorf(v.c.lineOf(path), path, format, args...))
 }
 
+// configErr records an error of a runtime builder (a *Error naming its
+// key) as the validator's own.
+func (v *validator) configErr(err error) {
+	var e *Error
+	if errors.As(err, &e) {
+		v.errf(e.Path, "%s", reason(errors.New(e.Msg)))
+		return
+	}
+	v.errs = append(v.errs, &Error{Msg: err.Error()})
+}
+
 func (v *validator) warnf(path, format string, args ...any) {
 	v.warns = append(v.warns, errorf(v.c.lineOf(path), path, format, args...))
 }
@@ -153,7 +164,7 @@ func (v *validator) run() {
 		default:
 			v.errf("authentication.user_id_type", "unknown user id type %q (want username or clientid)", a.UserIDType)
 		}
-		if len(a.Users) == 0 {
+		if len(a.Users) == 0 && len(a.Chain) == 0 {
 			v.errf("authentication.users", "at least one user is required (remove the authentication block to allow every client)")
 		}
 		for _, id := range sortedKeys(a.Users) {
@@ -166,6 +177,22 @@ func (v *validator) run() {
 			if _, err := authn.ParsePassword(a.Users[id]); err != nil {
 				v.errf(p, "%s", reason(err))
 			}
+		}
+	}
+
+	// What the gateway builds at start, built here: what validates runs.
+	if _, err := c.Profile(); err != nil {
+		v.errf("security_profile", "%s", reason(err))
+	} else {
+		if a := c.Authentication; a != nil && len(a.Chain) > 0 {
+			for i := range a.Chain {
+				if _, err := a.Chain[i].source(fmt.Sprintf("authentication[%d]", i)); err != nil {
+					v.configErr(err)
+				}
+			}
+		}
+		if _, _, err := c.Authorizer(); err != nil {
+			v.configErr(err)
 		}
 	}
 
