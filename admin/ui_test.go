@@ -20,7 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/net/html"
 
-	"github.com/protogate/protogate/admin/internal/browser"
+	"github.com/protogate/protogate/internal/browser"
 )
 
 func TestUIHandler(t *testing.T) {

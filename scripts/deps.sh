@@ -20,7 +20,7 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 { command -v coap-client-gnutls && command -v coap-client-openssl; } >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
 command -v promtool >/dev/null || need+=(prometheus)
-# The names admin/internal/browser.Find looks for.
+# The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)
 

@@ -13,6 +13,7 @@ const WINDOW_MS = 5 * 60 * 1000;
 const TRACE_MAX_LINES = 2000;
 const FAULT_MAX_CHARS = 200;
 const CLIENT_LIMIT = 50;
+const KICK_WAIT_MS = 30 * 1000;
 
 const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);
 
@@ -155,8 +156,19 @@ async function apiError(resp) {
   return new APIError(resp.status, code, message);
 }
 
+// apiURL resolves a relative API path against the page, without the user
+// name and password that a page opened as http://key:secret@host/ has in its
+// own URL: fetch refuses a URL with credentials, and the browser sends the
+// ones it used for the page anyway.
+function apiURL(path) {
+  const u = new URL(path, document.baseURI);
+  u.username = '';
+  u.password = '';
+  return u.href;
+}
+
 async function api(method, path) {
-  const resp = await fetch(path, {
+  const resp = await fetch(apiURL(path), {
     method,
     credentials: 'same-origin',
     cache: 'no-store',
@@ -467,16 +479,26 @@ function renderClients(list, meta) {
 
 async function kick(c) {
   if (!confirm(`Kick ${clientLabel(c)} (${c.conn}, ${fmtPeer(c)})?`)) return;
+  let kicked = false;
   try {
     // The connection handle names exactly this connection, also when its
     // client id was taken over by a newer one.
     await api('DELETE', `api/v1/clients/${encodeURIComponent(c.conn)}`);
+    kicked = true;
     clearError('kick');
   } catch (err) {
     showError('kick', err);
   }
   if (detailConn === c.conn) closeDetail();
   await loadClients();
+  // A kicked connection is listed, disconnected, until its handler has
+  // seen OnSocketClosed: load the list again until it is gone, sooner
+  // first, so that the row does not stay behind.
+  const end = Date.now() + KICK_WAIT_MS;
+  for (let delay = 100; kicked && $(`client-row-${c.conn}`) && Date.now() < end; delay = Math.min(2 * delay, POLL_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    await loadClients();
+  }
 }
 
 async function openDetail(c) {
@@ -543,7 +565,7 @@ async function startTrace(c) {
   let last = null;
   try {
     const q = new URLSearchParams({conn: c.conn, format: 'jsonl', payload: 32});
-    const resp = await fetch(`api/v1/trace?${q}`, {
+    const resp = await fetch(apiURL(`api/v1/trace?${q}`), {
       credentials: 'same-origin',
       cache: 'no-store',
       headers: {Accept: 'application/x-ndjson'},

@@ -1,5 +1,6 @@
 // Package browser runs a headless Chromium for the tests of the admin
-// dashboard. Only tests import it.
+// dashboard: admin's, against a fake of the API, and cmd/protogate's,
+// against a running gateway. Only tests import it.
 //
 // [New] starts a browser with one tab for one test and stops it when the test
 // ends. The [Session] it returns records what a test of a page wants to fail
