@@ -16,6 +16,9 @@ import (
 	"github.com/protogate/protogate/gateway"
 )
 
+// kickWait bounds how long a kick waits for the connection to finish.
+const kickWait = 5 * time.Second
+
 // Paging bounds, as EMQX's.
 const (
 	defaultLimit = 100
@@ -265,6 +268,17 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin: client kicked", "conn", c.Handle(), "clientid", c.ClientID(), "remote", r.RemoteAddr)
 	c.Kick()
+	// As EMQX's kick, answer once the connection is gone (its handler
+	// has seen OnSocketClosed), so that a list right after it does not
+	// show it; a handler slow to take the close delays the answer at
+	// most kickWait.
+	t := time.NewTimer(kickWait)
+	defer t.Stop()
+	select {
+	case <-c.Finished():
+	case <-t.C:
+	case <-r.Context().Done():
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -208,6 +208,9 @@ func (c *Conn) finish() {
 	c.mu.Lock()
 	c.state = stateDead
 	reason := c.reason
+	if c.finished != nil {
+		close(c.finished)
+	}
 	c.mu.Unlock()
 	c.ls.closed[closeClassIndex(reason)].Add(1)
 	c.traceEnd(reason)
@@ -241,3 +244,17 @@ func (c *Conn) Close() (err error) {
 
 // Kick closes the connection with ReasonKicked, as an operator would.
 func (c *Conn) Kick() { c.closeWith(ReasonKicked) }
+
+// Finished returns a channel that is closed once the connection is
+// finished: its handler has seen OnSocketClosed and its handle is dead.
+func (c *Conn) Finished() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished == nil {
+		c.finished = make(chan struct{})
+		if c.state == stateDead {
+			close(c.finished)
+		}
+	}
+	return c.finished
+}

@@ -80,6 +80,7 @@ type Conn struct {
 	timer       *time.Timer
 	closedEvent bool          // the evClosed event has been queued
 	wake        chan struct{} // closed when the connection closes; made by wakeLocked
+	finished    chan struct{} // closed when the connection is dead; made by Finished
 	// Delivery flow control (see Deliver): when the handler last took
 	// messages (or the backlog began), whether the subscriber is slow,
 	// and a channel closed at the next take for deliveries waiting for

@@ -158,10 +158,10 @@ func (c *Config) Authorizer() (gateway.Authorizer, gateway.AuthzCache, error) {
 	var cache gateway.AuthzCache
 	if az.Cache.Enable {
 		if az.Cache.MaxSize < 1 || az.Cache.MaxSize > 1024 {
-			return nil, cache, &Error{Path: "authorization.cache.max_size", Msg: fmt.Sprintf("%d: want 1 to 1024", az.Cache.MaxSize)}
+			return nil, cache, &Error{Path: "authorization.cache.max_size", Msg: fmt.Sprintf("%d is out of range (want 1 to 1024)", az.Cache.MaxSize)}
 		}
 		if d := time.Duration(az.Cache.TTL); d <= 0 || d > time.Hour {
-			return nil, cache, &Error{Path: "authorization.cache.ttl", Msg: fmt.Sprintf("%s: want more than 0 and at most 1h", az.Cache.TTL)}
+			return nil, cache, &Error{Path: "authorization.cache.ttl", Msg: fmt.Sprintf("%s is out of range (want more than 0 and at most 1h)", az.Cache.TTL)}
 		}
 		cache = gateway.AuthzCache{MaxSize: az.Cache.MaxSize, TTL: time.Duration(az.Cache.TTL)}
 	}
@@ -186,7 +186,7 @@ func (az *Authorization) rules() (authz.Rules, error) {
 		}
 		for _, q := range r.QoS {
 			if q < 0 || q > 2 {
-				return nil, &Error{Path: p + ".qos", Msg: fmt.Sprintf("%d: want 0, 1 or 2", q)}
+				return nil, &Error{Path: p + ".qos", Msg: fmt.Sprintf("%d is not 0, 1 or 2", q)}
 			}
 			rule.QoS = append(rule.QoS, uint8(q))
 		}

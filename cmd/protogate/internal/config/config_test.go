@@ -833,6 +833,7 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 		"address: http://127.0.0.1:9001", "address: https://127.0.0.1:9001",
 		"./my-protocol.wasm", "testdata/full.yaml",
 		"/etc/protogate/psk.txt", "testdata/psk.txt",
+		"/etc/protogate/users.csv", "testdata/users.csv",
 	)
 	in = r.Replace(in)
 	c, err := Parse([]byte(in))
@@ -853,8 +854,14 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 	if l := c.Listeners[3]; l.Type != ListenerDTLS || l.TLS == nil || l.PSK == nil || l.PSK.IdentitiesFile != "testdata/psk.txt" || len(l.PSK.Identities) != 1 {
 		t.Errorf("dtls listener = %+v", l)
 	}
-	if !verify(c.Authentication, "alice", "secret") || !verify(c.Authentication, "bob", "secret") {
-		t.Errorf("example users do not verify with password secret")
+	a, err := c.Authenticator(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := a.Authenticate(context.Background(), &gateway.AuthRequest{Client: gateway.ClientInfo{Username: u}, Password: "secret"}); err != nil {
+			t.Errorf("example user %s does not verify with password secret: %v", u, err)
+		}
 	}
 	if a := c.Admin; a.TLS == nil || len(a.APIKeys) != 1 || a.APIKeys[0].Key != "ops" {
 		t.Errorf("admin = %+v", a)
@@ -866,19 +873,19 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 // knownKeys returns every yaml key of the schema.
 func knownKeys() map[string]bool {
 	keys := map[string]bool{}
+	seen := map[reflect.Type]bool{}
 	var walk func(reflect.Type)
 	walk = func(rt reflect.Type) {
 		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map {
 			rt = rt.Elem()
 		}
-		if rt.Kind() != reflect.Struct || rt == reflect.TypeFor[Rate]() {
+		if rt.Kind() != reflect.Struct || rt == reflect.TypeFor[Rate]() || seen[rt] {
 			return
 		}
+		seen[rt] = true
 		for name, i := range fieldsOf(rt).index {
-			if !keys[name] {
-				keys[name] = true
-				walk(rt.Field(i).Type)
-			}
+			keys[name] = true
+			walk(rt.Field(i).Type)
 		}
 	}
 	walk(reflect.TypeFor[Config]())
