@@ -136,8 +136,8 @@ broker: {nats_listen: "127.0.0.1:0"}
 adapter: {bind: "127.0.0.1:0"}
 ` + opsYAML + `
 handlers:
-  echo: {wasm: {path: "builtin:echo"}}
-  json: {wasm: {path: "builtin:exproto-json"}}
+  echo: {wasm: {path: "builtin:echo", call_timeout: 5s}}
+  json: {wasm: {path: "builtin:exproto-json", call_timeout: 5s}}
   remote: {grpc: {address: "http://` + hln.Addr().String() + `", timeout: 10s}}
 listeners:
   - {name: echo-tcp, type: tcp, bind: "127.0.0.1:0", handler: echo}
@@ -148,6 +148,8 @@ listeners:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// (The Wasm handlers' call_timeout is 5s, not 100ms: a loaded machine
+	// running -race can take longer than that for one callback.)
 	r := startRun(t, cfg)
 	serveJSONHandler(t, r, hln)
 
