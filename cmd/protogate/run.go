@@ -94,11 +94,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	}
 
 	authnStats := new(authn.Stats)
-	auth, err := cfg.Authenticator(authnStats)
+	auth, err := cfg.Authenticator(authnStats, log)
 	if err != nil {
 		return err
 	}
-	authz, authzCache, err := cfg.Authorizer()
+	authz, authzCache, err := cfg.Authorizer(log)
 	if err != nil {
 		return err
 	}

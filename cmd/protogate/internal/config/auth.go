@@ -1,7 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,7 +23,7 @@ func (c *Config) Profile() (authn.Profile, error) {
 
 // AuthnSources builds the authenticator chain's sources: the legacy users
 // map first, then each authenticator of the chain. Errors name the key.
-func (c *Config) AuthnSources() ([]authn.Source, error) {
+func (c *Config) AuthnSources(prof authn.Profile, log *slog.Logger) ([]authn.Source, error) {
 	a := c.Authentication
 	if a == nil {
 		return nil, nil
@@ -36,7 +38,7 @@ func (c *Config) AuthnSources() ([]authn.Source, error) {
 	}
 	for i := range a.Chain {
 		p := fmt.Sprintf("authentication[%d]", i)
-		src, err := a.Chain[i].source(p)
+		src, err := a.Chain[i].source(p, prof, log)
 		if err != nil {
 			return nil, err
 		}
@@ -48,12 +50,12 @@ func (c *Config) AuthnSources() ([]authn.Source, error) {
 // Authenticator returns the gateway's authenticator: nil when nothing is
 // configured in the legacy profile (every client is allowed), else the
 // chain (which, empty in the hardened profile, denies everyone).
-func (c *Config) Authenticator(stats *authn.Stats) (gateway.Authenticator, error) {
+func (c *Config) Authenticator(stats *authn.Stats, log *slog.Logger) (gateway.Authenticator, error) {
 	prof, err := c.Profile()
 	if err != nil {
 		return nil, &Error{Path: "security_profile", Msg: err.Error()}
 	}
-	srcs, err := c.AuthnSources()
+	srcs, err := c.AuthnSources(prof, log)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +65,7 @@ func (c *Config) Authenticator(stats *authn.Stats) (gateway.Authenticator, error
 	return authn.NewChain(prof, stats, srcs...), nil
 }
 
-func (a *Authenticator) source(p string) (authn.Source, error) {
+func (a *Authenticator) source(p string, prof authn.Profile, log *slog.Logger) (authn.Source, error) {
 	switch a.Type {
 	case AuthnBuiltinDatabase:
 		algo := a.PasswordHashAlgorithm.algorithm()
@@ -116,10 +118,69 @@ func (a *Authenticator) source(p string) (authn.Source, error) {
 			return nil, &Error{Path: p + ".users", Msg: err.Error()}
 		}
 		return db, nil
+	case AuthnHTTP:
+		hc, err := a.HTTPBackend.config(p)
+		if err != nil {
+			return nil, err
+		}
+		h, err := authn.NewHTTP(authn.HTTPConfig{Method: hc.Method, URL: hc.URL, Headers: hc.Headers, Body: hc.Body,
+			RequestTimeout: hc.RequestTimeout, PoolSize: hc.PoolSize, TLS: hc.TLS, Logger: log})
+		if err != nil {
+			return nil, &Error{Path: p, Msg: err.Error()}
+		}
+		return h, nil
+	case AuthnJWT:
+		jc := authn.JWTConfig{From: a.From, Algorithm: a.Algorithm, Secret: a.Secret, SecretBase64Encoded: a.SecretBase64Encoded,
+			UseJWKS: a.UseJWKS, JWKSEndpoint: a.Endpoint, JWKSRefresh: time.Duration(a.RefreshInterval),
+			VerifyClaims: a.VerifyClaims, ACLClaimName: a.ACLClaimName, Logger: log}
+		dae := a.DisconnectAfterExpire
+		jc.DisconnectAfterExpire = &dae
+		if prof == authn.Hardened {
+			// EMQX's on_missing_jwt: deny in the hardened profile.
+			jc.OnMissing = authn.Deny
+		}
+		if k := a.PublicKey; k != "" {
+			if strings.HasPrefix(strings.TrimSpace(k), "-----BEGIN") {
+				jc.PublicKey = k
+			} else {
+				b, err := os.ReadFile(k)
+				if err != nil {
+					return nil, &Error{Path: p + ".public_key", Msg: err.Error()}
+				}
+				jc.PublicKey = string(b)
+			}
+		}
+		j, err := authn.NewJWT(jc)
+		if err != nil {
+			return nil, &Error{Path: p, Msg: err.Error()}
+		}
+		return j, nil
 	case "":
-		return nil, &Error{Path: p + ".type", Msg: "missing (want " + AuthnBuiltinDatabase + ")"}
+		return nil, &Error{Path: p + ".type", Msg: "missing (want built_in_database, http or jwt)"}
 	}
-	return nil, &Error{Path: p + ".type", Msg: fmt.Sprintf("unknown authenticator type %q (want %s)", a.Type, AuthnBuiltinDatabase)}
+	return nil, &Error{Path: p + ".type", Msg: fmt.Sprintf("unknown authenticator type %q (want built_in_database, http or jwt)", a.Type)}
+}
+
+// httpConfig is an HTTPBackend ready for authn or authz.
+type httpConfig struct {
+	Method, URL    string
+	Headers, Body  map[string]string
+	RequestTimeout time.Duration
+	PoolSize       int
+	TLS            *tls.Config
+}
+
+func (h *HTTPBackend) config(p string) (httpConfig, error) {
+	hc := httpConfig{Method: h.Method, URL: h.URL, Headers: h.Headers, Body: h.Body,
+		RequestTimeout: time.Duration(h.RequestTimeout), PoolSize: h.PoolSize}
+	if t := h.TLS; t != nil {
+		tc, err := t.TLSConfig()
+		if err != nil {
+			return hc, &Error{Path: p + ".tls", Msg: err.Error()}
+		}
+		hc.TLS = tc
+	}
+	return hc, nil
 }
 
 func (h HashAlgorithm) algorithm() authn.HashAlgorithm {
@@ -129,7 +190,7 @@ func (h HashAlgorithm) algorithm() authn.HashAlgorithm {
 
 // Authorizer returns the gateway's authorizer and its cache settings: nil
 // without an authorization block.
-func (c *Config) Authorizer() (gateway.Authorizer, gateway.AuthzCache, error) {
+func (c *Config) Authorizer(log *slog.Logger) (gateway.Authorizer, gateway.AuthzCache, error) {
 	az := c.Authorization
 	if az == nil {
 		return nil, gateway.AuthzCache{}, nil
@@ -138,7 +199,7 @@ func (c *Config) Authorizer() (gateway.Authorizer, gateway.AuthzCache, error) {
 	if err != nil {
 		return nil, gateway.AuthzCache{}, &Error{Path: "security_profile", Msg: err.Error()}
 	}
-	ch := &authz.Chain{FailureDenies: prof == authn.Hardened, NoMatchAllow: prof == authn.Legacy}
+	ch := &authz.Chain{FailureDenies: prof == authn.Hardened, NoMatchAllow: prof == authn.Legacy, Logger: log}
 	switch az.NoMatch {
 	case "":
 	case "allow":
@@ -154,6 +215,22 @@ func (c *Config) Authorizer() (gateway.Authorizer, gateway.AuthzCache, error) {
 	}
 	if len(rules) > 0 {
 		ch.Sources = append(ch.Sources, rules)
+	}
+	for i, src := range az.Sources {
+		p := fmt.Sprintf("authorization.sources[%d]", i)
+		if src.Type != "http" {
+			return nil, gateway.AuthzCache{}, &Error{Path: p + ".type", Msg: fmt.Sprintf("unknown source type %q (want http)", src.Type)}
+		}
+		hc, err := src.HTTPBackend.config(p)
+		if err != nil {
+			return nil, gateway.AuthzCache{}, err
+		}
+		h, err := authz.NewHTTP(authz.HTTPConfig{Method: hc.Method, URL: hc.URL, Headers: hc.Headers, Body: hc.Body,
+			RequestTimeout: hc.RequestTimeout, PoolSize: hc.PoolSize, TLS: hc.TLS})
+		if err != nil {
+			return nil, gateway.AuthzCache{}, &Error{Path: p, Msg: err.Error()}
+		}
+		ch.Sources = append(ch.Sources, h)
 	}
 	var cache gateway.AuthzCache
 	if az.Cache.Enable {

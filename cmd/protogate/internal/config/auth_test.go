@@ -2,11 +2,17 @@ package config
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/protogate/protogate/gateway"
 )
@@ -53,7 +59,7 @@ func TestAuthnForms(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			a, err := c.Authenticator(nil)
+			a, err := c.Authenticator(nil, nil)
 			if err != nil || a == nil {
 				t.Fatalf("authenticator %v, %v", a, err)
 			}
@@ -90,7 +96,7 @@ func TestAuthzRulesConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	az, cache, err := c.Authorizer()
+	az, cache, err := c.Authorizer(nil)
 	if err != nil || cache.MaxSize != 32 {
 		t.Fatalf("%v %+v %v", az, cache, err)
 	}
@@ -113,7 +119,7 @@ func TestAuthzRulesConfig(t *testing.T) {
 	if ask(gateway.ActionPublish, "other", "") {
 		t.Error("no match allowed in hardened")
 	}
-	a, err := c.Authenticator(nil)
+	a, err := c.Authenticator(nil, nil)
 	if err != nil || a == nil {
 		t.Fatalf("hardened authenticator %v %v", a, err)
 	}
@@ -160,4 +166,104 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return ap
+}
+
+// TestAuthnBackendsFromConfig builds the http and jwt authenticators and
+// the http authorization source from YAML and asks them for real.
+func TestAuthnBackendsFromConfig(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/authn":
+			var body map[string]string
+			json.NewDecoder(r.Body).Decode(&body)
+			w.Header().Set("Content-Type", "application/json")
+			switch {
+			case body["username"] != "http-user":
+				w.Write([]byte(`{"result":"ignore"}`))
+			case body["password"] == "pw":
+				w.Write([]byte(`{"result":"allow","is_superuser":true}`))
+			default:
+				w.Write([]byte(`{"result":"deny"}`))
+			}
+		case "/authz":
+			if r.URL.Query().Get("topic") == "ok" {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"result":"deny"}`))
+		}
+	}))
+	defer svc.Close()
+	doc := withBase(
+		"authentication:",
+		"  - type: http",
+		"    url: "+svc.URL+"/authn",
+		"    body: {username: '${username}', password: '${password}'}",
+		"    request_timeout: 5s",
+		"  - type: jwt",
+		"    from: password",
+		"    algorithm: hmac-based",
+		"    secret: hmac-secret",
+		"    verify_claims: {sub: '${username}'}",
+		"authorization:",
+		"  sources:",
+		"    - {type: http, method: get, url: "+svc.URL+"/authz, body: {topic: '${topic}'}}",
+	)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Authenticator(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "jwt-user", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("hmac-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, pw string
+		ok       bool
+	}{
+		{"http-user", "pw", true},
+		{"http-user", "nope", false},     // the http service denies: the chain stops
+		{"jwt-user", token, true},        // the http service ignores it, the jwt allows
+		{"jwt-user", token + "x", false}, // a bad signature fails; nothing allows
+		{"other", token, false},          // sub is not ${username}
+	} {
+		_, err := a.Authenticate(context.Background(), &gateway.AuthRequest{Client: gateway.ClientInfo{Username: tc.user}, Password: tc.pw})
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.user, err, tc.ok)
+		}
+	}
+	az, _, err := c.Authorizer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]bool{"ok": true, "no": false} {
+		if got, _ := az.Authorize(context.Background(), &gateway.AuthzRequest{Action: gateway.ActionPublish, Topic: topic}); got != want {
+			t.Errorf("authorize %s: %v, want %v", topic, got, want)
+		}
+	}
+	for _, bad := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"authentication:", "  - {type: http}"}, "authentication[0]:"},
+		{[]string{"authentication:", "  - {type: jwt, algorithm: hmac-based}"}, "authentication[0]:"},
+		{[]string{"authentication:", "  - {type: jwt, algorithm: public-key, public_key: /nonexistent.pem}"}, "authentication[0].public_key:"},
+		{[]string{"authorization:", "  sources: [{type: ldap}]"}, `authorization.sources[0].type: unknown source type "ldap"`},
+	} {
+		c, err := Parse([]byte(withBase(bad.lines...)))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: %v, want %q", bad.lines, err, bad.want)
+		}
+	}
 }

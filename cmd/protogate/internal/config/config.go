@@ -327,11 +327,13 @@ func (*Authentication) listField() string { return "chain" }
 // Authenticator types (Authenticator.Type).
 const (
 	AuthnBuiltinDatabase = "built_in_database"
+	AuthnHTTP            = "http"
+	AuthnJWT             = "jwt"
 )
 
 // Authenticator is one authenticator of the chain.
 type Authenticator struct {
-	// Type is built_in_database. Required. Default: none.
+	// Type is built_in_database, http or jwt. Required. Default: none.
 	Type string `yaml:"type"`
 	// UserIDType (built_in_database) is username or clientid. Default:
 	// username.
@@ -346,6 +348,68 @@ type Authenticator struct {
 	// each user with user_id, password_hash and salt (or password in
 	// plain text) and is_superuser. Default: none.
 	UsersFile string `yaml:"users_file"`
+
+	// HTTPBackend (http) is the authentication service.
+	HTTPBackend `yaml:",inline"`
+
+	// From (jwt) is where the token is: password or username. Default:
+	// password.
+	From string `yaml:"from"`
+	// Algorithm (jwt) is hmac-based or public-key. Default: none.
+	Algorithm string `yaml:"algorithm"`
+	// Secret (jwt, hmac-based) is the HMAC secret. Default: none.
+	Secret string `yaml:"secret"`
+	// SecretBase64Encoded (jwt) says Secret is base64. Default: false.
+	SecretBase64Encoded bool `yaml:"secret_base64_encoded"`
+	// PublicKey (jwt, public-key) is a PEM public key or certificate, as
+	// text or as the path of a file. Default: none.
+	PublicKey string `yaml:"public_key"`
+	// UseJWKS (jwt) verifies with the keys of a JWKS. Default: false.
+	UseJWKS bool `yaml:"use_jwks"`
+	// Endpoint (jwt, use_jwks) is the JWKS: an https URL or a file.
+	// Default: none.
+	Endpoint string `yaml:"endpoint"`
+	// RefreshInterval (jwt, use_jwks) is how often the JWKS is fetched
+	// again. Default: 5m.
+	RefreshInterval Duration `yaml:"refresh_interval"`
+	// VerifyClaims (jwt) are claims the token must carry with these
+	// values; ${clientid} and ${username} are replaced. Default: none.
+	VerifyClaims map[string]string `yaml:"verify_claims"`
+	// ACLClaimName (jwt) is the claim holding the client's ACL. Default:
+	// acl.
+	ACLClaimName string `yaml:"acl_claim_name"`
+	// DisconnectAfterExpire (jwt) closes the connection when the token
+	// expires. Default: true.
+	DisconnectAfterExpire bool `yaml:"disconnect_after_expire"`
+}
+
+// HTTPBackend is an HTTP authentication or authorization service, as
+// EMQX's: a templated request, a contract on the answer.
+type HTTPBackend struct {
+	// Method is get or post. Default: post.
+	Method string `yaml:"method"`
+	// URL is the service's URL, with placeholders in its path and query.
+	// Default: none.
+	URL string `yaml:"url"`
+	// Headers are sent with every request (templates). Default: none.
+	Headers map[string]string `yaml:"headers"`
+	// Body maps fields to templates: a JSON object or form (post), or
+	// query parameters (get). Default: none.
+	Body map[string]string `yaml:"body"`
+	// RequestTimeout bounds one request. Default: 5s.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// PoolSize bounds the connections to the service. Default: 8.
+	PoolSize int `yaml:"pool_size"`
+	// TLS configures https. Default: the system's roots.
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+}
+
+// AuthzSource is an authorization source after the rules.
+type AuthzSource struct {
+	// Type is http. Required. Default: none.
+	Type string `yaml:"type"`
+	// HTTPBackend (http) is the authorization service.
+	HTTPBackend `yaml:",inline"`
 }
 
 // HashAlgorithm is EMQX's password_hash_algorithm.
@@ -397,6 +461,9 @@ type Authorization struct {
 	// Rules are EMQX's ACL rules; the first that matches decides.
 	// Default: none.
 	Rules []ACLRule `yaml:"rules"`
+	// Sources are asked after the rules, in order (EMQX's http source).
+	// Default: none.
+	Sources []AuthzSource `yaml:"sources"`
 }
 
 // AuthzCache is the per-connection cache of authorization answers.
@@ -645,7 +712,10 @@ func (c *Config) setDefaults() {
 
 func (a *Authentication) setDefaults() { a.UserIDType = UserIDUsername }
 
-func (a *Authenticator) setDefaults() { a.UserIDType = UserIDUsername }
+func (a *Authenticator) setDefaults() {
+	a.UserIDType = UserIDUsername
+	a.DisconnectAfterExpire = true
+}
 
 func (a *Authorization) setDefaults() {
 	a.Cache = AuthzCache{Enable: true, MaxSize: 32, TTL: Duration(time.Minute)}

@@ -854,7 +854,7 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 	if l := c.Listeners[3]; l.Type != ListenerDTLS || l.TLS == nil || l.PSK == nil || l.PSK.IdentitiesFile != "testdata/psk.txt" || len(l.PSK.Identities) != 1 {
 		t.Errorf("dtls listener = %+v", l)
 	}
-	a, err := c.Authenticator(nil)
+	a, err := c.Authenticator(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,7 +885,7 @@ func knownKeys() map[string]bool {
 		seen[rt] = true
 		for name, i := range fieldsOf(rt).index {
 			keys[name] = true
-			walk(rt.Field(i).Type)
+			walk(rt.FieldByIndex(i).Type)
 		}
 	}
 	walk(reflect.TypeFor[Config]())

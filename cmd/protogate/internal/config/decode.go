@@ -332,7 +332,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 	if lf, ok := v.Addr().Interface().(listForm); ok && n.Kind == yaml.SequenceNode {
 		idx := fieldsOf(v.Type()).index[lf.listField()]
 		d.set[joinKey(path, lf.listField())] = true
-		return d.decode(n, v.Field(idx), path)
+		return d.decode(n, v.FieldByIndex(idx), path)
 	}
 	if n.Kind != yaml.MappingNode {
 		d.failTree(errorf(n.Line, path, "want a mapping, got %s", describe(n)), path)
@@ -360,10 +360,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 		if !d.record(p, child) {
 			continue
 		}
-		if opt := fields.opts[idx]; opt != "" {
-			err = d.decodeOpt(p.value, v.Field(idx), child, opt)
+		if opt := fields.opts[p.key.Value]; opt != "" {
+			err = d.decodeOpt(p.value, v.FieldByIndex(idx), child, opt)
 		} else {
-			err = d.decode(p.value, v.Field(idx), child)
+			err = d.decode(p.value, v.FieldByIndex(idx), child)
 		}
 		if err != nil {
 			return err
@@ -560,10 +560,31 @@ func (d *decoder) mergeSources(val *yaml.Node, path string) []*yaml.Node {
 }
 
 // structFields is the yaml key -> field index table of a struct type.
+// The keys of a struct field tagged `yaml:",inline"` are the struct's own.
 type structFields struct {
-	index map[string]int
-	names []string       // sorted keys, for hints
-	opts  map[int]string // field index -> `config:"..."` tag, if any
+	index map[string][]int  // key -> field index path (FieldByIndex)
+	names []string          // sorted keys, for hints
+	opts  map[string]string // key -> `config:"..."` tag, if any
+}
+
+func (f *structFields) add(t reflect.Type, path []int) {
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name, opt, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		idx := append(append([]int(nil), path...), i)
+		if sf.IsExported() && name == "" && opt == "inline" && sf.Type.Kind() == reflect.Struct {
+			f.add(sf.Type, idx)
+			continue
+		}
+		if !sf.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		f.index[name] = idx
+		f.names = append(f.names, name)
+		if opt := sf.Tag.Get("config"); opt != "" {
+			f.opts[name] = opt
+		}
+	}
 }
 
 var fieldCache sync.Map // reflect.Type -> *structFields
@@ -572,19 +593,8 @@ func fieldsOf(t reflect.Type) *structFields {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(*structFields)
 	}
-	f := &structFields{index: map[string]int{}, opts: map[int]string{}}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if !sf.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		f.index[name] = i
-		f.names = append(f.names, name)
-		if opt := sf.Tag.Get("config"); opt != "" {
-			f.opts[i] = opt
-		}
-	}
+	f := &structFields{index: map[string][]int{}, opts: map[string]string{}}
+	f.add(t, nil)
 	sort.Strings(f.names)
 	fieldCache.Store(t, f)
 	return f

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -181,17 +182,18 @@ func (v *validator) run() {
 	}
 
 	// What the gateway builds at start, built here: what validates runs.
-	if _, err := c.Profile(); err != nil {
+	if prof, err := c.Profile(); err != nil {
 		v.errf("security_profile", "%s", reason(err))
 	} else {
+		quiet := slog.New(slog.DiscardHandler)
 		if a := c.Authentication; a != nil && len(a.Chain) > 0 {
 			for i := range a.Chain {
-				if _, err := a.Chain[i].source(fmt.Sprintf("authentication[%d]", i)); err != nil {
+				if _, err := a.Chain[i].source(fmt.Sprintf("authentication[%d]", i), prof, quiet); err != nil {
 					v.configErr(err)
 				}
 			}
 		}
-		if _, _, err := c.Authorizer(); err != nil {
+		if _, _, err := c.Authorizer(quiet); err != nil {
 			v.configErr(err)
 		}
 	}
