@@ -22,6 +22,7 @@ const (
 // which are safe for concurrent use and may be called from inside any
 // callback: they never wait for the connection's event queue.
 type Conn struct {
+	seq    uint64 // creation order: 1 for the server's first connection
 	id     uint64
 	handle string
 	srv    *Server
@@ -100,10 +101,18 @@ type Conn struct {
 	traceMu sync.RWMutex          // held for reading while an event is sent to trace
 }
 
-// ID returns the connection's unique 64-bit id. Ids are never reused.
+// ID returns the connection's 64-bit id, which is also its id in the Wasm
+// ABI. Ids are opaque: unique and never reused within a run (a keyed
+// permutation of a counter), never 0, and unguessable, since the
+// permutation's key is a random secret of the Server: knowing some ids says
+// nothing of the others, and ids are not in creation order. Across restarts
+// ids are fresh random values, so a stale id meets a live connection with
+// probability about (live connections)/2^64.
 func (c *Conn) ID() uint64 { return c.id }
 
-// Handle returns the opaque conn string handlers use to name the connection.
+// Handle returns the opaque conn string handlers use to name the
+// connection: its ID as 16 lowercase hex digits. Like the ID it is
+// unguessable; handlers must not derive anything from it.
 func (c *Conn) Handle() string { return c.handle }
 
 // Info returns what is known of the connection's socket.
@@ -123,8 +132,9 @@ func (c *Conn) Server() *Server { return c.srv }
 func (c *Conn) Listener() *Listener { return c.l }
 
 func (s *Server) newConn(nc net.Conn, ls *lstate, info ConnInfo) *Conn {
-	id := s.nextID.Add(1)
+	seq, id := s.nextID()
 	c := &Conn{
+		seq:    seq,
 		id:     id,
 		handle: formatHandle(id),
 		srv:    s,
