@@ -49,7 +49,8 @@ type Conn struct {
 	flushing  bool // an evFlush is queued or running
 	lingering bool // closing: the flush closes the socket once out is written
 
-	hstate any // the back end's per-connection state; see SetHandlerState
+	hstate   any                     // the back end's per-connection state; see SetHandlerState
+	servedBy atomic.Pointer[Handler] // see SetServedBy
 
 	// subMu serializes subscription changes; taken before mu.
 	subMu sync.Mutex
@@ -178,6 +179,25 @@ func (c *Conn) SetHandlerState(v any) { c.hstate = v }
 
 // HandlerState returns what SetHandlerState stored.
 func (c *Conn) HandlerState() any { return c.hstate }
+
+// SetServedBy records h as the back end that serves c: the Handler that
+// receives c's callbacks in the end, which is not the listener's Handler
+// when that one delegates (a Wasm handler hands the connections it cannot
+// serve to its gRPC fallback). A back end that acts on connections for
+// callers outside the process calls it from OnSocketCreated, before
+// anything outside can learn c's handle, so that it can later tell its own
+// connections from the others: gateway/remote's Handler does, and its
+// ConnectionAdapter acts only on the connections a remote Handler serves.
+// It is safe for concurrent use.
+func (c *Conn) SetServedBy(h Handler) { c.servedBy.Store(&h) }
+
+// ServedBy returns the Handler recorded by SetServedBy, or nil if none was.
+func (c *Conn) ServedBy() Handler {
+	if p := c.servedBy.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // String returns the connection's handle and peer, for logs.
 func (c *Conn) String() string {
