@@ -125,6 +125,10 @@ func CheckAdapterToken(tok string) error {
 	return nil
 }
 
+// HasAdapterCredentials reports whether h admits only the adapter calls
+// carrying its credentials (Config.AdapterToken, Config.AdapterClientCN).
+func (h *Handler) HasAdapterCredentials() bool { return h.hasCredentials() }
+
 // hasCredentials reports whether h admits only calls carrying credentials.
 func (h *Handler) hasCredentials() bool {
 	return h.cfg.AdapterToken != "" || h.cfg.AdapterClientCN != ""
