@@ -39,10 +39,9 @@ import (
 // A Handler with credentials (Config.AdapterToken, Config.AdapterClientCN)
 // admits only the calls that carry all of them; any other call on one of its
 // connections is answered PERMISSION_DENY, with a message saying what is
-// missing. A call that carries the credentials of a Handler passed to
-// NewAdapter acts only on the connections of Handlers with those same
-// credentials: it is refused on those of a Handler without credentials
-// too. RawPublish, which names no connection, is refused to a call that
+// missing. A call that carries all the credentials of a Handler passed to
+// NewAdapter acts only on the connections of Handlers whose credentials it
+// carries: it is refused on those of a Handler without credentials too. RawPublish, which names no connection, is refused to a call that
 // carries no Handler's credentials when every Handler passed to NewAdapter
 // has some. Tokens are compared in constant time, and never logged.
 //
@@ -98,8 +97,8 @@ func NewAdapter(srv *gateway.Server, log *slog.Logger, handlers ...*Handler) *Ad
 // Register registers the adapter service on s.
 func (a *Adapter) Register(s *grpc.Server) { pb.RegisterConnectionAdapterServer(s, a) }
 
-// Denied returns how many calls were refused for lacking the credentials of
-// the handler they acted for.
+// Denied returns how many calls were answered PERMISSION_DENY for their
+// credentials: missing or wrong ones, or another handler's.
 func (a *Adapter) Denied() uint64 { return a.denied.Load() }
 
 // Limits of CheckAdapterToken.
