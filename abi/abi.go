@@ -121,8 +121,10 @@
 //
 // # Handles
 //
-// A conn is the 64-bit id of a connection. Ids are never reused, so a stale
-// id cannot alias a newer connection. The host checks that a conn passed to a
+// A conn is the 64-bit id of a connection, never 0. Ids are opaque: never
+// reused, so a stale id cannot alias a newer connection, and unguessable (a
+// keyed permutation of a counter), so they are not in creation order and
+// one id says nothing of another. The host checks that a conn passed to a
 // host call is pinned to the calling instance: anything else, including the
 // handle of a closed connection, answers StatusNotAlive.
 package abi

@@ -4,6 +4,7 @@ package gateway
 // subscriptions, and how to find them.
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"sort"
@@ -117,23 +118,16 @@ func (c *Conn) MountedTopic(filter string) string {
 	return mountFilter(c.mountpoint, filter)
 }
 
-// Conns returns the live connections, oldest first. It takes no lock that
-// traffic needs, so listing many connections does not stall them.
+// Conns returns the live connections, oldest first (in the order they were
+// created, which their ids do not show). It takes no lock that traffic
+// needs, so listing many connections does not stall them.
 func (s *Server) Conns() []*Conn {
 	out := make([]*Conn, 0, s.nconns.Load())
 	s.conns.Range(func(_, v any) bool {
 		out = append(out, v.(*Conn))
 		return true
 	})
-	slices.SortFunc(out, func(a, b *Conn) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *Conn) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 

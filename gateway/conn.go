@@ -22,6 +22,7 @@ const (
 // which are safe for concurrent use and may be called from inside any
 // callback: they never wait for the connection's event queue.
 type Conn struct {
+	seq    uint64 // creation order: 1 for the server's first connection
 	id     uint64
 	handle string
 	srv    *Server
@@ -48,7 +49,8 @@ type Conn struct {
 	flushing  bool // an evFlush is queued or running
 	lingering bool // closing: the flush closes the socket once out is written
 
-	hstate any // the back end's per-connection state; see SetHandlerState
+	hstate   any                     // the back end's per-connection state; see SetHandlerState
+	servedBy atomic.Pointer[Handler] // see SetServedBy
 
 	// subMu serializes subscription changes; taken before mu.
 	subMu sync.Mutex
@@ -105,10 +107,18 @@ type Conn struct {
 	traceMu sync.RWMutex          // held for reading while an event is sent to trace
 }
 
-// ID returns the connection's unique 64-bit id. Ids are never reused.
+// ID returns the connection's 64-bit id, which is also its id in the Wasm
+// ABI. Ids are opaque: unique and never reused within a run (a keyed
+// permutation of a counter), never 0, and unguessable, since the
+// permutation's key is a random secret of the Server: knowing some ids says
+// nothing of the others, and ids are not in creation order. Across restarts
+// ids are fresh random values, so a stale id meets a live connection with
+// probability about (live connections)/2^64.
 func (c *Conn) ID() uint64 { return c.id }
 
-// Handle returns the opaque conn string handlers use to name the connection.
+// Handle returns the opaque conn string handlers use to name the
+// connection: its ID as 16 lowercase hex digits. Like the ID it is
+// unguessable; handlers must not derive anything from it.
 func (c *Conn) Handle() string { return c.handle }
 
 // Info returns what is known of the connection's socket.
@@ -128,8 +138,9 @@ func (c *Conn) Server() *Server { return c.srv }
 func (c *Conn) Listener() *Listener { return c.l }
 
 func (s *Server) newConn(nc net.Conn, ls *lstate, info ConnInfo) *Conn {
-	id := s.nextID.Add(1)
+	seq, id := s.nextID()
 	c := &Conn{
+		seq:    seq,
 		id:     id,
 		handle: formatHandle(id),
 		srv:    s,
@@ -173,6 +184,25 @@ func (c *Conn) SetHandlerState(v any) { c.hstate = v }
 
 // HandlerState returns what SetHandlerState stored.
 func (c *Conn) HandlerState() any { return c.hstate }
+
+// SetServedBy records h as the back end that serves c: the Handler that
+// receives c's callbacks in the end, which is not the listener's Handler
+// when that one delegates (a Wasm handler hands the connections it cannot
+// serve to its gRPC fallback). A back end that acts on connections for
+// callers outside the process calls it from OnSocketCreated, before
+// anything outside can learn c's handle, so that it can later tell its own
+// connections from the others: gateway/remote's Handler does, and its
+// ConnectionAdapter acts only on the connections a remote Handler serves.
+// It is safe for concurrent use.
+func (c *Conn) SetServedBy(h Handler) { c.servedBy.Store(&h) }
+
+// ServedBy returns the Handler recorded by SetServedBy, or nil if none was.
+func (c *Conn) ServedBy() Handler {
+	if p := c.servedBy.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // String returns the connection's handle and peer, for logs.
 func (c *Conn) String() string {

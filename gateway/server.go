@@ -27,7 +27,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,7 +198,8 @@ type Server struct {
 
 	conns  sync.Map // uint64 -> *Conn
 	nconns atomic.Int64
-	nextID atomic.Uint64
+	seq    atomic.Uint64 // connections created so far; see nextID
+	ids    *idCipher     // turns seq into connection ids
 
 	clientsMu sync.Mutex
 	clients   map[string]*Conn // client id -> authenticated connection
@@ -254,14 +254,11 @@ func New(opts Options) *Server {
 		clients:   make(map[string]*Conn),
 		lstates:   make(map[string]*lstate),
 		started:   time.Now(),
+		ids:       newIDCipher(),
 	}
 	s.pacer, _ = opts.PubSub.(Pacer)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopCtx, s.stop = context.WithCancel(s.ctx)
-	// Handles are never reused, not even across restarts: the counter starts
-	// at the wall clock in nanoseconds, which a restart cannot go back past
-	// unless connections arrived faster than one per nanosecond.
-	s.nextID.Store(uint64(time.Now().UnixNano()))
 	return s
 }
 
@@ -392,7 +389,10 @@ func (s *Server) isClosing() bool {
 
 // Lookup returns the live connection named by handle, the opaque string a
 // handler receives as conn. A malformed handle yields ErrBadHandle, an empty
-// one ErrNoHandle, and the handle of a connection that is gone ErrNotAlive.
+// one ErrNoHandle, and the handle of a connection that is gone, or never
+// was, ErrNotAlive. Handles are unguessable (see [Conn.ID]), so a handle
+// reaches a connection only if it was learned from that connection's
+// callbacks.
 func (s *Server) Lookup(handle string) (*Conn, error) {
 	if handle == "" {
 		return nil, ErrNoHandle
@@ -576,29 +576,4 @@ func (s *Server) goDrain(c *Conn) {
 		defer s.wg.Done()
 		c.drain()
 	}()
-}
-
-// formatHandle and parseHandle convert between a connection id and the
-// opaque conn string handlers see: 16 lowercase hex digits.
-func formatHandle(id uint64) string {
-	var b [16]byte
-	const digits = "0123456789abcdef"
-	for i := 15; i >= 0; i-- {
-		b[i] = digits[id&0xf]
-		id >>= 4
-	}
-	return string(b[:])
-}
-
-func parseHandle(h string) (uint64, bool) {
-	if len(h) != 16 {
-		return 0, false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return 0, false
-		}
-	}
-	id, err := strconv.ParseUint(h, 16, 64)
-	return id, err == nil
 }

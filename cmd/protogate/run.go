@@ -113,17 +113,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	})
 	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv, authnStats: authnStats}
 
-	// The ConnectionAdapter comes up before any device can connect, and
-	// only if a handler may call it: a Wasm-only gateway opens no port for
-	// it (and a second one on the same machine does not clash).
-	if cfg.NeedsAdapter() {
-		stop, err := startAdapter(cfg.Adapter, srv, log, r)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-
 	hs, err := newHandlerSet(cfg, log)
 	if err != nil {
 		return err
@@ -131,6 +120,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	defer hs.Close()
 	handlers := hs.handlers
 	r.reload = hs.reload
+
+	// The ConnectionAdapter comes up before any device can connect, and
+	// only if a handler may call it: a Wasm-only gateway opens no port for
+	// it (and a second one on the same machine does not clash). It knows
+	// the gRPC handlers, whose credentials tell its callers apart.
+	if cfg.NeedsAdapter() {
+		stop, err := startAdapter(cfg, srv, hs.remotes, log, r)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	// The admin API comes up before the device listeners, so that probes
 	// see the gateway not ready (rather than not there) until they are.
@@ -201,9 +202,18 @@ wait:
 	return runErr
 }
 
-// startAdapter serves the ConnectionAdapter on a.Bind (with TLS if a.TLS is
-// set), records its address in r, and returns the function that stops it.
-func startAdapter(a config.Adapter, srv *gateway.Server, log *slog.Logger, r *running) (stop func(), err error) {
+// startAdapter serves the ConnectionAdapter on cfg.Adapter.Bind (with TLS if
+// cfg.Adapter.TLS is set) for the gRPC handlers remotes, records its address
+// in r, and returns the function that stops it.
+func startAdapter(cfg *config.Config, srv *gateway.Server, remotes []*remote.Handler, log *slog.Logger, r *running) (stop func(), err error) {
+	a := cfg.Adapter
+	// A client certificate's CN means something only if the adapter
+	// verifies client certificates.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+		if g := cfg.Handlers[name].GRPC; g != nil && g.AdapterClientCN != "" && (a.TLS == nil || a.TLS.CAFile == "") {
+			return nil, fmt.Errorf("handlers %s: grpc.adapter_client_cn needs adapter.tls with a ca_file, to verify the client certificates that adapter calls present", name)
+		}
+	}
 	var gopts []grpc.ServerOption
 	if t := a.TLS; t != nil {
 		tc, err := t.TLSConfig()
@@ -218,7 +228,7 @@ func startAdapter(a config.Adapter, srv *gateway.Server, log *slog.Logger, r *ru
 			"set adapter.bind to a free host:port, such as 127.0.0.1:9101, and point your handler at it)", err)
 	}
 	gs := grpc.NewServer(gopts...)
-	remote.NewAdapter(srv, log).Register(gs)
+	remote.NewAdapter(srv, log, remotes...).Register(gs)
 	r.adapter = aln.Addr()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -228,7 +238,14 @@ func startAdapter(a config.Adapter, srv *gateway.Server, log *slog.Logger, r *ru
 			log.Error("protogate: adapter stopped", "err", err)
 		}
 	}()
-	log.Info("protogate: adapter listening", "addr", aln.Addr().String(), "tls", a.TLS != nil)
+	withCreds := 0
+	for _, h := range remotes {
+		if h.HasAdapterCredentials() {
+			withCreds++
+		}
+	}
+	log.Info("protogate: adapter listening", "addr", aln.Addr().String(), "tls", a.TLS != nil,
+		"handlers", len(remotes), "handlers_with_credentials", withCreds)
 	return func() {
 		stopGRPC(gs, 5*time.Second)
 		wg.Wait()
@@ -307,6 +324,7 @@ type handlerSet struct {
 	handlers map[string]gateway.Handler
 	infos    []admin.Handler // what the admin API shows of each
 	wasm     []*wasmhost.Handler
+	remotes  []*remote.Handler // every gRPC handler, fallbacks included
 	closers  []io.Closer
 }
 
@@ -338,11 +356,15 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 			Timeout:     time.Duration(g.Timeout),
 			TLS:         tc,
 			Logger:      hs.log.With("handler", name),
+
+			AdapterToken:    g.AdapterToken,
+			AdapterClientCN: g.AdapterClientCN,
 		})
 		if err != nil {
 			return fmt.Errorf("handlers %s: %w", name, err)
 		}
 		hs.closers = append(hs.closers, h)
+		hs.remotes = append(hs.remotes, h)
 		grpcHandler = h
 		hs.log.Info("protogate: handler", "name", name, "address", g.Address, "service", g.ServiceName, "timeout", time.Duration(g.Timeout))
 	}

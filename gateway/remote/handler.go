@@ -6,6 +6,7 @@ package remote
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,17 +51,31 @@ type Config struct {
 	TLS *tls.Config
 	// Logger receives the handler's logs. Default: slog.Default().
 	Logger *slog.Logger
+
+	// AdapterToken, if set, is a secret the handler sends with each of its
+	// ConnectionAdapter calls, as the gRPC metadata "authorization:
+	// Bearer <token>" (see Adapter). Only calls carrying it may then act
+	// on the connections this Handler serves. It is checked by
+	// CheckAdapterToken. Default: "" (no token).
+	AdapterToken string
+	// AdapterClientCN, if set, is the common name of the client
+	// certificate the handler presents to the ConnectionAdapter, which
+	// must serve TLS and verify client certificates. Only calls from such
+	// a certificate may then act on the connections this Handler serves.
+	// With AdapterToken set too, a call must carry both. Default: "".
+	AdapterClientCN string
 }
 
 // Handler implements gateway.Handler by calling a remote gRPC handler. It is
 // safe for concurrent use. The gRPC connection is made lazily and re-made
 // quickly after the handler restarts.
 type Handler struct {
-	cfg    Config
-	log    *slog.Logger
-	cc     *grpc.ClientConn
-	unary  pb.ConnectionUnaryHandlerClient
-	stream *streams // nil for the unary service
+	cfg      Config
+	log      *slog.Logger
+	tokenSum [sha256.Size]byte // of cfg.AdapterToken, if set
+	cc       *grpc.ClientConn
+	unary    pb.ConnectionUnaryHandlerClient
+	stream   *streams // nil for the unary service
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -78,6 +93,11 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.AdapterToken != "" {
+		if err := CheckAdapterToken(cfg.AdapterToken); err != nil {
+			return nil, err
+		}
 	}
 	target, creds, err := dialTarget(cfg.Address, cfg.TLS)
 	if err != nil {
@@ -106,6 +126,9 @@ func New(cfg Config) (*Handler, error) {
 		log:   cfg.Logger,
 		cc:    cc,
 		unary: pb.NewConnectionUnaryHandlerClient(cc),
+	}
+	if cfg.AdapterToken != "" {
+		h.tokenSum = sha256.Sum256([]byte(cfg.AdapterToken))
 	}
 	if cfg.ServiceName == ServiceStreaming {
 		h.stream = newStreams(pb.NewConnectionHandlerClient(cc), cfg.Timeout, cfg.Logger)
@@ -280,8 +303,12 @@ func (h *Handler) Address() string { return h.cfg.Address }
 // ServiceName returns the ExProto service the handler implements.
 func (h *Handler) ServiceName() string { return h.cfg.ServiceName }
 
-// OnSocketCreated implements gateway.Handler.
+// OnSocketCreated implements gateway.Handler. It first records h as the
+// back end serving c (gateway.Conn.SetServedBy), before the handler can
+// learn c's handle: the ConnectionAdapter acts only on connections so
+// marked.
 func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *gateway.ConnInfo) error {
+	c.SetServedBy(h)
 	req := &pb.SocketCreatedRequest{Conn: c.Handle(), Conninfo: ConnInfo(info)}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindCreated, req)

@@ -141,7 +141,7 @@ type pyProc struct {
 // adapter at adapterAddr, and returns the address it serves on once it says
 // "ready". Cleanup stops it with SIGTERM and fails the test if it does not
 // exit cleanly.
-func startPyHandler(t *testing.T, stubs, adapterAddr string) string {
+func startPyHandler(t *testing.T, stubs, adapterAddr string, extra ...string) string {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("testdata", "echo_handler.py"))
 	if err != nil {
@@ -155,7 +155,7 @@ func startPyHandler(t *testing.T, stubs, adapterAddr string) string {
 		ln := listen(t)
 		addr := ln.Addr().String()
 		ln.Close()
-		p := launchPyHandler(t, script, stubs, addr, adapterAddr)
+		p := launchPyHandler(t, script, stubs, addr, adapterAddr, extra...)
 		timer := time.NewTimer(pyWait)
 		select {
 		case <-p.ready:
@@ -175,15 +175,16 @@ func startPyHandler(t *testing.T, stubs, adapterAddr string) string {
 	}
 }
 
-func launchPyHandler(t *testing.T, script, stubs, listenAddr, adapterAddr string) *pyProc {
+func launchPyHandler(t *testing.T, script, stubs, listenAddr, adapterAddr string, extra ...string) *pyProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pyProc{cancel: cancel, ready: make(chan struct{}), done: make(chan struct{})}
-	cmd := exec.CommandContext(ctx, pyPython, "-u", script,
+	args := append([]string{"-u", script,
 		"--listen", listenAddr,
 		"--adapter", adapterAddr,
 		"--stubs", stubs,
-		"--keepalive", "60")
+		"--keepalive", "60"}, extra...)
+	cmd := exec.CommandContext(ctx, pyPython, args...)
 	// Canceling the context asks the handler to stop; WaitDelay kills it
 	// if it does not.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -226,6 +227,15 @@ func launchPyHandler(t *testing.T, script, stubs, listenAddr, adapterAddr string
 // the address devices connect to.
 func newPyGateway(t *testing.T) string {
 	t.Helper()
+	addr, _ := newPyGatewayToken(t, "", "")
+	return addr
+}
+
+// newPyGatewayToken is newPyGateway with the handler's adapter token set
+// to want, and echo_handler.py sending send (none if ""). It returns the
+// adapter too.
+func newPyGatewayToken(t *testing.T, want, send string) (string, *remote.Adapter) {
+	t.Helper()
 	protoc, plugin := pyPeers(t)
 	stubs := pyStubs(t, protoc, plugin)
 
@@ -241,9 +251,11 @@ func newPyGateway(t *testing.T) string {
 	})
 	srv := gateway.New(gateway.Options{PubSub: br, Logger: log})
 
-	// Adapter, plaintext, for the Python handler to call.
+	// Adapter, plaintext, for the Python handler to call. The Handler's
+	// own token guards its connections; it need not be listed.
 	gs := grpc.NewServer()
-	remote.NewAdapter(srv, log).Register(gs)
+	adapter := remote.NewAdapter(srv, log)
+	adapter.Register(gs)
 	aln := listen(t)
 	served := make(chan struct{})
 	go func() {
@@ -257,8 +269,12 @@ func newPyGateway(t *testing.T) string {
 
 	// The Python handler; stopped before the adapter (cleanups run last
 	// first) and after the gateway, so that it sees OnSocketClosed.
-	pyAddr := startPyHandler(t, stubs, aln.Addr().String())
-	h, err := remote.New(remote.Config{Address: "http://" + pyAddr, Timeout: pyWait, Logger: log})
+	var extra []string
+	if send != "" {
+		extra = []string{"--token", send}
+	}
+	pyAddr := startPyHandler(t, stubs, aln.Addr().String(), extra...)
+	h, err := remote.New(remote.Config{Address: "http://" + pyAddr, Timeout: pyWait, Logger: log, AdapterToken: want})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +292,7 @@ func newPyGateway(t *testing.T) string {
 		<-done
 		h.Close()
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), adapter
 }
 
 func pyDial(t *testing.T, addr string) net.Conn {
@@ -343,4 +359,40 @@ func TestPythonEchoHandlerKick(t *testing.T) {
 
 	pyEcho(t, second, "second")
 	pyEcho(t, second, "hello protogate")
+}
+
+// TestPythonEchoHandlerToken runs echo_handler.py, a handler written with
+// grpcio as EMQX's examples are, sending the adapter token the gateway
+// expects as "authorization: Bearer <token>" metadata: every call it makes
+// (Authenticate, Subscribe, StartTimer, Publish, Send) is accepted.
+func TestPythonEchoHandlerToken(t *testing.T) {
+	const token = "python-handler-token-0123456789"
+	addr, _ := newPyGatewayToken(t, token, token)
+	pyEcho(t, pyDial(t, addr), "with a token")
+}
+
+// TestPythonEchoHandlerWrongToken: with another token, the gateway
+// refuses every call the handler makes on its connection (Authenticate,
+// Subscribe, StartTimer in OnSocketCreated, Publish for the bytes), so
+// nothing can come back to the device.
+func TestPythonEchoHandlerWrongToken(t *testing.T) {
+	addr, adapter := newPyGatewayToken(t, "the-token-the-gateway-expects", "a-token-it-does-not-expect")
+	nc := pyDial(t, addr)
+	nc.SetDeadline(time.Now().Add(pyWait))
+	if _, err := io.WriteString(nc, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(pyWait)
+	for adapter.Denied() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls refused; want Authenticate, Subscribe, StartTimer and Publish", adapter.Denied())
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	// Subscribe was refused: no delivery can reach the connection. The
+	// device is still connected, and reads nothing.
+	nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := nc.Read(make([]byte, 16)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("device read %d bytes, %v; want nothing", n, err)
+	}
 }

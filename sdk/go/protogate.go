@@ -90,8 +90,9 @@ func Register(h Handler) {
 	initializer, _ = h.(Initializer)
 }
 
-// Conn is the handle of a connection: its 64-bit id, never reused. The zero
-// Conn names no connection.
+// Conn is the handle of a connection: its 64-bit id, opaque (unguessable,
+// not in creation order) and never reused. The zero Conn names no
+// connection.
 //
 // Concurrency: call its methods only from a callback.
 type Conn uint64

@@ -3,7 +3,8 @@
 examples are, to check that protogate serves a non-Go gRPC stack unchanged.
 
 It serves emqx.exproto.v1.ConnectionUnaryHandler and calls the gateway's
-ConnectionAdapter back over plaintext gRPC:
+ConnectionAdapter back over plaintext gRPC (with --token, every call carries
+the metadata "authorization: Bearer <token>"):
 
   OnSocketCreated    -> Authenticate(clientid "test"), Subscribe("test/echo",
                         qos 1), StartTimer(KEEPALIVE, --keepalive), in order,
@@ -45,6 +46,9 @@ def parse_args(argv):
                    help="keepalive interval in seconds passed to StartTimer")
     p.add_argument("--stubs", default="",
                    help="directory holding exproto_pb2.py and exproto_pb2_grpc.py")
+    p.add_argument("--token", default="",
+                   help="adapter token sent with every adapter call as the metadata "
+                        "'authorization: Bearer <token>' (protogate's adapter_token)")
     return p.parse_args(argv)
 
 
@@ -66,15 +70,20 @@ def main(argv):
     channel_opts = [("grpc.enable_http_proxy", 0)]
 
     class EchoHandler(pb_grpc.ConnectionUnaryHandlerServicer):
-        def __init__(self, adapter):
+        def __init__(self, adapter, token):
             self.adapter = adapter
+            # How a handler proves itself to protogate's adapter when its
+            # handler has an adapter_token; without one it sends none, as
+            # handlers written for EMQX do.
+            self.metadata = [("authorization", "Bearer " + token)] if token else None
 
         def _call(self, name, request):
             """Calls one ConnectionAdapter RPC; reports a non-SUCCESS code on
             stderr. A gRPC-level failure propagates, so the callback fails
             and the gateway closes the client."""
             try:
-                resp = getattr(self.adapter, name)(request, timeout=ADAPTER_CALL_TIMEOUT)
+                resp = getattr(self.adapter, name)(request, timeout=ADAPTER_CALL_TIMEOUT,
+                                                   metadata=self.metadata)
             except grpc.RpcError as e:
                 log(f"{name}({request.conn}): gRPC error {e.code()}: {e.details()}")
                 raise
@@ -116,7 +125,7 @@ def main(argv):
     # is already taken is an error here rather than a shared listener.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=channel_opts + [("grpc.so_reuseport", 0)])
-    pb_grpc.add_ConnectionUnaryHandlerServicer_to_server(EchoHandler(adapter), server)
+    pb_grpc.add_ConnectionUnaryHandlerServicer_to_server(EchoHandler(adapter, args.token), server)
     try:
         port = server.add_insecure_port(args.listen)
     except RuntimeError as e:

@@ -542,6 +542,21 @@ type GRPCHandler struct {
 	// TLS configures the https:// connection; refused with http://.
 	// Default: nil (system roots, no client certificate).
 	TLS *ClientTLS `yaml:"tls,omitempty"`
+	// AdapterToken is a secret the handler sends with every
+	// ConnectionAdapter call, as gRPC metadata "authorization: Bearer
+	// <token>"; when set, calls without it cannot act on this handler's
+	// connections (PERMISSION_DENY), and calls with it act on no other
+	// handler's. 16 to 1024 printable ASCII characters without spaces
+	// (openssl rand -hex 32 makes one); read by
+	// remote.CheckAdapterToken. Handlers written for EMQX send none: it
+	// is opt-in. Default: "" (none).
+	AdapterToken string `yaml:"adapter_token"`
+	// AdapterClientCN is the common name of the client certificate the
+	// handler presents to the ConnectionAdapter; when set, only calls
+	// from such a certificate, verified by adapter.tls (which then needs
+	// ca_file), can act on this handler's connections. With AdapterToken
+	// set too, a call needs both. Default: "" (none).
+	AdapterClientCN string `yaml:"adapter_client_cn"`
 }
 
 // WasmHandler is a WebAssembly handler module.

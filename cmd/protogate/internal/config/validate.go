@@ -53,7 +53,9 @@ func (c *Config) Validate() error {
 // Warnings returns the problems found by the last Parse, Load, Check or
 // Validate that do not stop protogate: a wasm module file that cannot load
 // while its handler has a grpc fallback, which serves until the file is
-// fixed. In the order of their lines.
+// fixed; an adapter.bind beyond loopback that does not tell callers apart
+// (no adapter_token, no tls with verify_client), or that carries tokens
+// without tls. In the order of their lines.
 func (c *Config) Warnings() []*Error { return append([]*Error(nil), c.warnings...) }
 
 type validator struct {
@@ -147,6 +149,9 @@ func (v *validator) run() {
 	}
 	if c.Adapter.TLS != nil {
 		v.serverTLS("adapter.tls", c.Adapter.TLS)
+	}
+	if c.NeedsAdapter() {
+		v.adapterDoor()
 	}
 	v.admin(binds, &c.Admin)
 
@@ -459,6 +464,37 @@ func (v *validator) psk(p string, k *PSK) {
 	}
 }
 
+// adapterDoor warns when the adapter listens beyond this machine without a
+// way to tell its callers apart: any process that reaches it could then act
+// on every gRPC-served connection whose handle it learns.
+func (v *validator) adapterDoor() {
+	c := v.c
+	if host, _, msg := splitBind(c.Adapter.Bind); msg != "" || isLoopback(host) {
+		return // a bad address was reported by bind
+	}
+	tokens, cns := false, false
+	for _, h := range c.Handlers {
+		if g := h.GRPC; g != nil {
+			tokens = tokens || g.AdapterToken != ""
+			cns = cns || g.AdapterClientCN != ""
+		}
+	}
+	t := c.Adapter.TLS
+	switch {
+	case !tokens && !cns && t == nil:
+		v.warnf("adapter.bind", "address %q is not a loopback address, and the adapter has neither tls nor any handler's adapter_token: "+
+			"any process that reaches it can send to, publish as and close the devices of gRPC handlers whose handles it learns; "+
+			"set handlers.<name>.grpc.adapter_token, serve adapter.tls with verify_client, or bind to 127.0.0.1", c.Adapter.Bind)
+	case !tokens && !cns && !t.VerifyClient:
+		v.warnf("adapter.bind", "address %q is not a loopback address, and adapter.tls without verify_client encrypts but admits any client, "+
+			"while no handler has an adapter_token: any process that reaches the adapter can act on the devices of gRPC handlers whose handles it learns; "+
+			"set handlers.<name>.grpc.adapter_token or adapter.tls.verify_client, or bind to 127.0.0.1", c.Adapter.Bind)
+	case tokens && t == nil:
+		v.warnf("adapter.bind", "address %q is not a loopback address, and the adapter has no tls: "+
+			"adapter tokens cross the network in clear text, for anyone on the path to read and reuse; add adapter.tls", c.Adapter.Bind)
+	}
+}
+
 // isHex reports whether s is made of hex digits only.
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -490,6 +526,17 @@ func (v *validator) handler(p, name string, h Handler) {
 			v.errf(gp+".service_name", "unknown service %q (want ConnectionUnaryHandler or ConnectionHandler)", g.ServiceName)
 		}
 		v.duration(gp+".timeout", g.Timeout, true)
+		if g.AdapterToken != "" {
+			// The check remote.New makes.
+			if err := remote.CheckAdapterToken(g.AdapterToken); err != nil {
+				v.errf(gp+".adapter_token", "%s", reason(err))
+			}
+		}
+		if g.AdapterClientCN != "" {
+			if t := v.c.Adapter.TLS; t == nil || t.CAFile == "" {
+				v.errf(gp+".adapter_client_cn", "needs adapter.tls with a ca_file, to verify the client certificates that adapter calls present")
+			}
+		}
 		if t := g.TLS; t != nil {
 			if err == nil && !a.TLS {
 				v.errf(gp+".tls", "tls needs an https:// address")
