@@ -46,6 +46,9 @@ type Config struct {
 	// AuthnStats returns the authenticators' results, by authenticator
 	// and result; nil leaves them out of the metrics.
 	AuthnStats func() map[string]map[string]uint64
+	// AdapterDenied counts ConnectionAdapter calls refused for their
+	// credentials; nil without an adapter.
+	AdapterDenied func() uint64
 	// MaxTraces bounds the traces running at once. Default: 4.
 	MaxTraces int
 	// MaxTraceDuration caps a trace's duration. Default: 1h.

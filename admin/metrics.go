@@ -55,6 +55,7 @@ var (
 	mWasmFaultK = desc("wasm_faults_total", "Wasm instance faults of every module version, by kind.", "handler", "kind")
 	mAuthn      = desc("authn_total", "Authentication answers, by authenticator and result (allow, deny, ignore, error).", "authenticator", "result")
 	mAuthz      = desc("authz_total", "Authorization answers, by action and result.", "action", "result")
+	mAdDenied   = desc("adapter_denied_total", "ConnectionAdapter calls refused for their credentials (no token, another handler's token or certificate).")
 	mAuthzHits  = desc("authz_cache_hits_total", "Authorization answers taken from a connection's cache.")
 	mTakeovers  = desc("clientid_takeovers_total", "Connections closed because another one authenticated with their client id.")
 	mWasmBreak  = desc("wasm_breaker_open", "1 when the current Wasm module version tripped its breaker.", "handler")
@@ -78,7 +79,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuildInfo, mStartTime, mReady, mConns, mClients, mMaxConns, mListenerUp,
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
 		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
-		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
+		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mAdDenied, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
 		mNATSInB, mNATSOutB, mNATSSlow} {
 		ch <- d
 	}
@@ -189,6 +190,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mAuthz, as.Deny[action], action, "deny")
 	}
 	counter(mAuthzHits, as.CacheHits)
+	if f := s.cfg.AdapterDenied; f != nil {
+		counter(mAdDenied, f())
+	}
 	if f := s.cfg.AuthnStats; f != nil {
 		for src, results := range f() {
 			for res, n := range results {

@@ -34,15 +34,16 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 		return nil, err
 	}
 	as, err := admin.New(admin.Config{
-		Node:       cfg.Node.Name,
-		Version:    versionString(),
-		Gateway:    srv,
-		Listeners:  listeners,
-		Handlers:   hs.infos,
-		Broker:     brokerView{br},
-		APIKeys:    keys,
-		Logger:     log,
-		AuthnStats: r.authnStats.Snapshot,
+		Node:          cfg.Node.Name,
+		Version:       versionString(),
+		Gateway:       srv,
+		Listeners:     listeners,
+		Handlers:      hs.infos,
+		Broker:        brokerView{br},
+		APIKeys:       keys,
+		Logger:        log,
+		AuthnStats:    r.authnStats.Snapshot,
+		AdapterDenied: r.adapterDenied,
 	})
 	if err != nil {
 		return nil, err

@@ -52,6 +52,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 type running struct {
 	adapter net.Addr // nil when no handler uses gRPC
 	admin   net.Addr // nil when the admin API is off
+	// adapterDenied counts adapter calls refused for credentials; nil
+	// without an adapter.
+	adapterDenied func() uint64
 	// authnStats counts the authenticators' results.
 	authnStats *authn.Stats
 	listeners  map[string]net.Addr
@@ -228,7 +231,9 @@ func startAdapter(cfg *config.Config, srv *gateway.Server, remotes []*remote.Han
 			"set adapter.bind to a free host:port, such as 127.0.0.1:9101, and point your handler at it)", err)
 	}
 	gs := grpc.NewServer(gopts...)
-	remote.NewAdapter(srv, log, remotes...).Register(gs)
+	ad := remote.NewAdapter(srv, log, remotes...)
+	ad.Register(gs)
+	r.adapterDenied = ad.Denied
 	r.adapter = aln.Addr()
 	var wg sync.WaitGroup
 	wg.Add(1)
