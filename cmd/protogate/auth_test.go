@@ -38,7 +38,7 @@ authorization:
   rules:
     - {permission: allow, action: all, topics: ["users/${username}/#"]}
 handlers:
-  wasm: {wasm: {path: "builtin:exproto-json", call_timeout: 5s}}
+  wasm: {wasm: {path: "builtin:exproto-json", instances: 1, call_timeout: 5s}}
   remote: {grpc: {address: "http://` + hln.Addr().String() + `", timeout: 10s}}
 listeners:
   - {name: wasm-tcp, type: tcp, bind: "127.0.0.1:0", handler: wasm}
