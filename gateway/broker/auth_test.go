@@ -16,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
@@ -687,4 +689,107 @@ func TestMQTTMosquittoAuth(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("mosquitto_sub: %v\n%s", err, stderr.String())
 	}
+}
+
+// TestReservedMQTTSubjectsCovered watches "$MQTT.>" while MQTT clients
+// use QoS 1 and 2, retained messages and sessions, and checks that every
+// subject nats-server uses there is either denied to MQTT-capable users
+// (ReservedSubscribeMQTT) or one of the two it delivers to its MQTT
+// clients on: a new nats-server that adds a subtree fails here.
+func TestReservedMQTTSubjectsCovered(t *testing.T) {
+	b := startBroker(t, broker.Config{
+		NATSListen: "127.0.0.1:0", MQTTListen: "127.0.0.1:0",
+		Users: []broker.User{
+			{Name: "watch", Password: "w", Permissions: broker.Permissions{Publish: broker.Rules{Allow: []string{"$MQTT.>"}}, Subscribe: broker.Rules{Allow: []string{"$MQTT.>"}}}},
+			{Name: "dev", Password: "d"},
+		},
+	})
+	watch := natsConnect(t, b, nats.UserInfo("watch", "w"))
+	seen := natsSubscribe(t, watch, "$MQTT.>")
+	login := mqttLogin{user: "dev", password: "d"}
+
+	sub := dialMQTTAs(t, b.MQTTAddr(), "reserved-sub", login)
+	sub.subscribe("r/#", 1)
+	pubc := dialMQTTAs(t, b.MQTTAddr(), "reserved-pub", login)
+	pubc.publish("r/x", 1, []byte("qos1"))
+	if p := sub.readPublish(); p.topic != "r/x" || p.qos != 1 {
+		t.Fatalf("got %q QoS %d", p.topic, p.qos)
+	}
+	// A retained QoS 1 message, then a new subscriber that gets it.
+	var body bytes.Buffer
+	writeString(&body, "r/retained")
+	id := pubc.nextID()
+	body.Write(id)
+	body.WriteString("kept")
+	pubc.write(mqttPUBLISH<<4|1<<1|1, body.Bytes())
+	pubc.await(mqttPUBACK, time.Now().Add(mqttTimeout))
+	late := dialMQTTAs(t, b.MQTTAddr(), "reserved-late", login)
+	late.subscribe("r/retained", 1)
+	if p := late.readPublish(); p.topic != "r/retained" {
+		t.Fatalf("retained: got %q", p.topic)
+	}
+	if p := sub.readPublish(); p.topic != "r/retained" {
+		t.Fatalf("got %q", p.topic)
+	}
+	// QoS 2 both ways, with mosquitto when it is installed.
+	if _, err := exec.LookPath("mosquitto_pub"); err == nil {
+		host, port, _ := net.SplitHostPort(b.MQTTAddr())
+		ctx, cancel := context.WithTimeout(context.Background(), mqttTimeout)
+		defer cancel()
+		q2 := exec.CommandContext(ctx, "mosquitto_sub", "-V", "mqttv311", "-h", host, "-p", port, "-u", "dev", "-P", "d",
+			"-i", "reserved-q2", "-q", "2", "-t", "q2/x", "-C", "1")
+		out := make(chan []byte, 1)
+		stdout, err := q2.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q2.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { b, _ := io.ReadAll(stdout); out <- b }()
+		waitNATSSubs(t, b, "q2.x", "", 1)
+		if o, err := exec.CommandContext(ctx, "mosquitto_pub", "-V", "mqttv311", "-h", host, "-p", port, "-u", "dev", "-P", "d",
+			"-i", "reserved-q2p", "-q", "2", "-t", "q2/x", "-m", "qos2").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub -q 2: %v\n%s", err, o)
+		}
+		if got := <-out; string(got) != "qos2\n" {
+			t.Errorf("mosquitto_sub -q 2 printed %q", got)
+		}
+		if err := q2.Wait(); err != nil {
+			t.Error(err)
+		}
+	} else {
+		t.Log("mosquitto not installed: QoS 2 not covered")
+	}
+	sub.close()
+	late.close()
+	pubc.close()
+
+	natsPublish(t, watch, "$MQTT.zz.end", "")
+	subjects := map[string]bool{}
+	for {
+		m := natsNext(t, seen)
+		if m.Subject == "$MQTT.zz.end" {
+			break
+		}
+		subjects[m.Subject] = true
+	}
+	if len(subjects) < 4 {
+		t.Fatalf("saw only %d $MQTT subjects: %v", len(subjects), subjects)
+	}
+	for s := range subjects {
+		if strings.HasPrefix(s, "$MQTT.sub.") || strings.HasPrefix(s, "$MQTT.deliver.") {
+			continue
+		}
+		denied := false
+		for _, d := range broker.ReservedSubscribeMQTT {
+			if server.SubjectMatchesFilter(s, d) {
+				denied = true
+			}
+		}
+		if !denied {
+			t.Errorf("nats-server uses %q, which the default subscribe denies do not cover", s)
+		}
+	}
+	t.Logf("%d $MQTT subjects seen", len(subjects))
 }
