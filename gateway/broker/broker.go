@@ -7,6 +7,14 @@
 // server see the same messages. Subscriptions are shared: however many
 // connections subscribe to one filter, the broker holds one NATS
 // subscription for it and fans deliveries out locally.
+//
+// NATS and MQTT clients outside the gateway reach the server only through
+// Config.NATSListen and Config.MQTTListen, where they log in as
+// Config.Users or Config.NKeys (or anonymously) with Permissions, over
+// Config.TLS if set; whatever their permissions, the subjects nats-server
+// uses internally are denied to them unless granted by name. The
+// gateway's own connection is in-process, with full rights and a login
+// that works nowhere else.
 package broker
 
 import (
