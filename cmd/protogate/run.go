@@ -68,16 +68,12 @@ type running struct {
 // shuts down in order: stop accepting and close connections (handlers still
 // reachable), stop the adapter, close handler clients, drain NATS.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*running)) error {
-	br, err := broker.Start(broker.Config{
-		Node:       cfg.Node.Name,
-		DataDir:    cfg.Node.DataDir,
-		NATSListen: cfg.Broker.NATSListen,
-		MQTTListen: cfg.Broker.MQTTListen,
-		MaxPayload: int(cfg.Broker.MaxPayload),
-		// MaxBuffered is validated to at most 1GiB.
-		MaxBufferedBytes: int(cfg.Broker.MaxBuffered),
-		Logger:           log,
-	})
+	bcfg, err := cfg.BrokerConfig()
+	if err != nil {
+		return err
+	}
+	bcfg.Logger = log
+	br, err := broker.Start(bcfg)
 	if err != nil {
 		return err
 	}

@@ -7,11 +7,20 @@
 // server see the same messages. Subscriptions are shared: however many
 // connections subscribe to one filter, the broker holds one NATS
 // subscription for it and fans deliveries out locally.
+//
+// NATS and MQTT clients outside the gateway reach the server only through
+// Config.NATSListen and Config.MQTTListen, where they log in as
+// Config.Users or Config.NKeys (or anonymously) with Permissions, over
+// Config.TLS if set; whatever their permissions, the subjects nats-server
+// uses internally are denied to them unless granted by name. The
+// gateway's own connection is in-process, with full rights and a login
+// that works nowhere else.
 package broker
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +35,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/topic"
@@ -75,6 +85,25 @@ type Config struct {
 	// and what exceeds it is dropped and counted (Dropped).
 	// Default: 64 MiB.
 	MaxBufferedBytes int
+
+	// Users and NKeys are the outside clients that may connect to the
+	// NATS and MQTT listeners, each with its Permissions. When one is set,
+	// a client must log in as one of them, unless AllowAnonymous.
+	// Without listeners they are not used.
+	Users []User
+	// NKeys log NATS clients in with a signature (see NKey).
+	NKeys []NKey
+	// AllowAnonymous lets clients that send no credentials connect, as
+	// an anonymous user with the default Permissions: every subject but
+	// the reserved ones. It is implied when Users and NKeys are both
+	// empty. A client that sends credentials that match no user is
+	// refused either way.
+	AllowAnonymous bool
+	// TLS, when set, is required by both listeners (NATS and MQTT); with
+	// ClientAuth tls.RequireAndVerifyClientCert every client must present
+	// a certificate that ClientCAs verifies. The gateway's own in-process
+	// connection does not use it. Default: nil (plain TCP).
+	TLS *tls.Config
 }
 
 // Broker is a running embedded NATS server and the gateway's connection to
@@ -85,6 +114,9 @@ type Broker struct {
 	ns   *server.Server
 	opts *server.Options
 	nc   *nats.Conn
+	// key is the nkey the gateway's own connection logs in with, or nil
+	// when the server has no listener (and no authentication).
+	key nkeys.KeyPair
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -149,6 +181,10 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: nats_listen: %w", err)
 		}
 		opts.Host, opts.Port = host, port
+		if cfg.TLS != nil {
+			opts.TLSConfig = cfg.TLS.Clone()
+			opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		}
 	}
 	if cfg.MQTTListen != "" {
 		host, port, err := splitHostPort(cfg.MQTTListen)
@@ -156,11 +192,33 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: mqtt_listen: %w", err)
 		}
 		opts.MQTT.Host, opts.MQTT.Port = host, port
+		if cfg.TLS != nil {
+			opts.MQTT.TLSConfig = cfg.TLS.Clone()
+		}
 		opts.JetStream = true
 		opts.StoreDir = filepath.Join(cfg.DataDir, "nats")
 	}
+	if err := checkAuth(&cfg); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	// Without a listener nobody but the gateway reaches the server, and
+	// it needs no authentication.
+	var (
+		login []nats.Option
+		key   nkeys.KeyPair
+	)
+	if cfg.NATSListen != "" || cfg.MQTTListen != "" {
+		opt, kp, err := authSetup(&cfg, opts)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		login, key = []nats.Option{opt}, kp
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		if key != nil {
+			key.Wipe()
+		}
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	log := cfg.Logger.With("component", "nats")
@@ -169,9 +227,12 @@ func Start(cfg Config) (*Broker, error) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		if key != nil {
+			key.Wipe()
+		}
 		return nil, errors.New("broker: embedded nats server did not start (is a port in use?)")
 	}
-	nc, err := nats.Connect("",
+	nc, err := nats.Connect("", append(login,
 		nats.InProcessServer(ns),
 		nats.Name("protogate-"+cfg.Node),
 		// The handshake is in-process, but on a loaded machine it can take
@@ -185,10 +246,13 @@ func Start(cfg Config) (*Broker, error) {
 			}
 			log.Warn("broker: connection error", "err", err)
 		}),
-	)
+	)...)
 	if err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		if key != nil {
+			key.Wipe()
+		}
 		return nil, fmt.Errorf("broker: connect in-process: %w", err)
 	}
 	var p [8]byte
@@ -199,6 +263,7 @@ func Start(cfg Config) (*Broker, error) {
 		ns:       ns,
 		opts:     opts,
 		nc:       nc,
+		key:      key,
 		idPrefix: strings.ToUpper(hex.EncodeToString(p[:])),
 		subs:     make(map[subKey]*natsSub),
 		quit:     make(chan struct{}),
@@ -583,6 +648,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.wg.Wait()
 	b.ns.Shutdown()
 	b.ns.WaitForShutdown()
+	if b.key != nil {
+		b.key.Wipe()
+	}
 	return err
 }
 

@@ -19,7 +19,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -60,29 +62,91 @@ type mqttClient struct {
 	pending []mqttPublish // PUBLISHes read while waiting for something else
 }
 
-// dialMQTT connects with a clean session and waits for a successful CONNACK.
+// mqttLogin is what a client sends to log in: a user name and password
+// (none when empty), over TLS when tls is set.
+type mqttLogin struct {
+	user, password string
+	tls            *tls.Config
+}
+
+// dialMQTT connects anonymously with a clean session and waits for a
+// successful CONNACK.
 func dialMQTT(t *testing.T, addr, clientID string) *mqttClient {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return dialMQTTAs(t, addr, clientID, mqttLogin{})
+}
+
+// dialMQTTAs is dialMQTT with a login.
+func dialMQTTAs(t *testing.T, addr, clientID string, l mqttLogin) *mqttClient {
+	t.Helper()
+	c, code, err := connectMQTT(addr, clientID, l)
 	if err != nil {
-		t.Fatalf("mqtt %s: dial %s: %v", clientID, addr, err)
+		t.Fatalf("mqtt %s: %v", clientID, err)
 	}
-	c := &mqttClient{t: t, id: clientID, conn: conn, r: bufio.NewReader(conn)}
-	t.Cleanup(func() { conn.Close() })
+	c.t = t
+	t.Cleanup(func() { c.conn.Close() })
+	if code != 0 {
+		t.Fatalf("mqtt %s: CONNECT answered with CONNACK return code %d, want accepted", clientID, code)
+	}
+	return c
+}
+
+// tryMQTT connects, returns the CONNACK return code and disconnects. The
+// error is that of a connection that got no CONNACK.
+func tryMQTT(addr, clientID string, l mqttLogin) (byte, error) {
+	c, code, err := connectMQTT(addr, clientID, l)
+	if c != nil {
+		c.conn.Close()
+	}
+	return code, err
+}
+
+// connectMQTT dials addr, sends CONNECT and reads the CONNACK. The
+// returned client has no t yet.
+func connectMQTT(addr, clientID string, l mqttLogin) (*mqttClient, byte, error) {
+	var conn net.Conn
+	var err error
+	d := &net.Dialer{Timeout: waitTimeout}
+	if l.tls != nil {
+		conn, err = tls.DialWithDialer(d, "tcp", addr, l.tls)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c := &mqttClient{id: clientID, conn: conn, r: bufio.NewReader(conn)}
 
 	var vh bytes.Buffer
 	writeString(&vh, "MQTT")
-	vh.WriteByte(4)    // protocol level: 3.1.1
-	vh.WriteByte(0x02) // clean session
+	vh.WriteByte(4)     // protocol level: 3.1.1
+	flags := byte(0x02) // clean session
+	if l.user != "" {
+		flags |= 0x80
+	}
+	if l.password != "" {
+		flags |= 0x40
+	}
+	vh.WriteByte(flags)
 	binary.Write(&vh, binary.BigEndian, uint16(60))
 	writeString(&vh, clientID)
-	c.write(mqttCONNECT<<4, vh.Bytes())
-
-	typ, _, body := c.read(mqttTimeout)
-	if typ != mqttCONNACK || len(body) != 2 || body[1] != 0 {
-		t.Fatalf("mqtt %s: CONNECT answered with type %d %x, want CONNACK accepted", clientID, typ, body)
+	if l.user != "" {
+		writeString(&vh, l.user)
 	}
-	return c
+	if l.password != "" {
+		writeString(&vh, l.password)
+	}
+	if err := c.writePacket(mqttCONNECT<<4, vh.Bytes()); err != nil {
+		return c, 0, err
+	}
+	typ, _, body, err := c.readPacket(mqttTimeout)
+	if err != nil {
+		return c, 0, err
+	}
+	if typ != mqttCONNACK || len(body) != 2 {
+		return c, 0, fmt.Errorf("CONNECT answered with type %d %x, want CONNACK", typ, body)
+	}
+	return c, body[1], nil
 }
 
 func writeString(b *bytes.Buffer, s string) {
@@ -92,6 +156,12 @@ func writeString(b *bytes.Buffer, s string) {
 
 func (c *mqttClient) write(header byte, body []byte) {
 	c.t.Helper()
+	if err := c.writePacket(header, body); err != nil {
+		c.t.Fatalf("mqtt %s: write: %v", c.id, err)
+	}
+}
+
+func (c *mqttClient) writePacket(header byte, body []byte) error {
 	var pkt bytes.Buffer
 	pkt.WriteByte(header)
 	n := len(body)
@@ -108,24 +178,31 @@ func (c *mqttClient) write(header byte, body []byte) {
 	}
 	pkt.Write(body)
 	c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if _, err := c.conn.Write(pkt.Bytes()); err != nil {
-		c.t.Fatalf("mqtt %s: write: %v", c.id, err)
-	}
+	_, err := c.conn.Write(pkt.Bytes())
+	return err
 }
 
 // read reads one control packet, waiting at most timeout.
 func (c *mqttClient) read(timeout time.Duration) (typ, flags byte, body []byte) {
 	c.t.Helper()
+	typ, flags, body, err := c.readPacket(timeout)
+	if err != nil {
+		c.t.Fatalf("mqtt %s: %v", c.id, err)
+	}
+	return typ, flags, body
+}
+
+func (c *mqttClient) readPacket(timeout time.Duration) (typ, flags byte, body []byte, err error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	h, err := c.r.ReadByte()
 	if err != nil {
-		c.t.Fatalf("mqtt %s: read: %v", c.id, err)
+		return 0, 0, nil, fmt.Errorf("read: %w", err)
 	}
 	n, mul := 0, 1
 	for i := 0; ; i++ {
 		d, err := c.r.ReadByte()
 		if err != nil {
-			c.t.Fatalf("mqtt %s: read length: %v", c.id, err)
+			return 0, 0, nil, fmt.Errorf("read length: %w", err)
 		}
 		n += int(d&0x7f) * mul
 		mul *= 128
@@ -133,17 +210,17 @@ func (c *mqttClient) read(timeout time.Duration) (typ, flags byte, body []byte) 
 			break
 		}
 		if i == 3 {
-			c.t.Fatalf("mqtt %s: malformed remaining length", c.id)
+			return 0, 0, nil, errors.New("malformed remaining length")
 		}
 	}
 	if n > mqttMaxPacketSz {
-		c.t.Fatalf("mqtt %s: %d byte packet", c.id, n)
+		return 0, 0, nil, fmt.Errorf("%d byte packet", n)
 	}
 	body = make([]byte, n)
 	if _, err := io.ReadFull(c.r, body); err != nil {
-		c.t.Fatalf("mqtt %s: read body: %v", c.id, err)
+		return 0, 0, nil, fmt.Errorf("read body: %w", err)
 	}
-	return h >> 4, h & 0x0f, body
+	return h >> 4, h & 0x0f, body, nil
 }
 
 // await reads packets until one of type want arrives. PUBLISHes that arrive
@@ -197,6 +274,15 @@ func (c *mqttClient) nextID() []byte {
 // subscribe subscribes and waits for a SUBACK granting the subscription.
 func (c *mqttClient) subscribe(filter string, qos byte) {
 	c.t.Helper()
+	if code := c.trySubscribe(filter, qos); code == 0x80 || code > qos {
+		c.t.Fatalf("mqtt %s: SUBSCRIBE %q QoS %d answered with SUBACK return code %#x", c.id, filter, qos, code)
+	}
+}
+
+// trySubscribe subscribes and returns the SUBACK's return code: the QoS
+// granted, or 0x80 for a failure.
+func (c *mqttClient) trySubscribe(filter string, qos byte) byte {
+	c.t.Helper()
 	id := c.nextID()
 	var b bytes.Buffer
 	b.Write(id)
@@ -204,9 +290,10 @@ func (c *mqttClient) subscribe(filter string, qos byte) {
 	b.WriteByte(qos)
 	c.write(mqttSUBSCRIBE<<4|0x02, b.Bytes())
 	_, body := c.await(mqttSUBACK, time.Now().Add(mqttTimeout))
-	if len(body) != 3 || !bytes.Equal(body[:2], id) || body[2] == 0x80 || body[2] > qos {
+	if len(body) != 3 || !bytes.Equal(body[:2], id) {
 		c.t.Fatalf("mqtt %s: SUBSCRIBE %q QoS %d answered with SUBACK %x", c.id, filter, qos, body)
 	}
+	return body[2]
 }
 
 // publish publishes; at QoS 1 it waits for the PUBACK.

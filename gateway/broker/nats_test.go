@@ -12,14 +12,15 @@ import (
 	"github.com/protogate/protogate/gateway/broker"
 )
 
-// natsConnect connects a plain NATS client to the broker's client port.
-func natsConnect(t *testing.T, b *broker.Broker) *nats.Conn {
+// natsConnect connects a plain NATS client to the broker's client port,
+// with opts (credentials, TLS) if any.
+func natsConnect(t *testing.T, b *broker.Broker, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	addr := b.NATSAddr()
 	if addr == nil {
 		t.Fatal("NATSAddr() = nil with NATSListen set")
 	}
-	nc, err := nats.Connect("nats://"+addr.String(), nats.Timeout(waitTimeout), nats.MaxReconnects(0))
+	nc, err := nats.Connect("nats://"+addr.String(), append([]nats.Option{nats.Timeout(waitTimeout), nats.MaxReconnects(0)}, opts...)...)
 	if err != nil {
 		t.Fatalf("nats.Connect(%s): %v", addr, err)
 	}
@@ -271,13 +272,18 @@ func TestNATSFilterVectors(t *testing.T) {
 
 // TestDollarSubjectsNotDelivered checks MQTT-4.7.2-1 for messages from plain
 // NATS clients: subjects starting with "$" never reach wildcard subscribers.
+// The client is granted the reserved subjects, which are denied by default.
 func TestDollarSubjectsNotDelivered(t *testing.T) {
-	b := startBroker(t, broker.Config{NATSListen: "127.0.0.1:0"})
+	all := []string{">", "$SYS.>", "$JS.>", "$MQTT.>", "$KV.>"}
+	b := startBroker(t, broker.Config{NATSListen: "127.0.0.1:0", Users: []broker.User{{
+		Name: "ops", Password: "secret",
+		Permissions: broker.Permissions{Publish: broker.Rules{Allow: all}, Subscribe: broker.Rules{Allow: all}},
+	}}})
 	hash, plus, plusBar := newChanSub(t, "#"), newChanSub(t, "+"), newChanSub(t, "+/bar")
 	subscribe(t, b, "#", hash)
 	subscribe(t, b, "+", plus)
 	subscribe(t, b, "+/bar", plusBar)
-	nc := natsConnect(t, b)
+	nc := natsConnect(t, b, nats.UserInfo("ops", "secret"))
 	// Positive control: the server does route these subjects to ">".
 	control := natsSubscribe(t, nc, ">")
 

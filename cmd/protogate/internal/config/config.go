@@ -198,6 +198,90 @@ type Broker struct {
 	// and MQTT clients beyond it are dropped and counted.
 	// Default: 64MiB.
 	MaxBuffered ByteSize `yaml:"max_buffered"`
+	// Users may log in to NATSListen and MQTTListen with a user name and
+	// password (MQTT clients in CONNECT, NATS clients as user info). With
+	// at least one user or nkey, clients must log in, unless
+	// AllowAnonymous. Default: none.
+	Users []BrokerUser `yaml:"users,omitempty"`
+	// NKeys may log in to NATSListen by signing with a user nkey; MQTT
+	// clients cannot. Default: none.
+	NKeys []BrokerNKey `yaml:"nkeys,omitempty"`
+	// AllowAnonymous lets clients that send no credentials in, next to
+	// Users and NKeys, with every subject but the reserved ones (see
+	// BrokerPermissions). Without users and nkeys clients are anonymous
+	// anyway; but a NATSListen or MQTTListen whose host is not a
+	// loopback address (127.0.0.0/8, ::1, localhost) is then refused
+	// unless AllowAnonymous is true (or TLS has VerifyClient): anyone on
+	// the network could read every device's traffic and publish to every
+	// device. Default: false.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// TLS makes both listeners TLS only; with VerifyClient every client
+	// must present a certificate signed by CAFile. The gateway's own
+	// connection is in-process and needs none. Default: nil (plain TCP).
+	TLS *ServerTLS `yaml:"tls,omitempty"`
+}
+
+// BrokerUser is a user of the broker's NATS and MQTT listeners.
+type BrokerUser struct {
+	// User is the user name, unique among Broker.Users. Required.
+	// Default: "".
+	User string `yaml:"user"`
+	// Password is the password in plain text, or its bcrypt hash
+	// ("$2a$...", "$2b$..." or "$2y$..."; "nats server passwd" makes
+	// one), which nats-server compares with. Required. Default: "".
+	Password string `yaml:"password"`
+	// ConnectionTypes limits the user to some listeners: nats, mqtt.
+	// Default: none (both).
+	ConnectionTypes []string `yaml:"connection_types,omitempty"`
+	// Permissions are the subjects the user may publish and subscribe
+	// to. Default: every subject but the reserved ones.
+	Permissions BrokerPermissions `yaml:"permissions,omitempty"`
+}
+
+// BrokerNKey is a NATS client of the broker that logs in with an nkey.
+type BrokerNKey struct {
+	// NKey is the public user nkey: 56 characters starting with U
+	// ("nk -gen user -pubout" prints a seed and it). Unique. Required.
+	// Default: "".
+	NKey string `yaml:"nkey"`
+	// Permissions are as for BrokerUser. Default: every subject but the
+	// reserved ones.
+	Permissions BrokerPermissions `yaml:"permissions,omitempty"`
+}
+
+// BrokerPermissions limit what a client of the broker's listeners may
+// publish and subscribe to, as NATS subjects ('.' between tokens, '*'
+// for one token, '>' for the rest). MQTT clients are checked on the
+// subject their topic maps to: "/" is ".", "+" is "*", "#" is ">", a "."
+// inside a level is "//" (so MQTT "a/+/c" is "a.*.c"); an MQTT
+// subscription to "a/#" is one to "a.>" and one to "a", and needs both.
+//
+// Deny wins over allow; no allow list allows every subject. Every client
+// is also denied the subjects nats-server uses internally: $JS.> (the
+// JetStream API, that can delete the streams holding MQTT sessions),
+// $JSC.>, $NRG.>, $SYS.>, $KV.>, $O.>, $OBJ.> and $MQTT.> (the MQTT
+// listener's sessions and messages; for subscribing, users that may use
+// MQTT keep $MQTT.sub.> and $MQTT.deliver.>, where nats-server delivers
+// to its MQTT clients). An allow entry that starts with one of those
+// first tokens ("$JS.API.>") grants what it overlaps.
+type BrokerPermissions struct {
+	// Publish are the subjects the client may publish to. Default: all
+	// but the reserved ones.
+	Publish SubjectRules `yaml:"publish,omitempty"`
+	// Subscribe are the subjects the client may subscribe to; an entry
+	// may name a queue group after a space ("jobs.* workers").
+	// Default: all but the reserved ones.
+	Subscribe SubjectRules `yaml:"subscribe,omitempty"`
+}
+
+// SubjectRules are the allow and deny lists of one direction.
+type SubjectRules struct {
+	// Allow lists the subjects allowed; none allows every subject.
+	// Default: none.
+	Allow []string `yaml:"allow,omitempty"`
+	// Deny lists the subjects denied, also when Allow matches.
+	// Default: none.
+	Deny []string `yaml:"deny,omitempty"`
 }
 
 // Adapter configures the ExProto ConnectionAdapter gRPC server.

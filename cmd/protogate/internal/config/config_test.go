@@ -108,7 +108,7 @@ func TestParseErrors(t *testing.T) {
 		{"max pending zero", withBase("gateway:", "  max_pending_messages: 0"), `config: line 2: gateway.max_pending_messages: 0 is out of range (want 1 to 1000000)`},
 		{"max delivery wait zero", withBase("gateway:", "  max_delivery_wait: 0"), `config: line 2: gateway.max_delivery_wait: 0s is out of range (want 1ms to 1m)`},
 		{"max delivery wait long", withBase("gateway:", "  max_delivery_wait: 2m"), `config: line 2: gateway.max_delivery_wait: 2m0s is out of range (want 1ms to 1m)`},
-		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
+		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222", "  allow_anonymous: true"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
 
 		// adapter
 		{"adapter bind empty", withBase("adapter:", "  bind: ''"), `config: line 2: adapter.bind: must not be empty (want host:port such as 127.0.0.1:9100)`},
@@ -140,7 +140,7 @@ func TestParseErrors(t *testing.T) {
 		{"admin bind keys misspelt", withBase("admin:", "  bind: 0.0.0.0:18083", "  api_key: [{key: ops, secret: s}]"), "config: line 2: admin.bind: " + notLoopback("0.0.0.0:18083") + "\n" +
 			`config: line 3: admin: unknown key "api_key"; did you mean "api_keys"?`},
 		{"admin clashes adapter", withBase("admin:", "  bind: 127.0.0.1:9100"), `config: line 2: admin.bind: address "127.0.0.1:9100" clashes with adapter.bind ("127.0.0.1:9100")`},
-		{"admin clashes nats", withBase("admin:", "  bind: '[::1]:4222'", "broker:", "  nats_listen: ':4222'"), `config: line 4: broker.nats_listen: address ":4222" clashes with admin.bind ("[::1]:4222")`},
+		{"admin clashes nats", withBase("admin:", "  bind: '[::1]:4222'", "broker:", "  nats_listen: ':4222'", "  allow_anonymous: true"), `config: line 4: broker.nats_listen: address ":4222" clashes with admin.bind ("[::1]:4222")`},
 		{"admin clash and open", withBase("admin:", "  bind: 0.0.0.0:9100"), "config: line 2: admin.bind: address \"0.0.0.0:9100\" clashes with adapter.bind (\"127.0.0.1:9100\")\n" +
 			"config: line 2: admin.bind: " + notLoopback("0.0.0.0:9100")},
 		{"listener clashes admin", withListener("  - {name: a, type: tcp, bind: '0.0.0.0:18083', handler: h}"), `config: line 6: listeners[0].bind: address "0.0.0.0:18083" clashes with admin.bind ("127.0.0.1:18083")`},
@@ -528,7 +528,7 @@ func TestListenerDefaults(t *testing.T) {
 // other: TCP and UDP ports are separate.
 func TestDatagramBinds(t *testing.T) {
 	in := doc(
-		"broker: {nats_listen: '0.0.0.0:4222', mqtt_listen: '[::]:1883'}",
+		"broker: {nats_listen: '0.0.0.0:4222', mqtt_listen: '[::]:1883', allow_anonymous: true}",
 		"handlers:",
 		"  h: {grpc: {address: 'http://127.0.0.1:9001'}}",
 		"listeners:",
@@ -903,7 +903,7 @@ func TestFullExample(t *testing.T) {
 	want := &Config{
 		Node:            Node{Name: "edge-gw.eu-1", DataDir: "/var/lib/protogate"},
 		Log:             Log{Level: "debug", Format: "json"},
-		Broker:          Broker{NATSListen: "127.0.0.1:4222", MQTTListen: "0.0.0.0:1883", MaxPayload: 8 * MiB, MaxBuffered: 64 * MiB},
+		Broker:          fullBroker,
 		Adapter:         Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
 		SecurityProfile: "legacy",
 		Admin: Admin{Bind: "0.0.0.0:18083", TLS: &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key"}, APIKeys: []APIKey{

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/protogate/protogate/gateway/authn"
+	"github.com/protogate/protogate/gateway/broker"
 	"github.com/protogate/protogate/gateway/limit"
 	"github.com/protogate/protogate/gateway/remote"
 	"github.com/protogate/protogate/gateway/topic"
@@ -125,18 +126,7 @@ func (v *validator) run() {
 	// TCP and UDP ports are separate: tcp and ssl listeners, the adapter and
 	// the broker (all TCP) share binds; udp and dtls listeners udpBinds.
 	binds, udpBinds := &bindSet{}, &bindSet{}
-	if c.Broker.NATSListen != "" {
-		v.bind(binds, "broker.nats_listen", c.Broker.NATSListen)
-	}
-	if c.Broker.MQTTListen != "" {
-		v.bind(binds, "broker.mqtt_listen", c.Broker.MQTTListen)
-	}
-	if c.Broker.MaxPayload < 1 || c.Broker.MaxPayload > 64*MiB {
-		v.errf("broker.max_payload", "%s is out of range (want 1B to 64MiB)", c.Broker.MaxPayload)
-	}
-	if c.Broker.MaxBuffered < 1*MiB || c.Broker.MaxBuffered > 1024*MiB {
-		v.errf("broker.max_buffered", "%s is out of range (want 1MiB to 1GiB)", c.Broker.MaxBuffered)
-	}
+	v.broker(binds, &c.Broker)
 
 	// The adapter is opened only when a handler may call it: otherwise
 	// its address clashes with nothing.
@@ -314,6 +304,116 @@ func (v *validator) admin(binds *bindSet, a *Admin) {
 			v.errf(p+".secret", "must not be empty")
 		} else if _, err := authn.ParsePassword(k.Secret); err != nil {
 			v.errf(p+".secret", "a sha256: secret must be followed by 64 hex digits (the SHA-256 digest of the secret)")
+		}
+	}
+}
+
+// broker checks the broker block. Its listeners are TCP sockets of this
+// process: their addresses must not clash with the others in binds.
+// Users, nkeys and permissions are checked with the functions
+// broker.Start checks them with.
+func (v *validator) broker(binds *bindSet, b *Broker) {
+	if b.NATSListen != "" {
+		v.bind(binds, "broker.nats_listen", b.NATSListen)
+	}
+	if b.MQTTListen != "" {
+		v.bind(binds, "broker.mqtt_listen", b.MQTTListen)
+	}
+	if b.MaxPayload < 1 || b.MaxPayload > 64*MiB {
+		v.errf("broker.max_payload", "%s is out of range (want 1B to 64MiB)", b.MaxPayload)
+	}
+	if b.MaxBuffered < 1*MiB || b.MaxBuffered > 1024*MiB {
+		v.errf("broker.max_buffered", "%s is out of range (want 1MiB to 1GiB)", b.MaxBuffered)
+	}
+
+	users := map[string]int{}
+	mqttUsers := 0
+	for i, u := range b.Users {
+		p := joinIndex("broker.users", i)
+		if u.User == "" {
+			v.errf(p+".user", "must not be empty")
+		} else if j, dup := users[u.User]; dup {
+			v.errf(p+".user", "duplicate user %q (also used by broker.users[%d])", u.User, j)
+		} else {
+			users[u.User] = i
+		}
+		// The message never quotes the password.
+		if u.Password == "" {
+			v.errf(p+".password", "must not be empty")
+		} else if err := broker.CheckPassword(u.Password); err != nil {
+			v.errf(p+".password", "%s", reason(err))
+		}
+		mqtt := len(u.ConnectionTypes) == 0
+		for j, t := range u.ConnectionTypes {
+			if err := broker.CheckConnectionType(t); err != nil {
+				v.errf(joinIndex(p+".connection_types", j), "%s", reason(err))
+			}
+			mqtt = mqtt || t == broker.ConnMQTT
+		}
+		if mqtt {
+			mqttUsers++
+		}
+		v.brokerPermissions(p+".permissions", u.Permissions)
+	}
+	keys := map[string]int{}
+	for i, k := range b.NKeys {
+		p := joinIndex("broker.nkeys", i)
+		if err := broker.CheckNKey(k.NKey); err != nil {
+			v.errf(p+".nkey", "%s", reason(err))
+		} else if j, dup := keys[k.NKey]; dup {
+			v.errf(p+".nkey", "duplicate nkey %q (also used by broker.nkeys[%d])", k.NKey, j)
+		} else {
+			keys[k.NKey] = i
+		}
+		v.brokerPermissions(p+".permissions", k.Permissions)
+	}
+	if b.TLS != nil {
+		v.serverTLS("broker.tls", b.TLS)
+	}
+
+	// An open listener on the network without authentication.
+	authn := len(b.Users)+len(b.NKeys) > 0 || b.TLS != nil && b.TLS.VerifyClient
+	for _, l := range []struct{ path, addr string }{
+		{"broker.nats_listen", b.NATSListen}, {"broker.mqtt_listen", b.MQTTListen},
+	} {
+		if l.addr == "" || authn || b.AllowAnonymous {
+			continue
+		}
+		// An address that does not parse was reported by bind.
+		host, _, err := net.SplitHostPort(l.addr)
+		if _, _, msg := splitBind(l.addr); msg == "" && err == nil && !isLoopback(host) {
+			v.errf(l.path, "address %q is not a loopback address and the broker has no users: "+
+				"anyone on the network could read every device's traffic and publish to every device; "+
+				"add broker.users (or broker.nkeys, or broker.tls with verify_client: true), bind to 127.0.0.1, "+
+				"or set broker.allow_anonymous: true to accept the risk", l.addr)
+		}
+	}
+	if b.MQTTListen != "" && mqttUsers == 0 && len(b.Users)+len(b.NKeys) > 0 && !b.AllowAnonymous {
+		v.warnf("broker.mqtt_listen", "no MQTT client can log in: nkeys and users limited to connection_types [nats] are for NATS clients; "+
+			"add a user that may use mqtt, or set broker.allow_anonymous: true")
+	}
+}
+
+// brokerPermissions checks the subjects of a broker user's permissions.
+func (v *validator) brokerPermissions(p string, perms BrokerPermissions) {
+	for _, l := range []struct {
+		path  string
+		list  []string
+		queue bool
+	}{
+		{p + ".publish.allow", perms.Publish.Allow, false},
+		{p + ".publish.deny", perms.Publish.Deny, false},
+		{p + ".subscribe.allow", perms.Subscribe.Allow, true},
+		{p + ".subscribe.deny", perms.Subscribe.Deny, true},
+	} {
+		for i, s := range l.list {
+			ep := joinIndex(l.path, i)
+			if err := broker.CheckSubject(s, l.queue); err != nil {
+				v.errf(ep, "%s", reason(err))
+			} else if broker.LooksLikeMQTT(s) {
+				v.warnf(ep, "%q looks like an MQTT topic, but permissions take NATS subjects: "+
+					"MQTT a/b/# is a.b.> (and a.b), a/+/c is a.*.c", s)
+			}
 		}
 	}
 }
