@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -178,38 +179,14 @@ listeners:
 		secret[dev.clientID], secret[topic], secret[d.nc.LocalAddr().String()] = true, true, true
 	}
 
-	resp, body := adminGet(t, r, "/metrics")
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("scrape: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	series := 0
-	values := map[string]float64{}
-	for line := range strings.Lines(string(body)) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		series++
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		values[line[:i]] = v
-		for s := range secret {
-			if strings.Contains(line, s) {
-				t.Errorf("series %q carries %q", line, s)
-			}
-		}
-	}
-	t.Logf("%d series", series)
-	if series >= 1000 {
-		t.Errorf("%d series, want under 1,000", series)
-	}
-	for _, tc := range []struct {
+	// A callback is counted when it returns, which can be after the
+	// device has its answer (sent during the callback), and a write when
+	// it is done: scrape until the counts catch up with the traffic.
+	type expect struct {
 		series string
 		min    float64
-	}{
+	}
+	expects := []expect{
 		{`protogate_connections{listener="echo-tcp"}`, 1},
 		{`protogate_connections_accepted_total{listener="json-udp"}`, 1},
 		{`protogate_listener_max_connections{listener="json-tcp"}`, 100},
@@ -229,10 +206,56 @@ listeners:
 		{`protogate_ready`, 1},
 		{`protogate_nats_connections`, 1},
 		{`go_goroutines`, 1},
-	} {
-		if v, ok := values[tc.series]; !ok || v < tc.min {
-			t.Errorf("%s = %v (present %v), want >= %v", tc.series, v, ok, tc.min)
+	}
+	var body []byte
+	var series int
+	var missing []string
+	deadline := time.Now().Add(wait)
+	for {
+		var resp *http.Response
+		resp, body = adminGet(t, r, "/metrics")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("scrape: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
+		series = 0
+		values := map[string]float64{}
+		for line := range strings.Lines(string(body)) {
+			line = strings.TrimSpace(line)
+			if line == "" || line[0] == '#' {
+				continue
+			}
+			series++
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			values[line[:i]] = v
+		}
+		missing = missing[:0]
+		for _, e := range expects {
+			if v, ok := values[e.series]; !ok || v < e.min {
+				missing = append(missing, fmt.Sprintf("%s = %v (present %v), want >= %v", e.series, v, ok, e.min))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	for _, m := range missing {
+		t.Error(m)
+	}
+	for line := range strings.Lines(string(body)) {
+		for s := range secret {
+			if strings.Contains(line, s) {
+				t.Errorf("series %q carries %q", strings.TrimSpace(line), s)
+			}
+		}
+	}
+	t.Logf("%d series", series)
+	if series >= 1000 {
+		t.Errorf("%d series, want under 1,000", series)
 	}
 	if !regexp.MustCompile(`(?m)^protogate_wasm_module_info\{handler="echo",sha256="[0-9a-f]{12}",version="1"\} 1$`).Match(body) {
 		t.Error("no protogate_wasm_module_info for echo")
