@@ -104,7 +104,7 @@ check: deps proto guests lint ## Fail if generated code, guests, gofmt, go.mod o
 	@test -z "$$(git status --porcelain --untracked-files=all -- proto guests wasmhost/testdata)" || { git status --porcelain -- proto guests wasmhost/testdata; exit 1; }
 
 # make test runs every fuzz target's seed corpus; this fuzzes each one on
-# top, one after the other (about 30 targets: 7-8 minutes at 10s). It stops
+# top, one after the other (about 30 targets: 7-17 minutes at 10s). It stops
 # at the first failure and prints the input; see RATIONALE.md.
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each, stopping at the first failure
