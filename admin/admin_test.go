@@ -459,3 +459,15 @@ func TestTracesAreBounded(t *testing.T) {
 		t.Errorf("short trace: %s", body)
 	}
 }
+
+// TestHugePageRefused: a page whose offset would wrap around is a 400,
+// not page 1 again.
+func TestHugePageRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, q := range []string{"page=9223372036854775807&limit=2", "page=1152921504606846977&limit=16"} {
+		resp, body := f.get(t, "/api/v1/clients?"+q, "", "")
+		if resp.StatusCode != 400 || !strings.Contains(string(body), `"page: `) {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
+		}
+	}
+}

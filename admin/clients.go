@@ -19,10 +19,11 @@ import (
 // kickWait bounds how long a kick waits for the connection to finish.
 const kickWait = 5 * time.Second
 
-// Paging bounds, as EMQX's.
+// Paging bounds, as EMQX's; maxPage x limit bounds the offset.
 const (
 	defaultLimit = 100
 	maxLimit     = 10000
+	maxPage      = 1 << 40
 )
 
 type clientJSON struct {
@@ -145,6 +146,11 @@ func parseClientFilter(q url.Values) (*clientFilter, error) {
 		if f.limit, err = strconv.Atoi(v); err != nil || f.limit < 1 || f.limit > maxLimit {
 			return nil, fmt.Errorf("limit: %q is not in 1..%d", v, maxLimit)
 		}
+	}
+	if f.page > maxPage/f.limit {
+		// (page-1)*limit must not wrap around: no gateway holds more
+		// connections than this anyway.
+		return nil, fmt.Errorf("page: %d is past the last possible page (limit %d)", f.page, f.limit)
 	}
 	return f, nil
 }

@@ -25,6 +25,7 @@ func FuzzParseAddress(f *testing.F) {
 		"http://a:x", "http://a:1/exproto", "http://a:1?x=1", "http://a:1#f", "http://u:p@a:1", "http://a b:1",
 		"http://-a:1", "http://a..b:1", "http://[::ffff:1.2.3.4]:1", "http://%41:1",
 		"http://a:01", "http://a:+1", "http://1.2.3.4.5:1", "http:///a", "http:a:1", "https://a.:443",
+		"http://[fe80::1%25eth0]:1",
 	} {
 		f.Add(s)
 	}
@@ -41,12 +42,7 @@ func FuzzParseAddress(f *testing.F) {
 		if a.Host == "" || a.Port == 0 || a.TLS != strings.EqualFold(scheme, "https") {
 			t.Fatalf("ParseAddress(%q) = %+v", s, a)
 		}
-		// Known bug, left out until it is fixed: String writes an IPv6
-		// zone as is ("http://[fe80::1%eth0]:1"), where a URL needs it
-		// escaped ("%25eth0"), so ParseAddress refuses it. Drop the
-		// condition with the fix.
-		zoned := strings.Contains(a.Host, "%")
-		if again, err := ParseAddress(a.String()); !zoned && (err != nil || again != a) {
+		if again, err := ParseAddress(a.String()); err != nil || again != a {
 			t.Fatalf("ParseAddress(%q) = %+v, whose String %q parses to %+v, %v", s, a, a.String(), again, err)
 		}
 		host, port, err := net.SplitHostPort(a.HostPort())

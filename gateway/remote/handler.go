@@ -156,10 +156,12 @@ func (a Address) HostPort() string {
 // String returns the address in the form ParseAddress reads,
 // "http://host:port" or "https://host:port".
 func (a Address) String() string {
+	// A zone's "%" is escaped as a URL needs it ("[fe80::1%25eth0]").
+	hp := strings.Replace(a.HostPort(), "%", "%25", 1)
 	if a.TLS {
-		return "https://" + a.HostPort()
+		return "https://" + hp
 	}
-	return "http://" + a.HostPort()
+	return "http://" + hp
 }
 
 // AddressError is the error ParseAddress returns.
