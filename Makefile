@@ -51,12 +51,18 @@ GOBENCH_PKGS := ./gateway/... ./wasmhost/ ./abi/ ./sdk/go/
 bench: build ## Run the benchmark suite (table on stdout and in bench/results/), then the Go benchmarks of the hot paths
 	$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS)
 	$(MAKE) bench-go | tee $(BENCH_OUT)/gobench.txt
+	$(MAKE) bench-observe | tee $(BENCH_OUT)/observe.txt
 
 .PHONY: bench-go
 bench-go: ## Run the Go benchmarks of the hot paths with -benchmem
 	$(GO) test -run '^$$' -bench . -skip IdleConns -benchmem -benchtime 20000x $(GOBENCH_PKGS)
 	@# One measurement of 15,000 connections each; more would exhaust the ports.
 	$(GO) test -run '^$$' -bench IdleConns -benchtime 1x ./wasmhost/
+
+# One interleaved run of 2 s phases (40 s): a ratio, not a b.N loop.
+.PHONY: bench-observe
+bench-observe: ## Wasm echo throughput while /metrics is scraped every second and a client is traced, over the same echo without
+	$(GO) test -run '^$$' -bench EchoObserved -benchtime 1x ./admin/
 
 # The Wasm guests are built reproducibly: the same bytes on every machine
 # with the same Go version (no paths, VCS stamps or build ids in the module,
