@@ -110,6 +110,8 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
 
+	// write writes one event; flush sends what was written. Events
+	// already queued go out in one flush, not one write each.
 	write := func(ev traceEventJSON) bool {
 		b, _ := json.Marshal(ev)
 		rc.SetWriteDeadline(time.Now().Add(traceWriteTimeout))
@@ -119,21 +121,39 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		} else {
 			_, err = w.Write(append(b, '\n'))
 		}
-		return err == nil && rc.Flush() == nil
+		return err == nil
 	}
+	flush := func() bool { return rc.Flush() == nil }
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	end := func(why string) {
 		write(traceEventJSON{Time: rfc3339(time.Now()), Conn: c.Handle(), ClientID: c.ClientID(),
 			Kind: "end", Name: why, Code: "SUCCESS", Lost: t.Lost()})
+		flush()
 	}
 	for {
 		select {
 		case ev, ok := <-t.Events():
-			if !ok {
-				return
+			for {
+				if !ok {
+					flush()
+					return
+				}
+				if !write(s.traceView(c, &ev, t)) {
+					return
+				}
+				if ev.Kind == gateway.TraceEnd {
+					flush()
+					return
+				}
+				select {
+				case ev, ok = <-t.Events():
+					continue
+				default:
+				}
+				break
 			}
-			if !write(s.traceView(c, &ev, t)) || ev.Kind == gateway.TraceEnd {
+			if !flush() {
 				return
 			}
 		case <-timer.C:
