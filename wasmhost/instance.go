@@ -69,6 +69,9 @@ type instance struct {
 	lastErr   string        // explains the last failed host call
 	fault     string        // set by a host function before it aborts the call
 	closed    bool
+	// trialLeft counts the callbacks an instance on trial (see
+	// breaker.go) must still run without a fault; 0 for others.
+	trialLeft int
 }
 
 // guestTimer is a timer set by the guest with set_timer.
@@ -471,6 +474,12 @@ func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, 
 		return err, false
 	}
 	in.current = nil
+	if in.trialLeft > 0 {
+		// A status other than SUCCESS is the guest's answer: it served.
+		if in.trialLeft--; in.trialLeft == 0 {
+			in.v.h.goBackground(func() { in.v.trialPassed(in) })
+		}
+	}
 	if st != abi.StatusSuccess {
 		return fmt.Errorf("wasmhost: %s returned %s", name, st.String()), false
 	}
