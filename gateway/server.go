@@ -94,6 +94,10 @@ type Listener struct {
 	Mountpoint string
 	// DisableAuthn skips the Server's Authenticator for this listener.
 	DisableAuthn bool
+	// MaxSubscriptions bounds the filters one connection may be subscribed
+	// to (EMQX max_subscriptions); Subscribe beyond it fails with
+	// ErrTooManySubscriptions. Default: 0, no limit.
+	MaxSubscriptions int
 
 	// MaxConnections refuses connections beyond this many at once.
 	// Default: 0, no limit.
