@@ -65,7 +65,7 @@ type Options struct {
 	// publishing connections pause (Pacer). Default: 1s.
 	MaxDeliveryWait time.Duration
 	// MaxQueuedBytes bounds the bytes Conn.Queue may hold for one
-	// connection; beyond it the connection is closed as a slow consumer.
+	// connection; a Queue beyond it fails with ErrSendQueueFull.
 	// Default: 4 MiB.
 	MaxQueuedBytes int
 	// ReadBufferSize is the size of each connection's read buffer, the
