@@ -90,6 +90,10 @@ type Config struct {
 	// trial instance must run without a fault for the breaker to close.
 	// Default: 20.
 	BreakerTrialCalls int
+	// MaxTimers caps the guest timers (set_timer) one connection may have
+	// pending; set_timer beyond it answers PERMISSION_DENY. At most
+	// 65536, the cap of one instance. Default: 64.
+	MaxTimers int
 	// WatchInterval is how often Path is checked for changes; negative
 	// disables watching. Default: 1s.
 	WatchInterval time.Duration
@@ -189,6 +193,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.BreakerTrialCalls <= 0 {
 		cfg.BreakerTrialCalls = 20
+	}
+	if cfg.MaxTimers <= 0 {
+		cfg.MaxTimers = 64
+	}
+	if cfg.MaxTimers > maxTimersPerInstance {
+		return nil, fmt.Errorf("wasmhost: max timers %d is over %d, the cap of one instance", cfg.MaxTimers, maxTimersPerInstance)
 	}
 	if cfg.WatchInterval == 0 {
 		cfg.WatchInterval = time.Second
