@@ -115,6 +115,12 @@
 // cancel_timer succeeds for a timer that already fired or never existed; it
 // fails only for a conn not pinned to the instance.
 //
+// A connection has bounds a guest cannot pass: a set_timer beyond its
+// pending timers (max_timers, 64 by default), a subscribe to a new filter
+// beyond max_subscriptions (1000) and a send that would queue more than
+// max_queued_bytes (4 MiB) unwritten answer StatusPermissionDeny and have no
+// other effect; the connection and the instance go on.
+//
 // last_error copies up to cap bytes of the text explaining the last non-zero
 // status returned to this instance (set_timer's failures included), and
 // returns its full length, so a guest can retry with a bigger buffer.

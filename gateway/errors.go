@@ -107,6 +107,14 @@ var (
 	// ErrTraced refuses a second trace of one connection.
 	ErrTraced = &Error{Code: CodePermissionDeny, Err: errors.New("gateway: connection is already traced")}
 
+	// ErrTooManySubscriptions refuses a Subscribe that would take a
+	// connection past its listener's MaxSubscriptions.
+	ErrTooManySubscriptions = &Error{Code: CodePermissionDeny, Err: errors.New("gateway: too many subscriptions")}
+
+	// ErrSendQueueFull refuses a Queue that would take a connection's
+	// queued output past Options.MaxQueuedBytes.
+	ErrSendQueueFull = &Error{Code: CodePermissionDeny, Err: errors.New("gateway: send queue full")}
+
 	// ErrNoPubSub means the server was built without a PubSub.
 	ErrNoPubSub = &Error{Code: CodeUnknown, Err: errors.New("gateway: no pub/sub configured")}
 )

@@ -546,22 +546,39 @@ func TestQueueThenCloseDeliversBytes(t *testing.T) {
 	}
 }
 
-func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
+// TestQueueOverflowRefused checks MaxQueuedBytes: a Queue that would pass
+// it is refused, whole, with ErrSendQueueFull (PERMISSION_DENY), what was
+// queued is written, and the connection keeps working.
+func TestQueueOverflowRefused(t *testing.T) {
 	h := newChecker(t)
+	results := make(chan []error, 2)
 	h.onBytes = func(c *Conn, b []byte) error {
-		big := make([]byte, 600)
+		chunk := bytes.Repeat(b[:1], 600)
+		var errs []error
 		for range 10 {
-			c.Queue(big) // more than MaxQueuedBytes within one callback
+			errs = append(errs, c.Queue(chunk)) // more than MaxQueuedBytes within one callback
 		}
+		results <- errs
 		return nil
 	}
 	_, addr := serve(t, h, Options{MaxQueuedBytes: 4096}, Listener{})
 	nc := dial(t, addr)
-	nc.Write([]byte("go"))
-	c := recv(t, h.closed)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if r := h.reasons[c.ID()]; r != "{shutdown,send_queue_full}" {
-		t.Errorf("reason %q", r)
+	nc.SetReadDeadline(time.Now().Add(wait))
+	for _, first := range []string{"a", "b"} {
+		nc.Write([]byte(first))
+		errs := recv(t, results)
+		for i, err := range errs {
+			switch {
+			case i < 6 && err != nil:
+				t.Errorf("%s: Queue %d: %v", first, i, err)
+			case i >= 6 && (!errors.Is(err, ErrSendQueueFull) || CodeOf(err) != CodePermissionDeny):
+				t.Errorf("%s: Queue %d past the bound: %v (%s)", first, i, err, CodeOf(err))
+			}
+		}
+		// What fit is written; the connection stays open.
+		got := make([]byte, 6*600)
+		if _, err := io.ReadFull(nc, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte(first), 6*600)) {
+			t.Fatalf("%s: device read %d bytes, %v", first, len(got), err)
+		}
 	}
 }

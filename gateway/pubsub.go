@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -164,7 +165,9 @@ func (c *Conn) Publish(t string, qos uint32, payload []byte) (err error) {
 
 // Subscribe subscribes the connection to the mounted filter. Subscribing
 // again to the same filter updates its QoS. Deliveries arrive as
-// OnReceivedMessages with the mountpoint stripped from their topics.
+// OnReceivedMessages with the mountpoint stripped from their topics. A new
+// filter beyond the listener's MaxSubscriptions is refused with
+// ErrTooManySubscriptions; the connection keeps the ones it has.
 func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) (err error) {
 	defer c.called(callSubscribe, filter, nil, c.callStart(), &err)
 	if err := checkTopicQoS(filter, qos); err != nil {
@@ -182,6 +185,9 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos uint32) (err er
 	if e, ok := c.subs[filter]; ok {
 		e.qos = uint8(qos)
 		return nil
+	}
+	if max := c.l.MaxSubscriptions; max > 0 && len(c.subs) >= max {
+		return fmt.Errorf("%w: %q would be one more than the listener's max_subscriptions (%d)", ErrTooManySubscriptions, filter, max)
 	}
 	sub, err := c.srv.opts.PubSub.Subscribe(ctx, mountFilter(mp, filter), c)
 	if err != nil {

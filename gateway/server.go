@@ -71,7 +71,7 @@ type Options struct {
 	// publishing connections pause (Pacer). Default: 1s.
 	MaxDeliveryWait time.Duration
 	// MaxQueuedBytes bounds the bytes Conn.Queue may hold for one
-	// connection; beyond it the connection is closed as a slow consumer.
+	// connection; a Queue beyond it fails with ErrSendQueueFull.
 	// Default: 4 MiB.
 	MaxQueuedBytes int
 	// ReadBufferSize is the size of each connection's read buffer, the
@@ -104,6 +104,10 @@ type Listener struct {
 	// Authenticator replaces the Server's for this listener. Default: nil,
 	// the Server's.
 	Authenticator Authenticator
+	// MaxSubscriptions bounds the filters one connection may be subscribed
+	// to (EMQX max_subscriptions); Subscribe beyond it fails with
+	// ErrTooManySubscriptions. Default: 0, no limit.
+	MaxSubscriptions int
 
 	// MaxConnections refuses connections beyond this many at once.
 	// Default: 0, no limit.

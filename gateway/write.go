@@ -4,6 +4,7 @@ package gateway
 // flush of queued bytes.
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -33,9 +34,11 @@ func (c *Conn) Send(b []byte) (err error) {
 // Queue appends b to the connection's output without blocking and without
 // keeping b. The bytes are written by the connection's event goroutine:
 // right after the current callback when called from one (so a callback's
-// sends go out in one write), or soon otherwise. More than
-// Options.MaxQueuedBytes pending closes the connection as a slow consumer.
-// Handlers that must never block, such as Wasm guests, send with Queue.
+// sends go out in one write), or soon otherwise. Bytes that would take the
+// output past Options.MaxQueuedBytes are refused, whole, with
+// ErrSendQueueFull; the connection stays open (one whose device does not
+// read is closed by WriteTimeout). Handlers that must never block, such as
+// Wasm guests, send with Queue.
 func (c *Conn) Queue(b []byte) (err error) {
 	defer c.called(callSend, "", b, c.callStart(), &err)
 	c.mu.Lock()
@@ -48,11 +51,11 @@ func (c *Conn) Queue(b []byte) (err error) {
 		return nil
 	}
 	c.omu.Lock()
-	if len(c.out)+len(b) > c.srv.opts.MaxQueuedBytes {
+	if max := c.srv.opts.MaxQueuedBytes; len(c.out)+len(b) > max {
+		n := len(c.out)
 		c.omu.Unlock()
 		c.mu.Unlock()
-		c.closeWith("{shutdown,send_queue_full}")
-		return nil
+		return fmt.Errorf("%w: %d bytes would take the %d queued past max_queued_bytes (%d)", ErrSendQueueFull, len(b), n, max)
 	}
 	c.out = append(c.out, b...)
 	if c.l.datagram() {

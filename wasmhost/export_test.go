@@ -41,3 +41,23 @@ func PanicOnBytes(t interface{ Cleanup(func()) }, b string) {
 	}
 	t.Cleanup(func() { testHook = nil })
 }
+
+// PendingTimers returns the guest timers pending on the live instances of
+// the current version, and how many connections they belong to.
+func PendingTimers(h *Handler) (timers, conns int) {
+	v := h.cur.Load()
+	if v == nil {
+		return 0, 0
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, in := range v.insts {
+		if in != nil && !in.dead.Load() {
+			in.mu.Lock()
+			timers += len(in.timers)
+			conns += len(in.nTimers)
+			in.mu.Unlock()
+		}
+	}
+	return timers, conns
+}

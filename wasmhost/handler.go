@@ -13,9 +13,12 @@
 // call_timeout, an out-of-range pointer, an unknown status or a broken inbox
 // discards the instance: its connections close with a reason naming the
 // fault, and a fresh instance replaces it after a backoff. Too many faults in
-// a window trip a breaker that marks the module version broken; while no
+// a window open a breaker that marks the module version broken; while no
 // module is usable, new connections go to the configured fallback handler
-// (for example the remote gRPC one) or are refused with a log line. A new
+// (for example the remote gRPC one) or are refused with a log line. After a
+// cool-down the breaker tries one fresh instance (half-open) and closes once
+// it has served without a fault; a fault meanwhile opens it again, with a
+// cool-down twice as long (see Config.BreakerCooldown). A new
 // module version (Reload, or the file changing) is started as one canary
 // instance first; if it initialises, new connections go to it while existing
 // ones stay on the old version until they close.
@@ -73,10 +76,24 @@ type Config struct {
 	// Fallback serves new connections while the module cannot load or is
 	// broken. Default: nil (such connections are refused).
 	Fallback gateway.Handler
-	// MaxFaults faults within FaultWindow trip the breaker. Defaults: 5 in
+	// MaxFaults faults within FaultWindow open the breaker. Defaults: 5 in
 	// one minute.
 	MaxFaults   int
 	FaultWindow time.Duration
+	// BreakerCooldown is how long the breaker stays open before it tries
+	// a fresh instance (half-open). Each failed trial doubles it, up to
+	// BreakerMaxCooldown; so does opening again within FaultWindow of a
+	// trial closing it. Defaults: 30s, doubling up to 10m.
+	BreakerCooldown    time.Duration
+	BreakerMaxCooldown time.Duration
+	// BreakerTrialCalls is how many callbacks the half-open breaker's
+	// trial instance must run without a fault for the breaker to close.
+	// Default: 20.
+	BreakerTrialCalls int
+	// MaxTimers caps the guest timers (set_timer) one connection may have
+	// pending; set_timer beyond it answers PERMISSION_DENY. At most
+	// 65536, the cap of one instance. Default: 64.
+	MaxTimers int
 	// WatchInterval is how often Path is checked for changes; negative
 	// disables watching. Default: 1s.
 	WatchInterval time.Duration
@@ -164,6 +181,24 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.FaultWindow <= 0 {
 		cfg.FaultWindow = time.Minute
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = 30 * time.Second
+	}
+	if cfg.BreakerMaxCooldown <= 0 {
+		cfg.BreakerMaxCooldown = 10 * time.Minute
+	}
+	if cfg.BreakerMaxCooldown < cfg.BreakerCooldown {
+		return nil, fmt.Errorf("wasmhost: breaker max cool-down %v is shorter than the cool-down %v", cfg.BreakerMaxCooldown, cfg.BreakerCooldown)
+	}
+	if cfg.BreakerTrialCalls <= 0 {
+		cfg.BreakerTrialCalls = 20
+	}
+	if cfg.MaxTimers <= 0 {
+		cfg.MaxTimers = 64
+	}
+	if cfg.MaxTimers > maxTimersPerInstance {
+		return nil, fmt.Errorf("wasmhost: max timers %d is over %d, the cap of one instance", cfg.MaxTimers, maxTimersPerInstance)
 	}
 	if cfg.WatchInterval == 0 {
 		cfg.WatchInterval = time.Second
@@ -398,7 +433,7 @@ type Stats struct {
 	Module    string // the module's path, or "" for a module given as bytes
 	Version   int    // generation of the current module version; 0 if none
 	SHA256    string // prefix of the current module's digest
-	Broken    bool   // the current version tripped its breaker
+	Broken    bool   // the current version's breaker is open or half-open
 	Instances int    // live instances of the current version
 	Faults    int    // faults of the current version
 	Versions  int    // versions still serving connections
@@ -409,6 +444,15 @@ type Stats struct {
 	FaultsByKind map[string]uint64
 	Reloads      uint64 // Reload calls (SIGHUP, file change, API) that succeeded
 	ReloadErrors uint64 // Reload calls that failed
+	// BreakerState is the current version's breaker: BreakerClosed,
+	// BreakerOpen or BreakerHalfOpen ("" without a version).
+	BreakerState string
+	// NextRetry is when the open breaker tries a fresh instance; zero
+	// unless BreakerState is BreakerOpen.
+	NextRetry time.Time
+	// Cooldown is the cool-down of the breaker's current or last open
+	// period; 0 if it never opened.
+	Cooldown time.Duration
 }
 
 // Stats returns a snapshot of h.
@@ -430,7 +474,11 @@ func (h *Handler) Stats() Stats {
 	h.mu.Unlock()
 	if v := h.cur.Load(); v != nil {
 		v.mu.Lock()
-		s.Version, s.SHA256, s.Broken, s.Faults = v.gen, v.hash, v.broken, v.totalFaults
+		s.Version, s.SHA256, s.Faults = v.gen, v.hash, v.totalFaults
+		s.Broken, s.BreakerState, s.Cooldown = v.state != breakerClosed, v.state.String(), v.cooldown
+		if v.state == breakerOpen {
+			s.NextRetry = v.nextRetry
+		}
 		for _, in := range v.insts {
 			if in != nil && !in.dead.Load() {
 				s.Instances++

@@ -312,6 +312,10 @@ func hostSetTimer(ctx context.Context, _ api.Module, stack []uint64) {
 		fail(gateway.Errorf(gateway.CodeParamsTypeError, "wasmhost: set_timer: delay %d ms is not within [1, %d]", ms, abi.MaxTimerDelayMillis))
 		return
 	}
+	if n := in.nTimers[id]; n >= in.v.h.cfg.MaxTimers {
+		fail(gateway.Errorf(gateway.CodePermissionDeny, "wasmhost: set_timer: the connection has %d timers pending, its max_timers", n))
+		return
+	}
 	if len(in.timers) >= maxTimersPerInstance {
 		fail(gateway.Errorf(gateway.CodeUnknown, "wasmhost: set_timer: %d timers pending on this instance", len(in.timers)))
 		return
@@ -321,6 +325,10 @@ func hostSetTimer(ctx context.Context, _ api.Module, stack []uint64) {
 	in.timers[tid] = &guestTimer{conn: id, t: time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
 		in.v.h.goBackground(func() { in.fireTimer(tid) })
 	})}
+	if in.nTimers == nil {
+		in.nTimers = make(map[uint64]int)
+	}
+	in.nTimers[id]++
 	stack[0] = uint64(tid)
 }
 
@@ -338,8 +346,7 @@ func hostCancelTimer(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	tid := int64(stack[1])
 	if t, ok := in.timers[tid]; ok && t.conn == stack[0] {
-		t.t.Stop()
-		delete(in.timers, tid)
+		in.dropTimerLocked(tid, t)
 	}
 	// Canceling a timer that already fired or never existed succeeds:
 	// the guest cannot tell a fired timer from a pending one otherwise.

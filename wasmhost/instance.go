@@ -64,11 +64,15 @@ type instance struct {
 	buf       []byte // encoding scratch
 	conns     map[uint64]*gateway.Conn
 	timers    map[int64]*guestTimer
+	nTimers   map[uint64]int // pending timers by connection id; made by set_timer
 	nextTimer int64
 	current   *gateway.Conn // the connection whose callback runs
 	lastErr   string        // explains the last failed host call
 	fault     string        // set by a host function before it aborts the call
 	closed    bool
+	// trialLeft counts the callbacks an instance on trial (see
+	// breaker.go) must still run without a fault; 0 for others.
+	trialLeft int
 }
 
 // guestTimer is a timer set by the guest with set_timer.
@@ -355,10 +359,7 @@ func (in *instance) faultLocked(err error) {
 			c.CloseWithReason(reason)
 		}
 	}
-	for id, t := range in.timers {
-		t.t.Stop()
-		delete(in.timers, id)
-	}
+	in.stopTimersLocked()
 	in.closeModuleLocked()
 }
 
@@ -381,11 +382,28 @@ func (in *instance) close() {
 	in.kill()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for id, t := range in.timers {
-		t.t.Stop()
-		delete(in.timers, id)
-	}
+	in.stopTimersLocked()
 	in.closeModuleLocked()
+}
+
+// stopTimersLocked stops every guest timer. in.mu is held.
+func (in *instance) stopTimersLocked() {
+	for _, t := range in.timers {
+		t.t.Stop()
+	}
+	clear(in.timers)
+	clear(in.nTimers)
+}
+
+// dropTimerLocked stops and forgets timer id. in.mu is held.
+func (in *instance) dropTimerLocked(id int64, t *guestTimer) {
+	t.t.Stop()
+	delete(in.timers, id)
+	if n := in.nTimers[t.conn] - 1; n > 0 {
+		in.nTimers[t.conn] = n
+	} else {
+		delete(in.nTimers, t.conn)
+	}
 }
 
 func (in *instance) isClosed() bool {
@@ -471,6 +489,12 @@ func (in *instance) deliverLocked(c *gateway.Conn, f api.Function, name string, 
 		return err, false
 	}
 	in.current = nil
+	if in.trialLeft > 0 {
+		// A status other than SUCCESS is the guest's answer: it served.
+		if in.trialLeft--; in.trialLeft == 0 {
+			in.v.h.goBackground(func() { in.v.trialPassed(in) })
+		}
+	}
 	if st != abi.StatusSuccess {
 		return fmt.Errorf("wasmhost: %s returned %s", name, st.String()), false
 	}
@@ -619,10 +643,11 @@ func (in *instance) socketClosedLocked(c *gateway.Conn, reason string) (err erro
 		delete(in.conns, c.ID())
 		in.nconns.Add(-1)
 	}
-	for id, t := range in.timers {
-		if t.conn == c.ID() {
-			t.t.Stop()
-			delete(in.timers, id)
+	if in.nTimers[c.ID()] > 0 {
+		for id, t := range in.timers {
+			if t.conn == c.ID() {
+				in.dropTimerLocked(id, t)
+			}
 		}
 	}
 	return err, faulted
@@ -638,7 +663,7 @@ func (in *instance) fireTimerNow(id int64) {
 		if !ok {
 			return nil
 		}
-		delete(in.timers, id)
+		in.dropTimerLocked(id, t)
 		return in.conns[t.conn]
 	}()
 	if c == nil || in.fTimer == nil {

@@ -28,10 +28,18 @@ type version struct {
 	insts       []*instance // a slot is nil while its replacement starts
 	faults      []time.Time // within the fault window
 	totalFaults int
-	broken      bool
 	retired     bool // a newer version serves new connections
 	closed      bool
 	nextID      int
+
+	// The crash-loop breaker (see breaker.go).
+	state     breakerState
+	cooldown  time.Duration // of the current or last open period; 0: never opened
+	nextRetry time.Time     // while open: when the trial starts
+	closedAt  time.Time     // when a trial last closed the breaker
+	trial     *instance     // while half-open: the instance on trial, once started
+	trips     int           // counts openings: a stale cool-down timer sees it changed
+	why       string        // why the breaker last opened
 }
 
 // exports records which optional guest exports a module has.
@@ -199,13 +207,21 @@ func (h *Handler) load(wasm []byte, hash string, gen int) (*version, error) {
 	return v, nil
 }
 
-// pick returns the live instance with the fewest connections.
+// pick returns the live instance with the fewest connections; while the
+// breaker is half-open, the instance on trial.
 func (v *version) pick() (*instance, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.broken {
-		return nil, fmt.Errorf("wasmhost: %s: module version %d (sha256 %s) is broken: %d faults within %v",
-			v.h.cfg.Name, v.gen, v.hash, len(v.faults), v.h.cfg.FaultWindow)
+	switch v.state {
+	case breakerOpen:
+		return nil, fmt.Errorf("wasmhost: %s: module version %d (sha256 %s) is broken: its breaker is open (%s) until %s",
+			v.h.cfg.Name, v.gen, v.hash, v.why, v.nextRetry.Format(time.RFC3339))
+	case breakerHalfOpen:
+		if v.trial == nil || v.trial.dead.Load() {
+			return nil, fmt.Errorf("wasmhost: %s: module version %d (sha256 %s) is broken: its breaker is half-open and the trial instance is starting",
+				v.h.cfg.Name, v.gen, v.hash)
+		}
+		return v.trial, nil
 	}
 	var best *instance
 	for _, in := range v.insts {
@@ -222,10 +238,11 @@ func (v *version) pick() (*instance, error) {
 	return best, nil
 }
 
+// isBroken reports whether the breaker is open or half-open.
 func (v *version) isBroken() bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.broken
+	return v.state != breakerClosed
 }
 
 func (v *version) isClosed() bool {
@@ -235,7 +252,8 @@ func (v *version) isClosed() bool {
 }
 
 // faulted is called (without the instance's lock) after in died: it counts
-// the fault, trips the breaker if needed, and schedules a replacement.
+// the fault, opens the breaker if needed (see breaker.go), and otherwise
+// schedules a replacement.
 func (v *version) faulted(in *instance) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -255,17 +273,31 @@ func (v *version) faulted(in *instance) {
 			v.insts[i] = nil
 		}
 	}
-	if v.broken || v.retired || v.closed || slot < 0 {
+	if v.retired || v.closed || slot < 0 {
+		return
+	}
+	switch v.state {
+	case breakerOpen:
+		// A survivor of the trip: its slot stays empty until a trial
+		// closes the breaker.
+		return
+	case breakerHalfOpen:
+		what := "a fault"
+		if in == v.trial {
+			what = "the trial instance faulted"
+		}
+		v.openLocked(v.nextCooldown(), what+" while half-open")
 		return
 	}
 	if len(v.faults) >= v.h.cfg.MaxFaults {
-		v.broken = true
-		fb := "new connections are refused"
-		if v.h.cfg.Fallback != nil {
-			fb = "new connections use the fallback handler"
+		why := fmt.Sprintf("%d faults within %v", len(v.faults), v.h.cfg.FaultWindow)
+		cd := v.h.cfg.BreakerCooldown
+		if !v.closedAt.IsZero() && now.Sub(v.closedAt) < v.h.cfg.FaultWindow {
+			// The faults went on right after a trial closed it.
+			cd = v.nextCooldown()
+			why += " of the breaker closing"
 		}
-		v.h.log.Error("wasmhost: breaker tripped: module version is broken; "+fb+" until it is reloaded",
-			"version", v.gen, "sha256", v.hash, "faults", len(v.faults), "window", v.h.cfg.FaultWindow)
+		v.openLocked(cd, why)
 		return
 	}
 	// Back off harder the more faults the window holds.
@@ -287,14 +319,14 @@ func (v *version) scheduleReplace(slot int, delay time.Duration) {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		if err != nil {
-			if v.broken || v.retired || v.closed {
+			if v.state != breakerClosed || v.retired || v.closed {
 				return
 			}
 			v.h.log.Warn("wasmhost: replacement instance did not start; retrying", "version", v.gen, "err", err)
 			v.scheduleReplace(slot, min(2*delay+time.Second, 10*time.Second))
 			return
 		}
-		if v.broken || v.retired || v.closed || v.insts[slot] != nil {
+		if v.state != breakerClosed || v.retired || v.closed || v.insts[slot] != nil {
 			in.close()
 			return
 		}

@@ -109,6 +109,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		Logger:             log,
 		MaxPendingMessages: cfg.Gateway.MaxPendingMessages,
 		MaxDeliveryWait:    time.Duration(cfg.Gateway.MaxDeliveryWait),
+		MaxQueuedBytes:     int(cfg.Gateway.MaxQueuedBytes),
 	})
 	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv, authnStats: authnStats}
 
@@ -261,6 +262,7 @@ func newListener(lc config.Listener, h gateway.Handler, log *slog.Logger) (*gate
 		IdleTimeout:          time.Duration(lc.IdleTimeout),
 		Mountpoint:           lc.Mountpoint,
 		DisableAuthn:         !lc.EnableAuthn,
+		MaxSubscriptions:     lc.MaxSubscriptions,
 		MaxConnections:       lc.MaxConnections,
 		MaxConnRate:          float64(lc.MaxConnRate),
 		MaxBytesRate:         lc.MaxBytesRate.PerSecond(),
@@ -387,6 +389,10 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		CallTimeout: time.Duration(w.CallTimeout),
 		Fallback:    grpcHandler,
 		Logger:      hs.log,
+
+		BreakerCooldown:    time.Duration(w.BreakerCooldown),
+		BreakerMaxCooldown: time.Duration(w.BreakerMaxCooldown),
+		MaxTimers:          w.MaxTimers,
 	}
 	if b, ok := w.Builtin(); ok {
 		wasm, found := builtin.Lookup(b)

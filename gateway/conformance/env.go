@@ -85,6 +85,7 @@ type envOptions struct {
 	framing      bool // the stream listener frames by line
 	proxy        bool // the stream listener reads a PROXY header first
 	maxPending   int  // gateway.Options.MaxPendingMessages
+	maxSubs      int  // gateway.Listener.MaxSubscriptions
 }
 
 // The PSK the DTLS listener knows and PSK clients use.
@@ -160,12 +161,13 @@ func newEnv(t testing.TB, b Backend, typ gateway.SocketType, o envOptions) *Env 
 
 	env.Rec = newRecorder(b.Handler(t, env))
 	env.Listener = &gateway.Listener{
-		Name:         "conformance-" + typ.String(),
-		Type:         typ,
-		Handler:      env.Rec,
-		IdleTimeout:  o.idle,
-		Mountpoint:   o.mountpoint,
-		DisableAuthn: o.disableAuthn,
+		Name:             "conformance-" + typ.String(),
+		Type:             typ,
+		Handler:          env.Rec,
+		IdleTimeout:      o.idle,
+		Mountpoint:       o.mountpoint,
+		DisableAuthn:     o.disableAuthn,
+		MaxSubscriptions: o.maxSubs,
 		// JSON frames end with a newline, so line framing hands the
 		// handler one frame per OnReceivedBytes.
 		ProxyProtocol: o.proxy,

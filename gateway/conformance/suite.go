@@ -38,6 +38,7 @@ var cases = []testCase{
 	{name: "NATSInterop", run: testNATSInterop},
 	{name: "WildcardFilters", run: testWildcards},
 	{name: "Unsubscribe", run: testUnsubscribe},
+	{name: "MaxSubscriptions", opts: envOptions{maxSubs: 2}, run: testMaxSubscriptions},
 	{name: "BadRequests", opts: envOptions{maxPayload: 4096}, run: testBadRequests},
 	{name: "AuthnDenied", opts: envOptions{auth: passwordAuth("s3cret")}, run: testAuthnDenied},
 	{name: "AuthnDisabledOnListener", opts: envOptions{auth: passwordAuth("s3cret"), disableAuthn: true}, run: testAuthnDisabled},
@@ -256,6 +257,57 @@ func testUnsubscribe(t *testing.T, env *Env) {
 	if f := c.expect(jp.Publish, 0); f.Topic != "u/2" {
 		t.Errorf("got delivery on %q after unsubscribing it", f.Topic)
 	}
+}
+
+// testMaxSubscriptions checks the listener's max_subscriptions: a new
+// filter beyond it is refused with PERMISSION_DENY, the connection keeps
+// working, a filter it has may still change QoS, and one unsubscribed
+// frees room.
+func testMaxSubscriptions(t *testing.T, env *Env) {
+	denied := func() uint64 { return env.subscribeCalls(gateway.CodePermissionDeny) }
+	before := denied()
+	c := env.dial(t)
+	c.connect("maxsubs-1", 0, 0)
+	c.subscribe("m/1", 0, 0)
+	c.subscribe("m/2", 0, 0)
+	c.subscribe("m/3", 0, 1)
+	if n := denied() - before; n != 1 {
+		t.Errorf("%d subscribe calls answered PERMISSION_DENY, want 1", n)
+	}
+	c.subscribe("m/1", 1, 0) // already there: a QoS change
+	c.publish("m/2", 0, "kept", 0)
+	if f := c.expect(jp.Publish, 0); f.Topic != "m/2" || f.Payload != "kept" {
+		t.Errorf("delivery = %+v, want m/2 kept", f)
+	}
+	c.send(jp.Frame{Type: jp.Unsubscribe, Topic: "m/1"})
+	c.expect(jp.Unsuback, 0)
+	c.subscribe("m/3", 0, 0)
+	c.publish("m/3", 0, "room", 0)
+	if f := c.expect(jp.Publish, 0); f.Topic != "m/3" || f.Payload != "room" {
+		t.Errorf("delivery = %+v, want m/3 room", f)
+	}
+	// Another connection has a bound of its own.
+	d := env.dial(t)
+	d.connect("maxsubs-2", 0, 0)
+	d.subscribe("m/1", 0, 0)
+	d.subscribe("m/2", 0, 0)
+}
+
+// subscribeCalls returns how many Subscribe calls handlers made on the
+// gateway that answered code.
+func (env *Env) subscribeCalls(code gateway.Code) uint64 {
+	calls := env.Server.Calls()
+	for i, name := range gateway.CallNames {
+		if name != "subscribe" {
+			continue
+		}
+		for j, cd := range gateway.Codes() {
+			if cd == code {
+				return calls[i][j]
+			}
+		}
+	}
+	return 0
 }
 
 func testBadRequests(t *testing.T, env *Env) {

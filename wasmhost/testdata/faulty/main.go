@@ -17,6 +17,10 @@
 //	            echoes the chunk
 //	timer <ms>  arms a <ms> millisecond timer with set_timer and sends
 //	            "timer" when it fires (or "timer error <status>")
+//	timers <n> <ms>
+//	            arms up to n such timers, stopping at the first set_timer
+//	            that fails, and sends "timers <armed>" (or "timers <armed>
+//	            error <status>")
 //	log <text>  logs <text> at info level, then echoes the chunk
 //
 // If badptr or badlen return instead of faulting, it sends
@@ -181,6 +185,19 @@ func exportOnReceivedBytes(conn uint64, n uint32) int32 {
 			return reply(conn, "timer error "+strconv.FormatInt(-id, 10))
 		}
 		return statusSuccess
+	case "timers":
+		ns, mss, _ := bytes.Cut(arg, []byte{' '})
+		n, err1 := strconv.Atoi(string(ns))
+		ms, err2 := strconv.Atoi(string(mss))
+		if err1 != nil || err2 != nil {
+			return reply(conn, "timers: bad count or milliseconds")
+		}
+		for i := range n {
+			if id := setTimer(conn, uint32(ms)); id <= 0 {
+				return reply(conn, "timers "+strconv.Itoa(i)+" error "+strconv.FormatInt(-id, 10))
+			}
+		}
+		return reply(conn, "timers "+strconv.Itoa(n))
 	case "log":
 		logMsg(levelInfo, string(arg))
 	}

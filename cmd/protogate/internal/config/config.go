@@ -86,6 +86,8 @@ const (
 	MaxStreamPacketSize = 16 * MiB
 	// MaxPSKBytes is the longest DTLS pre-shared key, in bytes.
 	MaxPSKBytes = 64
+	// DefaultMaxSubscriptions is the default Gateway.MaxSubscriptions.
+	DefaultMaxSubscriptions = 1000
 )
 
 // DefaultAdminBind is the default Admin.Bind: the port of EMQX's
@@ -388,6 +390,19 @@ type Gateway struct {
 	// Subscribers that keep up lose nothing: publishers are slowed down
 	// instead. Between 1ms and 1m. Default: 1s.
 	MaxDeliveryWait Duration `yaml:"max_delivery_wait"`
+	// MaxSubscriptions bounds the topic filters one connection may be
+	// subscribed to (EMQX: max_subscriptions); a Subscribe beyond it
+	// answers PERMISSION_DENY and the connection keeps the ones it has.
+	// In YAML an integer >= 0 or "infinity"; 0 and infinity mean no limit
+	// (EMQX's default). Listeners inherit it. Default: 1000.
+	MaxSubscriptions int `yaml:"max_subscriptions" config:"infinity"`
+	// MaxQueuedBytes bounds the bytes a Wasm handler may have queued for
+	// one connection's socket, not yet written; a send beyond it answers
+	// PERMISSION_DENY and the connection stays open (one whose device
+	// does not read is closed when a write has waited 15s). gRPC
+	// handlers' sends are written at once. Between 64KiB and 1GiB.
+	// Default: 4MiB.
+	MaxQueuedBytes ByteSize `yaml:"max_queued_bytes"`
 }
 
 // Authentication is the built-in user database (like EMQX's built-in
@@ -658,6 +673,19 @@ type WasmHandler struct {
 	// CallTimeout is the deadline of each call into the module, > 0.
 	// Default: 100ms.
 	CallTimeout Duration `yaml:"call_timeout"`
+	// BreakerCooldown is how long the crash-loop breaker (opened by 5
+	// faults within a minute) stays open, new connections going to the
+	// grpc fallback or being refused, before one fresh instance is tried
+	// (half-open); 100ms to 24h. Each failed trial doubles it, up to
+	// BreakerMaxCooldown. Default: 30s.
+	BreakerCooldown Duration `yaml:"breaker_cooldown"`
+	// BreakerMaxCooldown caps the doubling cool-down, from
+	// BreakerCooldown to 24h. Default: 10m.
+	BreakerMaxCooldown Duration `yaml:"breaker_max_cooldown"`
+	// MaxTimers caps the guest timers (set_timer) one connection may have
+	// pending, 1 to 65536; set_timer beyond it answers PERMISSION_DENY to
+	// the guest. Default: 64.
+	MaxTimers int `yaml:"max_timers"`
 }
 
 // Listener is a client-facing socket.
@@ -683,6 +711,9 @@ type Listener struct {
 	// Mountpoint overrides Gateway.Mountpoint (same syntax).
 	// Default: gateway.mountpoint.
 	Mountpoint string `yaml:"mountpoint"`
+	// MaxSubscriptions overrides Gateway.MaxSubscriptions (same syntax).
+	// Default: gateway.max_subscriptions.
+	MaxSubscriptions int `yaml:"max_subscriptions" config:"infinity"`
 	// EnableAuthn makes clients of this listener authenticate against
 	// Config.Authentication; it has no effect when that is nil. Set false
 	// to let every client of this listener in. Default: true.
@@ -806,7 +837,8 @@ func (c *Config) setDefaults() {
 	c.Adapter = Adapter{Bind: "127.0.0.1:9100"}
 	c.Admin = Admin{Bind: DefaultAdminBind}
 	c.SecurityProfile = "legacy"
-	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)}
+	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second),
+		MaxSubscriptions: DefaultMaxSubscriptions, MaxQueuedBytes: 4 * MiB}
 }
 
 func (a *Authentication) setDefaults() { a.UserIDType = UserIDUsername }
@@ -830,6 +862,9 @@ func (g *GRPCHandler) setDefaults() {
 func (w *WasmHandler) setDefaults() {
 	w.MemoryLimit = 64 * MiB
 	w.CallTimeout = Duration(100 * time.Millisecond)
+	w.BreakerCooldown = Duration(30 * time.Second)
+	w.BreakerMaxCooldown = Duration(10 * time.Minute)
+	w.MaxTimers = 64
 }
 
 func (l *Listener) setDefaults() {
@@ -883,7 +918,8 @@ func load(path string, compile bool) (*Config, error) {
 }
 
 // Parse decodes a configuration document strictly, applies defaults
-// (listeners inherit gateway.idle_timeout and gateway.mountpoint unless set;
+// (listeners inherit gateway.idle_timeout, gateway.mountpoint and
+// gateway.max_subscriptions unless set;
 // udp and dtls listeners default to a max_packet_size of 65535B; length
 // framing to 2 bytes, big-endian) and validates the result. The error is an
 // [Errors] holding every problem found, in the order of their lines: a
@@ -923,6 +959,9 @@ func parse(data []byte, compile bool) (*Config, error) {
 		}
 		if !d.set[p+".mountpoint"] {
 			l.Mountpoint = c.Gateway.Mountpoint
+		}
+		if !d.set[p+".max_subscriptions"] {
+			l.MaxSubscriptions = c.Gateway.MaxSubscriptions
 		}
 		if !d.set[p+".max_packet_size"] && isDatagram(l.Type) {
 			l.MaxPacketSize = MaxDatagramSize

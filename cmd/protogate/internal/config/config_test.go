@@ -106,6 +106,11 @@ func TestParseErrors(t *testing.T) {
 		{"max payload list", withBase("broker:", "  max_payload: [1]"), `config: line 2: broker.max_payload: want a byte size such as 1MiB, got a list`},
 		{"max buffered small", withBase("broker:", "  max_buffered: 512KiB"), `config: line 2: broker.max_buffered: 512KiB is out of range (want 1MiB to 1GiB)`},
 		{"max pending zero", withBase("gateway:", "  max_pending_messages: 0"), `config: line 2: gateway.max_pending_messages: 0 is out of range (want 1 to 1000000)`},
+		{"max subscriptions negative", withBase("gateway:", "  max_subscriptions: -1"), `config: line 2: gateway.max_subscriptions: -1 is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)`},
+		{"max subscriptions word", withBase("gateway:", "  max_subscriptions: lots"), `config: line 2: gateway.max_subscriptions: want an integer or infinity, got "lots"`},
+		{"listener max subscriptions negative", withListener("  - {name: l, type: tcp, bind: ':1', handler: h, max_subscriptions: -2}"), `config: line 6: listeners[0].max_subscriptions: -2 is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)`},
+		{"max queued bytes small", withBase("gateway:", "  max_queued_bytes: 1KiB"), `config: line 2: gateway.max_queued_bytes: 1KiB is out of range (want 64KiB to 1GiB)`},
+		{"max queued bytes large", withBase("gateway:", "  max_queued_bytes: 2GiB"), `config: line 2: gateway.max_queued_bytes: 2GiB is out of range (want 64KiB to 1GiB)`},
 		{"max delivery wait zero", withBase("gateway:", "  max_delivery_wait: 0"), `config: line 2: gateway.max_delivery_wait: 0s is out of range (want 1ms to 1m)`},
 		{"max delivery wait long", withBase("gateway:", "  max_delivery_wait: 2m"), `config: line 2: gateway.max_delivery_wait: 2m0s is out of range (want 1ms to 1m)`},
 		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222", "  allow_anonymous: true"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
@@ -224,6 +229,13 @@ func TestParseErrors(t *testing.T) {
 		{"wasm instances float", withHandler("    wasm:", "      path: builtin:echo", "      instances: 1.5"), `config: line 5: handlers.h.wasm.instances: want an integer, got "1.5"`},
 		{"wasm memory", withHandler("    wasm:", "      path: builtin:echo", "      memory_limit: 1KB"), `config: line 5: handlers.h.wasm.memory_limit: 1KiB is out of range (want 64KiB to 4GiB)`},
 		{"wasm call timeout", withHandler("    wasm:", "      path: builtin:echo", "      call_timeout: 0"), `config: line 5: handlers.h.wasm.call_timeout: must be greater than 0`},
+		{"wasm breaker cooldown short", withHandler("    wasm:", "      path: builtin:echo", "      breaker_cooldown: 10ms"), `config: line 5: handlers.h.wasm.breaker_cooldown: 10ms is out of range (want 100ms to 24h)`},
+		{"wasm breaker cooldown long", withHandler("    wasm:", "      path: builtin:echo", "      breaker_cooldown: 25h", "      breaker_max_cooldown: 25h"), `config: line 5: handlers.h.wasm.breaker_cooldown: 25h0m0s is out of range (want 100ms to 24h)
+config: line 6: handlers.h.wasm.breaker_max_cooldown: 25h0m0s is out of range (want breaker_cooldown to 24h)`},
+		{"wasm breaker max below cooldown", withHandler("    wasm:", "      path: builtin:echo", "      breaker_cooldown: 5m", "      breaker_max_cooldown: 1m"), `config: line 6: handlers.h.wasm.breaker_max_cooldown: 1m0s is shorter than breaker_cooldown (5m0s)`},
+		{"wasm max timers zero", withHandler("    wasm:", "      path: builtin:echo", "      max_timers: 0"), `config: line 5: handlers.h.wasm.max_timers: 0 is out of range (want 1 to 65536)`},
+		{"wasm max timers big", withHandler("    wasm:", "      path: builtin:echo", "      max_timers: 65537"), `config: line 5: handlers.h.wasm.max_timers: 65537 is out of range (want 1 to 65536)`},
+		{"wasm breaker max below default cooldown", withHandler("    wasm:", "      path: builtin:echo", "      breaker_max_cooldown: 10s"), `config: line 5: handlers.h.wasm.breaker_max_cooldown: 10s is shorter than breaker_cooldown (30s)`},
 
 		// listeners
 		{"no listeners", doc("handlers:", "  h: {grpc: {address: 'http://a:1'}}"), `config: line 1: listeners: at least one listener is required`},
@@ -432,7 +444,8 @@ func TestDefaults(t *testing.T) {
 		Adapter:         Adapter{Bind: "127.0.0.1:9100"},
 		Admin:           Admin{Bind: "127.0.0.1:18083"},
 		SecurityProfile: "legacy",
-		Gateway:         Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
+		Gateway: Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second), MaxSubscriptions: 1000,
+			MaxQueuedBytes: 4 * MiB},
 		Handlers: map[string]Handler{"h": {GRPC: &GRPCHandler{
 			Address:     "http://127.0.0.1:9001",
 			ServiceName: ServiceUnary,
@@ -444,6 +457,7 @@ func TestDefaults(t *testing.T) {
 			Bind:                 "0.0.0.0:7993",
 			Handler:              "h",
 			IdleTimeout:          Duration(30 * time.Second),
+			MaxSubscriptions:     1000,
 			EnableAuthn:          true,
 			MaxConnections:       1024000,
 			MaxConnRate:          1000,
@@ -479,7 +493,7 @@ func TestListenerDefaults(t *testing.T) {
 	base := func(name, typ, bind string) Listener {
 		return Listener{
 			Name: name, Type: typ, Bind: bind, Handler: "h",
-			IdleTimeout: Duration(30 * time.Second), EnableAuthn: true,
+			IdleTimeout: Duration(30 * time.Second), EnableAuthn: true, MaxSubscriptions: 1000,
 			MaxConnections: 1024000, MaxConnRate: 1000, MaxPacketSize: 64 * KiB,
 			ProxyProtocolTimeout: Duration(3 * time.Second),
 		}
@@ -715,11 +729,12 @@ func TestDefaultsNestedAndNull(t *testing.T) {
 		"    wasm: {path: 'builtin:echo'}",
 		"listeners:",
 		"  - {name: a, type: tcp, bind: ':1', handler: w}",
-		"  - {name: b, type: tcp, bind: ':2', handler: w, idle_timeout: 0, mountpoint: '', enable_authn: false}",
-		"  - {name: c, type: tcp, bind: ':3', handler: w, idle_timeout: ~, mountpoint: ~, enable_authn: ~}",
+		"  - {name: b, type: tcp, bind: ':2', handler: w, idle_timeout: 0, mountpoint: '', enable_authn: false, max_subscriptions: infinity}",
+		"  - {name: c, type: tcp, bind: ':3', handler: w, idle_timeout: ~, mountpoint: ~, enable_authn: ~, max_subscriptions: ~}",
 		"gateway:",
 		"  idle_timeout: 2m",
 		"  mountpoint: gw/${username}/",
+		"  max_subscriptions: 7",
 	)
 	c, err := Parse([]byte(in))
 	if err != nil {
@@ -732,21 +747,23 @@ func TestDefaultsNestedAndNull(t *testing.T) {
 		t.Errorf("authentication = %+v", a)
 	}
 	w := c.Handlers["w"].Wasm
-	if w == nil || w.Instances != 0 || w.MemoryLimit != 64*MiB || time.Duration(w.CallTimeout) != 100*time.Millisecond {
+	if w == nil || w.Instances != 0 || w.MemoryLimit != 64*MiB || time.Duration(w.CallTimeout) != 100*time.Millisecond ||
+		time.Duration(w.BreakerCooldown) != 30*time.Second || time.Duration(w.BreakerMaxCooldown) != 10*time.Minute || w.MaxTimers != 64 {
 		t.Errorf("wasm = %+v", w)
 	}
 	type eff struct {
 		idle  time.Duration
 		mount string
 		authn bool
+		subs  int
 	}
 	want := []eff{
-		{2 * time.Minute, "gw/${username}/", true},
-		{0, "", false},
-		{2 * time.Minute, "gw/${username}/", true},
+		{2 * time.Minute, "gw/${username}/", true, 7},
+		{0, "", false, 0},
+		{2 * time.Minute, "gw/${username}/", true, 7},
 	}
 	for i, l := range c.Listeners {
-		if got := (eff{time.Duration(l.IdleTimeout), l.Mountpoint, l.EnableAuthn}); got != want[i] {
+		if got := (eff{time.Duration(l.IdleTimeout), l.Mountpoint, l.EnableAuthn, l.MaxSubscriptions}); got != want[i] {
 			t.Errorf("listeners[%d] = %+v, want %+v", i, got, want[i])
 		}
 	}
@@ -910,7 +927,8 @@ func TestFullExample(t *testing.T) {
 			{Key: "ops", Secret: "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"},
 			{Key: "ci", Secret: "s3cret"},
 		}},
-		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second)},
+		Gateway: Gateway{IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second),
+			MaxSubscriptions: 100, MaxQueuedBytes: 512 * KiB},
 		Authentication: &Authentication{UserIDType: UserIDClientID, Users: map[string]string{
 			"alice": "secret",
 			"bob":   "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",
@@ -919,10 +937,11 @@ func TestFullExample(t *testing.T) {
 			"tracker": {GRPC: &GRPCHandler{Address: "http://127.0.0.1:9001", ServiceName: ServiceUnary, Timeout: Duration(5 * time.Second)}},
 			"meter": {GRPC: &GRPCHandler{Address: "https://handlers.example.com:9443", ServiceName: ServiceStream, Timeout: Duration(10 * time.Second),
 				TLS: &ClientTLS{CAFile: "testdata/certs/ca.pem", CertFile: "testdata/certs/client.pem", KeyFile: "testdata/certs/client.key", ServerName: "localhost"}}},
-			"echo": {Wasm: &WasmHandler{Path: "builtin:echo", Instances: 4, MemoryLimit: 16 * MiB, CallTimeout: Duration(250 * time.Millisecond)}},
+			"echo": {Wasm: &WasmHandler{Path: "builtin:echo", Instances: 4, MemoryLimit: 16 * MiB, CallTimeout: Duration(250 * time.Millisecond),
+				BreakerCooldown: Duration(time.Minute), BreakerMaxCooldown: Duration(time.Hour), MaxTimers: 16}},
 		},
 		Listeners: []Listener{
-			{Name: "tracker-tcp", Type: ListenerTCP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+			{Name: "tracker-tcp", Type: ListenerTCP, Bind: "0.0.0.0:7993", Handler: "tracker", MaxSubscriptions: 100, IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
 				MaxConnections: 100000, MaxConnRate: 1000,
 				AccessRules:   []string{"deny 10.1.0.0/16", "allow 10.0.0.0/8", "allow 2001:db8::/32", "deny all"},
 				MaxBytesRate:  Rate{Amount: 64 << 10, Bytes: true, Period: time.Second},
@@ -931,15 +950,15 @@ func TestFullExample(t *testing.T) {
 			{Name: "meter-ssl", Type: ListenerSSL, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(5 * time.Minute), Mountpoint: "meters/${username}/", TLS: serverTLS,
 				MaxConnections: 0, MaxConnRate: 0, MaxPacketSize: 64 * KiB, ProxyProtocolTimeout: Duration(3 * time.Second),
 				Framing: &Framing{Type: FramingLine}},
-			{Name: "echo-tcp", Type: ListenerTCP, Bind: "127.0.0.1:0", Handler: "echo", EnableAuthn: true,
+			{Name: "echo-tcp", Type: ListenerTCP, Bind: "127.0.0.1:0", Handler: "echo", MaxSubscriptions: 100, EnableAuthn: true,
 				MaxConnections: 1024000, MaxConnRate: 1000, MaxPacketSize: 64 * KiB, ProxyProtocolTimeout: Duration(3 * time.Second)},
-			{Name: "tracker-udp", Type: ListenerUDP, Bind: "0.0.0.0:7993", Handler: "tracker", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+			{Name: "tracker-udp", Type: ListenerUDP, Bind: "0.0.0.0:7993", Handler: "tracker", MaxSubscriptions: 100, IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
 				HealthCheck:    &HealthCheck{Request: "ping", Reply: "pong"},
 				MaxConnections: 50000, MaxConnRate: 100,
 				AccessRules:   []string{"allow 192.168.0.0/16", "deny all"},
 				MaxBytesRate:  Rate{Amount: 1 << 20, Bytes: true, Period: 10 * time.Second},
 				MaxPacketSize: 1472, ProxyProtocolTimeout: Duration(3 * time.Second)},
-			{Name: "meter-dtls", Type: ListenerDTLS, Bind: "0.0.0.0:7994", Handler: "meter", IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
+			{Name: "meter-dtls", Type: ListenerDTLS, Bind: "0.0.0.0:7994", Handler: "meter", MaxSubscriptions: 100, IdleTimeout: Duration(90 * time.Second), Mountpoint: "devices/${clientid}/", EnableAuthn: true,
 				HealthCheck: &HealthCheck{Request: "HEALTH?", Reply: "OK"},
 				TLS:         &adapterTLS,
 				PSK: &PSK{IdentitiesFile: "testdata/psk.txt", IdentityHint: "meters.example.com", Identities: map[string]string{

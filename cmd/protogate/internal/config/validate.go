@@ -153,6 +153,10 @@ func (v *validator) run() {
 		v.errf("gateway.max_delivery_wait", "%s is out of range (want 1ms to 1m)", c.Gateway.MaxDeliveryWait)
 	}
 	v.mountpoint("gateway.mountpoint", c.Gateway.Mountpoint)
+	v.maxSubscriptions("gateway.max_subscriptions", c.Gateway.MaxSubscriptions)
+	if b := c.Gateway.MaxQueuedBytes; b < 64*KiB || b > 1024*MiB {
+		v.errf("gateway.max_queued_bytes", "%s is out of range (want 64KiB to 1GiB)", b)
+	}
 
 	if a := c.Authentication; a != nil {
 		switch a.UserIDType {
@@ -263,7 +267,17 @@ func (v *validator) run() {
 		if v.given(p+".mountpoint") || l.Mountpoint != c.Gateway.Mountpoint {
 			v.mountpoint(p+".mountpoint", l.Mountpoint)
 		}
+		if v.given(p+".max_subscriptions") || l.MaxSubscriptions != c.Gateway.MaxSubscriptions {
+			v.maxSubscriptions(p+".max_subscriptions", l.MaxSubscriptions)
+		}
 		v.connManagement(p, l)
+	}
+}
+
+// maxSubscriptions checks a max_subscriptions value.
+func (v *validator) maxSubscriptions(p string, n int) {
+	if n < 0 {
+		v.errf(p, "%d is out of range (want 0 or more, or infinity; 0 and infinity mean no limit)", n)
 	}
 }
 
@@ -681,6 +695,20 @@ func (v *validator) handler(p, name string, h Handler) {
 			v.errf(wp+".memory_limit", "%s is out of range (want 64KiB to 4GiB)", w.MemoryLimit)
 		}
 		v.duration(wp+".call_timeout", w.CallTimeout, true)
+		const maxCooldown = 24 * time.Hour
+		cd, maxCD := time.Duration(w.BreakerCooldown), time.Duration(w.BreakerMaxCooldown)
+		if cd < 100*time.Millisecond || cd > maxCooldown {
+			v.errf(wp+".breaker_cooldown", "%s is out of range (want 100ms to 24h)", w.BreakerCooldown)
+		}
+		switch {
+		case maxCD > maxCooldown:
+			v.errf(wp+".breaker_max_cooldown", "%s is out of range (want breaker_cooldown to 24h)", w.BreakerMaxCooldown)
+		case maxCD < cd:
+			v.errf(wp+".breaker_max_cooldown", "%s is shorter than breaker_cooldown (%s)", w.BreakerMaxCooldown, w.BreakerCooldown)
+		}
+		if w.MaxTimers < 1 || w.MaxTimers > 65536 {
+			v.errf(wp+".max_timers", "%d is out of range (want 1 to 65536)", w.MaxTimers)
+		}
 	}
 }
 
