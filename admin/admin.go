@@ -104,7 +104,10 @@ type WasmStatus struct {
 	Versions     int               // versions still serving connections
 	Faults       int               // faults of the current version
 	FaultsByKind map[string]uint64 // faults of every version since start, by kind
-	Broken       bool              // the current version tripped its breaker
+	Broken       bool              // the current version's breaker is open or half-open
+	BreakerState string            // closed, open or half_open; "" means closed
+	NextRetry    time.Time         // open: when the breaker tries a fresh instance
+	Cooldown     time.Duration     // the breaker's current cool-down
 	LastFault    string            // the last fault's text
 	LastFaultAt  time.Time         // when it happened
 	LastError    string            // why the last load failed

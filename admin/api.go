@@ -204,6 +204,8 @@ type wasmJSON struct {
 	Faults       int               `json:"faults"`
 	FaultsByKind map[string]uint64 `json:"faults_by_kind"`
 	Breaker      string            `json:"breaker"`
+	NextRetry    *string           `json:"next_retry"`
+	CooldownSec  float64           `json:"cooldown_seconds"`
 	LastFault    string            `json:"last_fault"`
 	LastFaultAt  *string           `json:"last_fault_at"`
 	LastError    string            `json:"last_error"`
@@ -248,6 +250,14 @@ func (s *Server) handlerView(h *Handler, lstats []gateway.ListenerStats) handler
 		if st.Broken {
 			wj.Breaker = "open"
 		}
+		if st.BreakerState != "" {
+			wj.Breaker = st.BreakerState
+		}
+		if !st.NextRetry.IsZero() {
+			t := rfc3339(st.NextRetry)
+			wj.NextRetry = &t
+		}
+		wj.CooldownSec = st.Cooldown.Seconds()
 		if !st.LastFaultAt.IsZero() {
 			t := rfc3339(st.LastFaultAt)
 			wj.LastFaultAt = &t

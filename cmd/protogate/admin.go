@@ -128,6 +128,7 @@ func (m wasmModule) WasmStatus() admin.WasmStatus {
 	ws := admin.WasmStatus{
 		Module: m.module, Version: st.Version, SHA256: st.SHA256, Instances: st.Instances,
 		Versions: st.Versions, Faults: st.Faults, FaultsByKind: st.FaultsByKind, Broken: st.Broken, LastError: st.LastError,
+		BreakerState: st.BreakerState, NextRetry: st.NextRetry, Cooldown: st.Cooldown,
 		Reloads: st.Reloads, ReloadErrors: st.ReloadErrors,
 	}
 	if f := st.LastFault; f != nil {
