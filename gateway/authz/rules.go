@@ -58,6 +58,12 @@ type Who struct {
 	ClientIDRE *regexp.Regexp
 	IPNets     []netip.Prefix // the peer is in one of them
 	Listener   string
+	// Attrs are client attributes (gateway.Identity.Attrs) that must
+	// have these values; AttrsRE ones that must match these expressions.
+	Attrs   map[string]string
+	AttrsRE map[string]*regexp.Regexp
+	// Any holds alternatives (EMQX's 'or'): one of them must match too.
+	Any []Who
 }
 
 func (w *Who) match(req *gateway.AuthzRequest) bool {
@@ -71,15 +77,41 @@ func (w *Who) match(req *gateway.AuthzRequest) bool {
 		return false
 	}
 	if len(w.IPNets) > 0 {
-		ip := req.Peer.Addr().Unmap()
+		ip, in := req.Peer.Addr().Unmap(), false
 		for _, n := range w.IPNets {
-			if n.Contains(ip) {
+			in = in || n.Contains(ip)
+		}
+		if !in {
+			return false
+		}
+	}
+	for k, v := range w.Attrs {
+		if got, ok := attr(req, k); !ok || got != v {
+			return false
+		}
+	}
+	for k, re := range w.AttrsRE {
+		if got, ok := attr(req, k); !ok || !re.MatchString(got) {
+			return false
+		}
+	}
+	if len(w.Any) > 0 {
+		for i := range w.Any {
+			if w.Any[i].match(req) {
 				return true
 			}
 		}
 		return false
 	}
 	return true
+}
+
+func attr(req *gateway.AuthzRequest, name string) (string, bool) {
+	if req.Identity == nil {
+		return "", false
+	}
+	v, ok := req.Identity.Attrs[name]
+	return v, ok
 }
 
 // Topic is one topic pattern of a rule: an MQTT filter, with

@@ -274,30 +274,44 @@ func (az *Authorization) rules() (authz.Rules, error) {
 			}
 			rule.Topics = append(rule.Topics, tp)
 		}
-		w := r.Who
-		rule.Who = authz.Who{Username: w.Username, ClientID: w.ClientID, Listener: w.Listener}
-		if w.UsernameRE != "" {
-			if rule.Who.UsernameRE, err = regexp.Compile(w.UsernameRE); err != nil {
-				return nil, &Error{Path: p + ".who.username_re", Msg: err.Error()}
-			}
-		}
-		if w.ClientIDRE != "" {
-			if rule.Who.ClientIDRE, err = regexp.Compile(w.ClientIDRE); err != nil {
-				return nil, &Error{Path: p + ".who.clientid_re", Msg: err.Error()}
-			}
-		}
-		addrs := w.IPAddrs
-		if w.IPAddr != "" {
-			addrs = append([]string{w.IPAddr}, addrs...)
-		}
-		for _, a := range addrs {
-			pr, err := authz.ParsePrefix(a)
-			if err != nil {
-				return nil, &Error{Path: p + ".who", Msg: err.Error()}
-			}
-			rule.Who.IPNets = append(rule.Who.IPNets, pr)
+		if rule.Who, err = r.Who.who(p + ".who"); err != nil {
+			return nil, err
 		}
 		rs = append(rs, rule)
 	}
 	return rs, nil
+}
+
+func (w *ACLWho) who(p string) (authz.Who, error) {
+	out := authz.Who{Username: w.Username, ClientID: w.ClientID, Listener: w.Listener, Attrs: w.ClientAttrs}
+	var err error
+	if w.UsernameRE != "" {
+		if out.UsernameRE, err = regexp.Compile(w.UsernameRE); err != nil {
+			return out, &Error{Path: p + ".username_re", Msg: err.Error()}
+		}
+	}
+	if w.ClientIDRE != "" {
+		if out.ClientIDRE, err = regexp.Compile(w.ClientIDRE); err != nil {
+			return out, &Error{Path: p + ".clientid_re", Msg: err.Error()}
+		}
+	}
+	addrs := w.IPAddrs
+	if w.IPAddr != "" {
+		addrs = append([]string{w.IPAddr}, addrs...)
+	}
+	for _, a := range addrs {
+		pr, err := authz.ParsePrefix(a)
+		if err != nil {
+			return out, &Error{Path: p, Msg: err.Error()}
+		}
+		out.IPNets = append(out.IPNets, pr)
+	}
+	for i := range w.Any {
+		alt, err := w.Any[i].who(fmt.Sprintf("%s.any[%d]", p, i))
+		if err != nil {
+			return out, err
+		}
+		out.Any = append(out.Any, alt)
+	}
+	return out, nil
 }

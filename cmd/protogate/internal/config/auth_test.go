@@ -88,6 +88,7 @@ func TestAuthzRulesConfig(t *testing.T) {
 		"  rules:",
 		"    - {permission: allow, action: publish, topics: ['up/${clientid}/#']}",
 		"    - {permission: allow, who: {ipaddr: 10.0.0.0/8}, action: subscribe, topics: ['eq down/#']}",
+		"    - {permission: allow, who: {any: [{clientid: d9}, {username_re: '^ops'}]}, action: publish, topics: ['ops/#']}",
 	)
 	c, err := Parse([]byte(doc))
 	if err != nil {
@@ -114,6 +115,18 @@ func TestAuthzRulesConfig(t *testing.T) {
 	if !ask(gateway.ActionSubscribe, "down/#", "10.1.1.1:1") || ask(gateway.ActionSubscribe, "down/x", "10.1.1.1:1") ||
 		ask(gateway.ActionSubscribe, "down/#", "192.0.2.1:1") {
 		t.Error("subscribe rule")
+	}
+	r := &gateway.AuthzRequest{Action: gateway.ActionPublish, Topic: "ops/x", Client: gateway.ClientInfo{ClientID: "zz", Username: "ops-1"}}
+	if ok, _ := az.Authorize(context.Background(), r); !ok {
+		t.Error("any: username_re alternative refused")
+	}
+	r.Client = gateway.ClientInfo{ClientID: "d9"}
+	if ok, _ := az.Authorize(context.Background(), r); !ok {
+		t.Error("any: clientid alternative refused")
+	}
+	r.Client = gateway.ClientInfo{ClientID: "d1", Username: "bob"}
+	if ok, _ := az.Authorize(context.Background(), r); ok {
+		t.Error("any: neither alternative, yet allowed")
 	}
 	// Hardened: no match denies; hardened without authentication denies.
 	if ask(gateway.ActionPublish, "other", "") {

@@ -612,6 +612,12 @@ type ACLWho struct {
 	IPAddrs []string `yaml:"ipaddrs"`
 	// Listener is the listener's name. Default: any.
 	Listener string `yaml:"listener"`
+	// ClientAttrs are client attributes (from authentication) that must
+	// have these values. Default: any.
+	ClientAttrs map[string]string `yaml:"client_attrs"`
+	// Any holds alternatives, EMQX's 'or': one of them must hold too.
+	// Default: none.
+	Any []ACLWho `yaml:"any"`
 }
 
 // Handler implements a protocol. At least one of GRPC and Wasm is set.
