@@ -156,6 +156,12 @@ func (a HashAlgorithm) Hash(password, salt string) (string, error) {
 // regard to case, as EMQX's; plain passwords compare exactly.
 func (a HashAlgorithm) Check(password, stored, salt string) bool {
 	if a.name() == "bcrypt" {
+		// bcrypt reads 72 bytes of a password at most: a longer one would
+		// match every password it starts with. No bcrypt hash made here
+		// is of a longer password (GenerateFromPassword refuses them).
+		if len(password) > 72 {
+			return false
+		}
 		return bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) == nil
 	}
 	got, err := a.Hash(password, salt)

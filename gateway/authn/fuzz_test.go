@@ -83,6 +83,12 @@ func FuzzHashAlgorithm(f *testing.F) {
 			others = append(others, string([]byte{password[0] ^ 1})+password[1:])
 		}
 		for _, o := range others {
+			// A pbkdf2 key of a few bytes collides by design (dk_length 1
+			// is 1 in 256): only a key of 8 bytes or more must tell
+			// passwords apart.
+			if a.Name == "pbkdf2" && len(h) < 16 {
+				break
+			}
 			if a.Check(o, h, salt) {
 				t.Fatalf("%+v: Check takes %q for the hash %q of %q", a, o, h, password)
 			}
