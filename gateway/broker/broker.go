@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,8 @@ type Broker struct {
 	ns   *server.Server
 	opts *server.Options
 	nc   *nats.Conn
+	// login is how in-process connections log in (nil without listeners).
+	login []nats.Option
 	// key is the nkey the gateway's own connection logs in with, or nil
 	// when the server has no listener (and no authentication).
 	key nkeys.KeyPair
@@ -263,6 +266,7 @@ func Start(cfg Config) (*Broker, error) {
 		ns:       ns,
 		opts:     opts,
 		nc:       nc,
+		login:    login,
 		key:      key,
 		idPrefix: strings.ToUpper(hex.EncodeToString(p[:])),
 		subs:     make(map[subKey]*natsSub),
@@ -318,6 +322,27 @@ func (b *Broker) MQTTAddr() string {
 		return ""
 	}
 	return net.JoinHostPort(b.opts.MQTT.Host, strconv.Itoa(b.opts.MQTT.Port))
+}
+
+// Connect opens another in-process connection to the embedded server with
+// the gateway's own rights, for parts of the gateway that need a NATS
+// connection of their own (the client-id registry). The caller closes it,
+// before Shutdown.
+func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	if b.closed.Load() {
+		return nil, errors.New("broker: closed")
+	}
+	all := append(slices.Clip(b.login),
+		nats.InProcessServer(b.ns),
+		nats.Name("protogate-"+b.cfg.Node+"-"+name),
+		nats.Timeout(10*time.Second),
+		nats.MaxReconnects(-1),
+	)
+	nc, err := nats.Connect("", append(all, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: connect in-process: %w", err)
+	}
+	return nc, nil
 }
 
 // Server returns the embedded NATS server, for monitoring.
