@@ -148,7 +148,8 @@ func (c *Conn) terminate(readReason string) {
 	if c.reason == "" {
 		c.reason = ReasonNormal
 	}
-	clientID, authed := c.clientID, c.authed
+	clientID, authed, release := c.clientID, c.authed, c.release
+	c.release = nil
 	c.mu.Unlock()
 	c.omu.Lock()
 	linger := c.lingering
@@ -164,6 +165,9 @@ func (c *Conn) terminate(readReason string) {
 	}
 	if authed {
 		c.srv.releaseClientID(clientID, c)
+	}
+	if release != nil {
+		release()
 	}
 	c.unsubscribeAll()
 

@@ -75,6 +75,7 @@ type Conn struct {
 	authing     bool
 	authed      bool
 	clientID    string
+	release     func() // ends the Registry claim; nil without one
 	username    string
 	mountpoint  string
 	keepalive   time.Duration // max idle time: 1.5 x the StartTimer interval

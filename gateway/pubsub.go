@@ -65,20 +65,31 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 		}
 		c.srv.authnAllow.Add(1)
 	}
+	release, err := c.claim(ctx, ci.ClientID)
+	if err != nil {
+		c.mu.Lock()
+		c.authing = false
+		c.mu.Unlock()
+		return err
+	}
 	mp := topic.ExpandMountpoint(c.l.Mountpoint, ci.ClientID, ci.Username)
 	old := c.srv.claimClientID(ci.ClientID, c)
 	if old != nil {
 		c.srv.log.Info("gateway: client id taken over; discarding older connection",
 			"clientid", ci.ClientID, "old", old.handle, "new", c.handle)
-		old.closeWith(ReasonDiscarded)
+		old.Discard()
 	}
 	c.mu.Lock()
 	c.authing = false
 	if c.state != stateOpen {
 		c.mu.Unlock()
 		c.srv.releaseClientID(ci.ClientID, c)
+		if release != nil {
+			release()
+		}
 		return ErrDisconnected
 	}
+	c.release = release
 	c.authed = true
 	c.clientID = ci.ClientID
 	c.username = ci.Username
@@ -91,6 +102,26 @@ func (c *Conn) Authenticate(ctx context.Context, ci *ClientInfo, password string
 	c.mountpoint = mp
 	c.mu.Unlock()
 	return nil
+}
+
+// claim waits out the jail of clientID, if any, and claims it in the
+// Server's Registry. The error is the one Authenticate fails with.
+func (c *Conn) claim(ctx context.Context, clientID string) (release func(), err error) {
+	if err := c.srv.waitJail(ctx, clientID); err != nil {
+		return nil, err
+	}
+	r := c.srv.opts.Registry
+	if r == nil {
+		return nil, nil
+	}
+	release, err = r.Claim(ctx, clientID, c)
+	if err != nil {
+		if CodeOf(err) == CodeUnknown {
+			err = &Error{Code: CodeUnknown, Err: err}
+		}
+		return nil, err
+	}
+	return release, nil
 }
 
 // authenticate runs the Authenticator. A panic in it (a bug of an authn

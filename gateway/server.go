@@ -48,6 +48,9 @@ type Options struct {
 	// connection, and RawPublish (as client id "exproto"). Default: nil,
 	// which allows everything.
 	Authorizer Authorizer
+	// Registry keeps client ids unique across the nodes of a cluster.
+	// Default: nil, unique on this Server only.
+	Registry ClientRegistry
 	// AuthzCache configures the per-connection cache of the Authorizer's
 	// answers. Default: none.
 	AuthzCache AuthzCache
@@ -206,7 +209,11 @@ type Server struct {
 	ids    *idCipher     // turns seq into connection ids
 
 	clientsMu sync.Mutex
-	clients   map[string]*Conn // client id -> authenticated connection
+	clients   map[string]*Conn     // client id -> authenticated connection
+	jailed    map[string]time.Time // client id -> end of its jail; see JailTime
+	jailSwept time.Time            // when jailed was last swept
+	jailHits  atomic.Uint64        // Authenticate calls held by a jail
+	jailLog   logLimiter
 
 	lstates map[string]*lstate // by listener name; guarded by mu
 	lorder  []*lstate          // lstates in the order Serve first saw them; guarded by mu

@@ -182,10 +182,16 @@ func hostAuthenticate(ctx context.Context, mod api.Module, stack []uint64) {
 		case !has:
 			err = gateway.Errorf(gateway.CodeRequiredParamsMissed, "wasmhost: authenticate: clientinfo is missing")
 		default:
-			// The authenticator's context ends when the call's does.
-			err = c.Authenticate(in.done, &gateway.ClientInfo{
+			// Authenticate may wait (an authenticator, the client-id
+			// registry, a jailed id); past its half of the call's time
+			// it fails instead, so that a slow answer denies one client
+			// rather than the watchdog killing the instance and every
+			// connection on it.
+			actx, cancel := context.WithTimeout(in.done, in.v.h.cfg.CallTimeout/2)
+			err = c.Authenticate(actx, &gateway.ClientInfo{
 				ProtoName: ci.ProtoName, ProtoVer: ci.ProtoVer, ClientID: ci.ClientID, Username: ci.Username,
 			}, password)
+			cancel()
 		}
 	}
 	stack[0] = in.status(err)

@@ -33,6 +33,7 @@ var cases = []testCase{
 	{name: "PubSubRefusedBeforeAuthenticate", run: testBeforeAuth},
 	{name: "SecondAuthenticateRefused", run: testSecondAuth},
 	{name: "DuplicateClientIDDiscardsOlder", run: testDuplicateClientID},
+	{name: "DuplicateClientIDJailed", run: testDuplicateJailed},
 	{name: "Mountpoint", opts: envOptions{mountpoint: "ct/${clientid}/"}, run: testMountpoint},
 	{name: "RawPublishIgnoresMountpoint", opts: envOptions{mountpoint: "ct/"}, run: testRawPublish},
 	{name: "NATSInterop", run: testNATSInterop},
@@ -175,6 +176,27 @@ func testDuplicateClientID(t *testing.T, env *Env) {
 	b.subscribe("dup/x", 0, 0)
 	b.publish("dup/x", 0, "still here", 0)
 	b.expect(jp.Publish, 0)
+}
+
+// testDuplicateJailed: a client id just taken over is jailed; the next
+// Authenticate for it waits out the jail (these back ends give it the
+// time) before it takes over in turn.
+func testDuplicateJailed(t *testing.T, env *Env) {
+	a := env.dial(t)
+	a.connect("flap", 0, 0)
+	b := env.dial(t)
+	start := time.Now()
+	b.connect("flap", 0, 0) // takes over a: the jail starts after start
+	env.expectClosed(t, a)
+	c := env.dial(t)
+	c.connect("flap", 0, 0)
+	if d := time.Since(start); d < gateway.JailTime {
+		t.Errorf("a takeover %v after the last one; the jail is %v", d, gateway.JailTime)
+	}
+	env.expectClosed(t, b)
+	if r := env.Rec.waitClosed(t, b.handle); !strings.Contains(r, "discarded") {
+		t.Errorf("connection b closed with %q, want discarded", r)
+	}
 }
 
 func testMountpoint(t *testing.T, env *Env) {
