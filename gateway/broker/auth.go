@@ -99,9 +99,10 @@ type Rules struct {
 // reservedPublish are denied to every outside publisher unless granted
 // (see Permissions): nats-server's JetStream API and acks ($JS), its
 // clustering and RAFT traffic ($JSC, $NRG), the system account ($SYS), the
-// key-value and object stores ($KV, $O, $OBJ), and the streams of the MQTT
-// listener ($MQTT).
-var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$MQTT.>"}
+// key-value and object stores ($KV, $O, $OBJ), the streams of the MQTT
+// listener ($MQTT), and protogate's own requests between nodes ($PG: the
+// client-id registry's discard and kick).
+var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$MQTT.>", "$PG.>"}
 
 // reservedSubscribeMQTT are denied to outside subscribers that may use
 // MQTT (see Permissions): reservedPublish, but for "$MQTT.sub.>" and
@@ -110,7 +111,7 @@ var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "
 // checks against the client's deny list. Subjects of nats-server
 // v2.15.2, server/mqtt.go.
 var reservedSubscribeMQTT = []string{
-	"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>",
+	"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$PG.>",
 	"$MQTT.sess.>", "$MQTT.msgs.>", "$MQTT.rmsgs", "$MQTT.rmsgs.>", "$MQTT.qos2.>",
 	"$MQTT.out.>", "$MQTT.pubrel.>", "$MQTT.JSA.>",
 }

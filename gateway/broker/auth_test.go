@@ -239,13 +239,13 @@ func TestReservedSubjectsDenied(t *testing.T) {
 
 			errs := make(asyncErrs, 20)
 			nc := natsConnect(t, b, append(tc.opts, nats.ErrorHandler(errs.handler))...)
-			for _, subj := range []string{"$JS.API.STREAM.DELETE.$MQTT_sess", "$JS.API.INFO", "$JS.ACK.x", "$SYS.REQ.SERVER.PING", "$KV.b.k", "$MQTT.sess.x", "$MQTT.msgs.a", "$MQTT.sub.x"} {
+			for _, subj := range []string{"$JS.API.STREAM.DELETE.$MQTT_sess", "$JS.API.INFO", "$JS.ACK.x", "$SYS.REQ.SERVER.PING", "$KV.b.k", "$MQTT.sess.x", "$MQTT.msgs.a", "$MQTT.sub.x", "$PG.reg.claim"} {
 				natsPublish(t, nc, subj, "")
 				if got, want := errs.next(t), `nats: permissions violation: Permissions Violation for Publish to "`+subj+`"`; got != want {
 					t.Errorf("publish %s: error %q, want %q", subj, got, want)
 				}
 			}
-			denied := []string{"$JS.API.>", "$SYS.>", "$JS.EVENT.>", "$KV.b.>", "$MQTT.sess.>", "$MQTT.msgs.>", "$MQTT.rmsgs", "$MQTT.JSA.>"}
+			denied := []string{"$JS.API.>", "$SYS.>", "$JS.EVENT.>", "$KV.b.>", "$PG.reg.>", "$MQTT.sess.>", "$MQTT.msgs.>", "$MQTT.rmsgs", "$MQTT.JSA.>"}
 			if tc.name == "nats-only user" {
 				denied = append(denied, "$MQTT.sub.>", "$MQTT.>")
 			}

@@ -274,7 +274,7 @@ func TestNATSFilterVectors(t *testing.T) {
 // NATS clients: subjects starting with "$" never reach wildcard subscribers.
 // The client is granted the reserved subjects, which are denied by default.
 func TestDollarSubjectsNotDelivered(t *testing.T) {
-	all := []string{">", "$SYS.>", "$JS.>", "$MQTT.>", "$KV.>"}
+	all := []string{">", "$SYS.>", "$JS.>", "$MQTT.>", "$KV.>", "$PG.>"}
 	b := startBroker(t, broker.Config{NATSListen: "127.0.0.1:0", Users: []broker.User{{
 		Name: "ops", Password: "secret",
 		Permissions: broker.Permissions{Publish: broker.Rules{Allow: all}, Subscribe: broker.Rules{Allow: all}},
