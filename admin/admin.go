@@ -37,6 +37,9 @@ type Config struct {
 	Handlers []Handler
 	// Broker is the pub/sub; nil leaves it out of readiness and metrics.
 	Broker Broker
+	// Kicker kicks a client connected to another node of the cluster
+	// (the client-id registry); nil on a single node.
+	Kicker gateway.ClientKicker
 	// APIKeys maps each API key to its secret: the credentials accepted as
 	// HTTP Basic key:secret. With none, requests need no credentials
 	// (config refuses that off loopback).

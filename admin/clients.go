@@ -268,8 +268,14 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
-	c := s.findConn(w, r)
+	id := r.PathValue("id")
+	c := s.cfg.Gateway.Find(id)
+	if c == nil && s.cfg.Kicker != nil {
+		s.kickElsewhere(w, r, id)
+		return
+	}
 	if c == nil {
+		notFound(w, fmt.Sprintf("client %q not found (give a client id or a connection handle)", id))
 		return
 	}
 	s.log.Info("admin: client kicked", "conn", c.Handle(), "clientid", c.ClientID(), "remote", r.RemoteAddr)
@@ -286,6 +292,23 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// kickElsewhere kicks a client id that no connection of this node holds,
+// wherever in the cluster it is connected.
+func (s *Server) kickElsewhere(w http.ResponseWriter, r *http.Request, id string) {
+	ctx, cancel := context.WithTimeout(r.Context(), kickWait)
+	defer cancel()
+	found, err := s.cfg.Kicker.Kick(ctx, id)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", fmt.Sprintf("client %q: %v", id, err))
+	case !found:
+		notFound(w, fmt.Sprintf("client %q not found on any node (give a client id or a connection handle)", id))
+	default:
+		s.log.Info("admin: client kicked on another node", "clientid", id, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 type subscriptionJSON struct {

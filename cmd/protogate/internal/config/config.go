@@ -129,6 +129,9 @@ type Config struct {
 	// Gateway holds defaults inherited by every listener. Default: see
 	// Gateway.
 	Gateway Gateway `yaml:"gateway"`
+	// Registry keeps client ids unique across the nodes of a cluster.
+	// Default: see Registry.
+	Registry Registry `yaml:"registry"`
 	// SecurityProfile is EMQX's security profile: legacy or hardened. In
 	// hardened, a failing authentication or authorization backend denies
 	// (legacy: it is skipped), no authentication configured denies every
@@ -843,6 +846,7 @@ func (c *Config) setDefaults() {
 	c.Adapter = Adapter{Bind: "127.0.0.1:9100"}
 	c.Admin = Admin{Bind: DefaultAdminBind}
 	c.SecurityProfile = "legacy"
+	c.Registry = Registry{Backend: RegistryAuto, OnUnavailable: "reject", ClaimTimeout: Duration(2 * time.Second)}
 	c.Gateway = Gateway{IdleTimeout: Duration(30 * time.Second), MaxPendingMessages: 1000, MaxDeliveryWait: Duration(time.Second),
 		MaxSubscriptions: DefaultMaxSubscriptions, MaxQueuedBytes: 4 * MiB}
 }

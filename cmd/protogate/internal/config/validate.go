@@ -145,6 +145,8 @@ func (v *validator) run() {
 	}
 	v.admin(binds, &c.Admin)
 
+	v.registry(&c.Registry)
+
 	v.duration("gateway.idle_timeout", c.Gateway.IdleTimeout, false)
 	if n := c.Gateway.MaxPendingMessages; n < 1 || n > 1000000 {
 		v.errf("gateway.max_pending_messages", "%d is out of range (want 1 to 1000000)", n)
