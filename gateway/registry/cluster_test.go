@@ -47,7 +47,7 @@ func (c *fakeConn) open() bool {
 var _ gateway.Claimant = (*fakeConn)(nil)
 
 // freePorts returns n ports free on 127.0.0.1 a moment ago.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var lns []net.Listener
@@ -67,7 +67,7 @@ func freePorts(t *testing.T, n int) []int {
 
 // cluster is n embedded NATS servers joined by routes, with JetStream.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	ports  []int
 	dirs   []string
 	js     bool
@@ -75,7 +75,7 @@ type cluster struct {
 	routes string
 }
 
-func newCluster(t *testing.T, n int, js bool) *cluster {
+func newCluster(t testing.TB, n int, js bool) *cluster {
 	cl := &cluster{t: t, ports: freePorts(t, n), js: js, srv: make([]*server.Server, n)}
 	for i := range n {
 		cl.dirs = append(cl.dirs, t.TempDir())
@@ -146,41 +146,41 @@ type registry interface {
 type kind struct {
 	name  string
 	js    bool
-	start func(t *testing.T, cfg Config) registry
+	start func(t testing.TB, cfg Config) registry
 	// ready waits until the registry answers claims.
-	ready func(t *testing.T, r registry)
+	ready func(t testing.TB, r registry)
 }
 
 var kinds = []kind{
 	{
 		name: "kv", js: true,
-		start: func(t *testing.T, cfg Config) registry {
+		start: func(t testing.TB, cfg Config) registry {
 			r, err := StartKV(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return r
 		},
-		ready: func(t *testing.T, r registry) {
+		ready: func(t testing.TB, r registry) {
 			waitFor(t, "kv registry ready", func() bool { return r.(*KV).Ready() })
 		},
 	},
 	{
 		name: "notices",
-		start: func(t *testing.T, cfg Config) registry {
+		start: func(t testing.TB, cfg Config) registry {
 			r, err := StartNotices(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return r
 		},
-		ready: func(t *testing.T, r registry) {
+		ready: func(t testing.TB, r registry) {
 			waitFor(t, "notices registry hears both peers", func() bool { return len(r.(*Notices).Peers()) == 2 })
 		},
 	},
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for !cond() {
@@ -192,7 +192,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // startNodes starts a cluster of n nodes and a registry on each.
-func startNodes(t *testing.T, k kind, n int) (*cluster, []registry) {
+func startNodes(t testing.TB, k kind, n int) (*cluster, []registry) {
 	cl := newCluster(t, n, k.js)
 	for i := range n {
 		cl.start(i)
@@ -208,7 +208,7 @@ func startNodes(t *testing.T, k kind, n int) (*cluster, []registry) {
 	return cl, regs
 }
 
-func claim(t *testing.T, r registry, id string, c *fakeConn) func() {
+func claim(t testing.TB, r registry, id string, c *fakeConn) func() {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -181,13 +181,31 @@ func (r *KV) bind() {
 func (r *KV) bindOnce() error {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
-	clients, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ClientsBucket,
-		Description: "protogate: the node and connection holding each client id",
-		History:     1,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    r.cfg.Replicas,
-	})
+	// The clients bucket is the stream a KV bucket is, made here rather
+	// than by CreateOrUpdateKeyValue for one setting: no direct gets. A
+	// direct get may be answered by a follower that has not applied the
+	// last write yet (nats-server#4710), and a claim that reads a stale
+	// owner retries its compare-and-set until it gives up; reads from the
+	// stream leader see every write that succeeded.
+	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              "KV_" + ClientsBucket,
+		Description:       "protogate: the node and connection holding each client id",
+		Subjects:          []string{"$KV." + ClientsBucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.MemoryStorage,
+		Replicas:          r.cfg.Replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		Discard:           jetstream.DiscardNew,
+	}); err != nil {
+		return fmt.Errorf("bucket %s: %w", ClientsBucket, err)
+	}
+	clients, err := r.js.KeyValue(ctx, ClientsBucket)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", ClientsBucket, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,14 @@ type Notices struct {
 	mu    sync.Mutex
 	peers map[string]peer
 
+	// Answers arrive on one subscription, respPrefix + "*", and go to the
+	// request waiting for them by the last token: a subscription per
+	// request would send its interest to every node.
+	respPrefix string
+	respMu     sync.Mutex
+	respSeq    uint64
+	resp       map[string]chan claimReply
+
 	subs    []*nats.Subscription
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -87,12 +96,14 @@ func StartNotices(cfg Config) (*Notices, error) {
 	}
 	var e [8]byte
 	rand.Read(e[:])
-	r := &Notices{cfg: cfg, epoch: hex.EncodeToString(e[:]), nc: cfg.Conn, peers: make(map[string]peer)}
+	r := &Notices{cfg: cfg, epoch: hex.EncodeToString(e[:]), nc: cfg.Conn, peers: make(map[string]peer),
+		respPrefix: cfg.Conn.NewInbox() + ".", resp: make(map[string]chan claimReply)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for subject, fn := range map[string]nats.MsgHandler{
-		claimSubject:   func(m *nats.Msg) { r.spawn(func() { r.handleClaim(m) }) },
-		helloSubject:   r.handleHello,
-		kickAllSubject: func(m *nats.Msg) { r.spawn(func() { r.handleKickAll(m) }) },
+		claimSubject:       func(m *nats.Msg) { r.spawn(func() { r.handleClaim(m) }) },
+		helloSubject:       r.handleHello,
+		kickAllSubject:     func(m *nats.Msg) { r.spawn(func() { r.handleKickAll(m) }) },
+		r.respPrefix + "*": r.handleResponse,
 	} {
 		s, err := r.nc.Subscribe(subject, fn)
 		if err != nil {
@@ -285,28 +296,31 @@ func (r *Notices) gather(ctx context.Context, subject string, req request, each 
 	if len(want) == 0 {
 		return nil, nil
 	}
-	inbox := r.nc.NewRespInbox()
-	sub, err := r.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
+	ch := make(chan claimReply, len(want)+8)
+	r.respMu.Lock()
+	r.respSeq++
+	token := strconv.FormatUint(r.respSeq, 36)
+	r.resp[token] = ch
+	r.respMu.Unlock()
+	defer func() {
+		r.respMu.Lock()
+		delete(r.resp, token)
+		r.respMu.Unlock()
+	}()
 	b, _ := json.Marshal(req)
-	if err := r.nc.PublishRequest(subject, inbox, b); err != nil {
+	if err := r.nc.PublishRequest(subject, r.respPrefix+token, b); err != nil {
 		return nil, err
 	}
+wait:
 	for len(want) > 0 {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			break
-		}
-		var rep claimReply
-		if json.Unmarshal(m.Data, &rep) != nil {
-			continue
-		}
-		delete(want, rep.Node)
-		if each(rep) {
-			return nil, nil
+		select {
+		case <-ctx.Done():
+			break wait
+		case rep := <-ch:
+			delete(want, rep.Node)
+			if each(rep) {
+				return nil, nil
+			}
 		}
 	}
 	var missing []string
@@ -318,6 +332,23 @@ func (r *Notices) gather(ctx context.Context, subject string, req request, each 
 		return missing, ctx.Err()
 	}
 	return nil, nil
+}
+
+// handleResponse passes an answer to the request waiting for it.
+func (r *Notices) handleResponse(m *nats.Msg) {
+	var rep claimReply
+	if json.Unmarshal(m.Data, &rep) != nil {
+		return
+	}
+	r.respMu.Lock()
+	ch := r.resp[m.Subject[len(r.respPrefix):]]
+	r.respMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- rep:
+		default: // more answers than nodes known: not needed
+		}
+	}
 }
 
 // handleClaim answers another node's claim notice.
