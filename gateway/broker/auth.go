@@ -78,7 +78,9 @@ type NKey struct {
 //     topics; a NATS client of such a user can, unless it has a subscribe
 //     allow list (which applies to NATS clients' "$MQTT.sub"
 //     subscriptions) or is limited to ConnNATS (which denies all of
-//     "$MQTT.>").
+//     "$MQTT.>");
+//   - "$PG.>", protogate's own: the reply subjects of the gateway's
+//     requests (JetStream API calls that fetch retained messages).
 //
 // An allow entry that names one of these subtrees by its first token
 // lifts the denies it overlaps, for this client: Publish.Allow
@@ -99,9 +101,9 @@ type Rules struct {
 // reservedPublish are denied to every outside publisher unless granted
 // (see Permissions): nats-server's JetStream API and acks ($JS), its
 // clustering and RAFT traffic ($JSC, $NRG), the system account ($SYS), the
-// key-value and object stores ($KV, $O, $OBJ), and the streams of the MQTT
-// listener ($MQTT).
-var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$MQTT.>"}
+// key-value and object stores ($KV, $O, $OBJ), the streams of the MQTT
+// listener ($MQTT), and protogate's own inboxes ($PG).
+var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$MQTT.>", "$PG.>"}
 
 // reservedSubscribeMQTT are denied to outside subscribers that may use
 // MQTT (see Permissions): reservedPublish, but for "$MQTT.sub.>" and
@@ -112,7 +114,7 @@ var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "
 var reservedSubscribeMQTT = []string{
 	"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>",
 	"$MQTT.sess.>", "$MQTT.msgs.>", "$MQTT.rmsgs", "$MQTT.rmsgs.>", "$MQTT.qos2.>",
-	"$MQTT.out.>", "$MQTT.pubrel.>", "$MQTT.JSA.>",
+	"$MQTT.out.>", "$MQTT.pubrel.>", "$MQTT.JSA.>", "$PG.>",
 }
 
 // CheckPassword returns an error when p cannot be a User.Password: empty,

@@ -56,6 +56,8 @@ const (
 	// above, which NATS counts against it: a payload of exactly
 	// Config.MaxPayload bytes must still be accepted.
 	headerRoom = 1024
+	// inboxPrefix starts the reply subjects of the gateway's connection.
+	inboxPrefix = "$PG.inbox"
 )
 
 // Config configures the embedded server. The zero value runs an in-process
@@ -237,6 +239,10 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	nc, err := nats.Connect("", append(login,
 		nats.InProcessServer(ns),
+		// Replies to the gateway's requests (the JetStream API, for
+		// retained messages) under "$": never delivered to devices or MQTT
+		// clients subscribed to "#", and reserved for outside clients.
+		nats.CustomInboxPrefix(inboxPrefix),
 		nats.Name("protogate-"+cfg.Node),
 		// The handshake is in-process, but on a loaded machine it can take
 		// longer than nats.go's 2s default, which would fail the start.
@@ -429,6 +435,26 @@ func (b *Broker) Subscribe(ctx context.Context, filter string, s gateway.Subscri
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}
+	// Retained messages of MQTT clients, fetched now that the subscription
+	// is in place (so none published meanwhile is missed), delivered once
+	// the caller has its answer: Deliver may wait for the subscriber's
+	// handler, which may be the one calling Subscribe.
+	rms, err := b.retained(ctx, f)
+	if err != nil {
+		b.log.Warn("broker: retained messages not delivered", "filter", filter, "got", len(rms), "err", err)
+	}
+	if len(rms) > 0 {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for _, m := range rms {
+				if sub.gone.Load() || b.closed.Load() {
+					return
+				}
+				s.Deliver(m)
+			}
+		}()
+	}
 	return sub, nil
 }
 
@@ -513,10 +539,12 @@ type subscription struct {
 	s      gateway.Subscriber
 	once   sync.Once
 	joined []*natsSub
+	gone   atomic.Bool // unsubscribed
 }
 
 func (sub *subscription) Unsubscribe() error {
 	var err error
+	sub.gone.Store(true)
 	sub.once.Do(func() {
 		for _, ns := range sub.joined {
 			err = errors.Join(err, sub.b.leave(ns, sub.s))

@@ -264,7 +264,7 @@ type BrokerNKey struct {
 // $JSC.>, $NRG.>, $SYS.>, $KV.>, $O.>, $OBJ.> and $MQTT.> (the MQTT
 // listener's sessions and messages; for subscribing, users that may use
 // MQTT keep $MQTT.sub.> and $MQTT.deliver.>, where nats-server delivers
-// to its MQTT clients). An allow entry that starts with one of those
+// to its MQTT clients), and $PG.> (the gateway's own reply subjects). An allow entry that starts with one of those
 // first tokens ("$JS.API.>") grants what it overlaps.
 type BrokerPermissions struct {
 	// Publish are the subjects the client may publish to. Default: all
