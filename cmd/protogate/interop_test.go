@@ -296,7 +296,7 @@ func sameSet(a, b []string) bool {
 }
 
 // mappings are device (= MQTT) topics and the NATS subjects they map to,
-// per nats-server's rules (docs/nats-embedded.md 2.3; README).
+// per nats-server's rules (nats-server/v2 server/mqtt.go, mqttToNATSSubjectConversion; README).
 var mappings = []struct{ topic, subject string }{
 	{"sensors/d1/temp", "sensors.d1.temp"},
 	{"/lead/slash", "/.lead.slash"},
@@ -438,10 +438,18 @@ func TestInterop(t *testing.T) {
 		if f := dev.call(jp.Frame{Type: jp.Subscribe, Topic: "q/dn", QoS: 1}); f.Type != jp.Suback || f.Code != 0 {
 			t.Fatalf("subscribe: %+v", f)
 		}
+		// The device sees each message's QoS as the MQTT client published
+		// it (nats-server's Nmqtt-Pub header), not downgraded to its
+		// subscription's: ExProto does not downgrade either.
+		// (mosquitto_pub returns after the PUBACK or PUBCOMP, which the
+		// server sends after it delivered the message: the order holds.
+		// QoS 0 goes last, having no such answer.)
 		n.mqttPub(t, 1, false, "q/dn", "one")
+		n.mqttPub(t, 2, false, "q/dn", "two")
 		n.mqttPub(t, 0, false, "q/dn", "zero")
 		for _, want := range []jp.Frame{
 			{Type: jp.Publish, Topic: "q/dn", QoS: 1, Payload: "one"},
+			{Type: jp.Publish, Topic: "q/dn", QoS: 2, Payload: "two"},
 			{Type: jp.Publish, Topic: "q/dn", QoS: 0, Payload: "zero"},
 		} {
 			if f := dev.next(); f != want {
@@ -476,8 +484,10 @@ func TestInterop(t *testing.T) {
 	// 5. Retained messages of MQTT clients reach devices that subscribe
 	// later (not NATS subscribers: core NATS has no retained messages).
 	t.Run("retained", func(t *testing.T) {
+		// At QoS 1, mosquitto_pub returns after the PUBACK, which
+		// nats-server sends once it has stored the retained message.
 		n.mqttPub(t, 1, true, "ret/a", "one")
-		n.mqttPub(t, 0, true, "ret/b/c", "two")
+		n.mqttPub(t, 1, true, "ret/b/c", "two")
 		n.mqttPub(t, 1, true, "ret/b/c", "three") // replaces two
 
 		lit := dialLines(t, n.lines)

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -41,27 +43,13 @@ func (b *Broker) retained(ctx context.Context, f topic.Filter) ([]*gateway.Messa
 	}
 	ctx, cancel := context.WithTimeout(ctx, retainedTimeout)
 	defer cancel()
+	if len(f.Subjects) == 1 && literal(f.Subjects[0]) {
+		// One topic: one request, no consumer.
+		return b.retainedOne(ctx, f.Subjects[0])
+	}
 	js, err := jetstream.New(b.nc)
 	if err != nil {
 		return nil, err
-	}
-	if len(f.Subjects) == 1 && literal(f.Subjects[0]) {
-		// One topic: one request, no consumer.
-		st, err := b.retainedStream(ctx, js)
-		if st == nil || err != nil {
-			return nil, err
-		}
-		raw, err := st.GetLastMsgForSubject(ctx, retainedPrefix+f.Subjects[0])
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m := b.retainedMessage(raw.Subject, raw.Header, raw.Data, raw.Time); m != nil {
-			return []*gateway.Message{m}, nil
-		}
-		return nil, nil
 	}
 	filters := make([]string, len(f.Subjects))
 	for i, s := range f.Subjects {
@@ -118,14 +106,60 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// retainedStream returns the retained messages stream, or nil when no MQTT
-// client has connected yet.
-func (b *Broker) retainedStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, retainedStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+// retainedOne returns the retained message on subject, if any, with one
+// JetStream API request ("last message for subject"; the stream does not
+// allow direct gets).
+func (b *Broker) retainedOne(ctx context.Context, subject string) ([]*gateway.Message, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": retainedPrefix + subject})
+	reply, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+retainedStream, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *struct {
+			Subject string    `json:"subject"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return nil, err
+	}
+	if e := resp.Error; e != nil {
+		if e.Code == 404 { // no such message (10037), no stream yet (10059)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("jetstream: %s (%d)", e.Description, e.ErrCode)
+	}
+	if resp.Message == nil {
 		return nil, nil
 	}
-	return st, err
+	h := nats.Header{}
+	if v, ok := headerValue(resp.Message.Header, headerRetFlags); ok {
+		h.Set(headerRetFlags, v)
+	}
+	if m := b.retainedMessage(resp.Message.Subject, h, resp.Message.Data, resp.Message.Time); m != nil {
+		return []*gateway.Message{m}, nil
+	}
+	return nil, nil
+}
+
+// headerValue returns the value of key in a NATS header block
+// ("NATS/1.0\r\nKey: value\r\n...").
+func headerValue(hdr []byte, key string) (string, bool) {
+	for line := range strings.SplitSeq(string(hdr), "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), key) {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }
 
 // literal reports whether a NATS subject has no wildcard token.
