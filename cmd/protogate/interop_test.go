@@ -40,10 +40,11 @@ type interopNode struct {
 	json     string // address of the exproto-json listener
 }
 
-// startInteropNode starts a gateway named name. extra is YAML added at
-// the top level of its config (a cluster block, say); the node's data_dir
-// is its own, but shares the compiled Wasm modules of the other tests.
-func startInteropNode(t *testing.T, name, extra string) *interopNode {
+// startInteropNode starts a gateway named name, with its config changed by
+// tweak if not nil (to add broker.cluster, say). The node's data_dir is
+// its own (JetStream keeps MQTT sessions and retained messages there), but
+// shares the compiled Wasm modules of the other tests.
+func startInteropNode(t *testing.T, name string, tweak func(*config.Config)) *interopNode {
 	t.Helper()
 	dir := t.TempDir()
 	cache := filepath.Join(sharedDataDir, "wasm-cache")
@@ -65,9 +66,12 @@ handlers:
 listeners:
   - {name: lines, type: tcp, bind: "127.0.0.1:0", handler: lines}
   - {name: json, type: tcp, bind: "127.0.0.1:0", handler: json}
-` + extra))
+`))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(cfg)
 	}
 	r := startRun(t, cfg)
 	host, port, err := net.SplitHostPort(r.broker.MQTTAddr())
@@ -236,6 +240,44 @@ func (n *interopNode) mqttSubscribed(t *testing.T, id string, subjects []string)
 	return false
 }
 
+// waitSubs waits until node n's server has interest in each of subjects
+// (the exact subscription subjects): from one of its own clients, or from
+// a route, for subscriptions made on another node of its cluster.
+func (n *interopNode) waitSubs(t *testing.T, subjects ...string) {
+	t.Helper()
+	srv := n.r.broker.Server()
+	deadline := time.Now().Add(wait)
+	for {
+		have := map[string]bool{}
+		sz, err := srv.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range sz.Subs {
+			have[d.Subject] = true
+		}
+		rz, err := srv.Routez(&server.RoutezOptions{Subscriptions: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rz.Routes {
+			for _, sub := range r.Subs {
+				if f := strings.Fields(sub); len(f) > 0 {
+					have[f[0]] = true // "subject [queue]"
+				}
+			}
+		}
+		missing := slices.DeleteFunc(slices.Clone(subjects), func(s string) bool { return have[s] })
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node has no subscription on %q", missing)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // mqttPub runs mosquitto_pub to completion (for QoS 1 that is after the
 // PUBACK).
 func (n *interopNode) mqttPub(t *testing.T, qos int, retain bool, topic, payload string) {
@@ -306,11 +348,27 @@ var mappings = []struct{ topic, subject string }{
 	{"a.b", "a//b"},
 }
 
+func mappingSubjects() []string {
+	var s []string
+	for _, m := range mappings {
+		s = append(s, m.subject)
+	}
+	return s
+}
+
 func TestInterop(t *testing.T) {
 	needMosquitto(t)
-	n := startInteropNode(t, "interop", "")
-	nc := n.natsConn(t)
+	n := startInteropNode(t, "interop", nil)
+	runInterop(t, n, n)
+}
 
+// runInterop checks the contract between devices of node dev and MQTT and
+// NATS clients of node peer (the same node, or another of its cluster).
+// Before a side publishes, it waits until the node it publishes to has
+// the other side's subscriptions (waitSubs), which across a cluster means
+// until routes have carried them.
+func runInterop(t *testing.T, dev, peer *interopNode) {
+	nc := peer.natsConn(t)
 	// 1. A device's publishes reach mosquitto_sub and NATS subscribers,
 	// with the topic <-> subject mapping.
 	t.Run("device to MQTT and NATS", func(t *testing.T) {
@@ -320,10 +378,11 @@ func TestInterop(t *testing.T) {
 			filters = append(filters, m.topic)
 			subs[m.topic] = natsSub(t, nc, m.subject)
 		}
-		ms := n.mqttSub(t, "map-sub", 0, len(mappings), filters...)
-		dev := dialLines(t, n.lines)
+		ms := peer.mqttSub(t, "map-sub", 0, len(mappings), filters...)
+		dev.waitSubs(t, mappingSubjects()...)
+		d := dialLines(t, dev.lines)
 		for i, m := range mappings {
-			if got := dev.cmd("PUB " + m.topic + " up " + strconv.Itoa(i)); got != "OK" {
+			if got := d.cmd("PUB " + m.topic + " up " + strconv.Itoa(i)); got != "OK" {
 				t.Fatalf("PUB %s: %q", m.topic, got)
 			}
 		}
@@ -346,39 +405,41 @@ func TestInterop(t *testing.T) {
 	// 2. mosquitto_pub and NATS publishes reach a subscribed device, with
 	// the topic it subscribed to.
 	t.Run("MQTT and NATS to device", func(t *testing.T) {
-		dev := dialLines(t, n.lines)
+		d := dialLines(t, dev.lines)
 		for _, m := range mappings {
-			if got := dev.cmd("SUB " + m.topic); got != "OK" {
+			if got := d.cmd("SUB " + m.topic); got != "OK" {
 				t.Fatalf("SUB %s: %q", m.topic, got)
 			}
 		}
+		peer.waitSubs(t, mappingSubjects()...)
 		for _, m := range mappings {
-			n.mqttPub(t, 0, false, m.topic, "from mqtt")
-			if got := dev.msgs(1)[0]; got != m.topic+" from mqtt" {
+			peer.mqttPub(t, 0, false, m.topic, "from mqtt")
+			if got := d.msgs(1)[0]; got != m.topic+" from mqtt" {
 				t.Errorf("device got %q from MQTT, want topic %q", got, m.topic)
 			}
 			if err := nc.Publish(m.subject, []byte("from nats")); err != nil {
 				t.Fatal(err)
 			}
-			if got := dev.msgs(1)[0]; got != m.topic+" from nats" {
+			if got := d.msgs(1)[0]; got != m.topic+" from nats" {
 				t.Errorf("device got %q from NATS subject %q, want topic %q", got, m.subject, m.topic)
 			}
 		}
-		dev.quiet()
+		d.quiet()
 	})
 
 	// 3. Wildcards both ways.
 	t.Run("device wildcards", func(t *testing.T) {
-		plus, hash := dialLines(t, n.lines), dialLines(t, n.lines)
+		plus, hash := dialLines(t, dev.lines), dialLines(t, dev.lines)
 		if got := plus.cmd("SUB w/+/c"); got != "OK" {
 			t.Fatal(got)
 		}
 		if got := hash.cmd("SUB w/#"); got != "OK" {
 			t.Fatal(got)
 		}
-		n.mqttPub(t, 0, false, "w/b/d", "m1") // w/# only
-		n.mqttPub(t, 0, false, "w", "m2")     // w/# only: # includes the parent
-		n.mqttPub(t, 0, false, "w/b/c", "m3") // both
+		peer.waitSubs(t, "w.*.c", "w.>", "w")
+		peer.mqttPub(t, 0, false, "w/b/d", "m1") // w/# only
+		peer.mqttPub(t, 0, false, "w", "m2")     // w/# only: # includes the parent
+		peer.mqttPub(t, 0, false, "w/b/c", "m3") // both
 		for _, p := range []struct{ subject, data string }{
 			{"w.x.y.z", "n1"}, // w/# only
 			{"w", "n2"},       // w/# only
@@ -404,11 +465,12 @@ func TestInterop(t *testing.T) {
 		// its order, so "exactly these, in this order" is checkable.
 		star := natsSub(t, nc, "v.*.c")
 		fwc := natsSub(t, nc, "v.>")
-		mplus := n.mqttSub(t, "wc-plus", 0, 1, "v/+/c")
-		mhash := n.mqttSub(t, "wc-hash", 0, 3, "v/#")
-		dev := dialLines(t, n.lines)
+		mplus := peer.mqttSub(t, "wc-plus", 0, 1, "v/+/c")
+		mhash := peer.mqttSub(t, "wc-hash", 0, 3, "v/#")
+		dev.waitSubs(t, "v.*.c", "v.>", "v")
+		d := dialLines(t, dev.lines)
 		for _, p := range []string{"v/b/d m1", "v m2", "v/b/c m3"} {
-			if got := dev.cmd("PUB " + p); got != "OK" {
+			if got := d.cmd("PUB " + p); got != "OK" {
 				t.Fatalf("PUB %s: %q", p, got)
 			}
 		}
@@ -433,37 +495,39 @@ func TestInterop(t *testing.T) {
 
 	// 4. QoS 1, both ways.
 	t.Run("QoS 1 from MQTT to device", func(t *testing.T) {
-		dev := dialJSON(t, "tcp", n.json)
-		dev.connect("qos-dn")
-		if f := dev.call(jp.Frame{Type: jp.Subscribe, Topic: "q/dn", QoS: 1}); f.Type != jp.Suback || f.Code != 0 {
+		d := dialJSON(t, "tcp", dev.json)
+		d.connect("qos-dn")
+		if f := d.call(jp.Frame{Type: jp.Subscribe, Topic: "q/dn", QoS: 1}); f.Type != jp.Suback || f.Code != 0 {
 			t.Fatalf("subscribe: %+v", f)
 		}
+		peer.waitSubs(t, "q.dn")
 		// The device sees each message's QoS as the MQTT client published
 		// it (nats-server's Nmqtt-Pub header), not downgraded to its
 		// subscription's: ExProto does not downgrade either.
 		// (mosquitto_pub returns after the PUBACK or PUBCOMP, which the
 		// server sends after it delivered the message: the order holds.
 		// QoS 0 goes last, having no such answer.)
-		n.mqttPub(t, 1, false, "q/dn", "one")
-		n.mqttPub(t, 2, false, "q/dn", "two")
-		n.mqttPub(t, 0, false, "q/dn", "zero")
+		peer.mqttPub(t, 1, false, "q/dn", "one")
+		peer.mqttPub(t, 2, false, "q/dn", "two")
+		peer.mqttPub(t, 0, false, "q/dn", "zero")
 		for _, want := range []jp.Frame{
 			{Type: jp.Publish, Topic: "q/dn", QoS: 1, Payload: "one"},
 			{Type: jp.Publish, Topic: "q/dn", QoS: 2, Payload: "two"},
 			{Type: jp.Publish, Topic: "q/dn", QoS: 0, Payload: "zero"},
 		} {
-			if f := dev.next(); f != want {
+			if f := d.next(); f != want {
 				t.Errorf("device got %+v, want %+v", f, want)
 			}
 		}
 	})
 
 	t.Run("QoS 1 from device to MQTT", func(t *testing.T) {
-		ms := n.mqttSub(t, "qos-up", 1, 1, "q/up")
+		ms := peer.mqttSub(t, "qos-up", 1, 1, "q/up")
 		ns := natsSub(t, nc, "q.up")
-		dev := dialJSON(t, "tcp", n.json)
-		dev.connect("qos-up-dev")
-		if f := dev.call(jp.Frame{Type: jp.Publish, Topic: "q/up", QoS: 1, Payload: "one"}); f.Type != jp.Puback || f.Code != 0 {
+		dev.waitSubs(t, "q.up")
+		d := dialJSON(t, "tcp", dev.json)
+		d.connect("qos-up-dev")
+		if f := d.call(jp.Frame{Type: jp.Publish, Topic: "q/up", QoS: 1, Payload: "one"}); f.Type != jp.Puback || f.Code != 0 {
 			t.Fatalf("publish: %+v", f)
 		}
 		// It arrives, as QoS 0 (README: the gateway's QoS travels in
@@ -486,25 +550,25 @@ func TestInterop(t *testing.T) {
 	t.Run("retained", func(t *testing.T) {
 		// At QoS 1, mosquitto_pub returns after the PUBACK, which
 		// nats-server sends once it has stored the retained message.
-		n.mqttPub(t, 1, true, "ret/a", "one")
-		n.mqttPub(t, 1, true, "ret/b/c", "two")
-		n.mqttPub(t, 1, true, "ret/b/c", "three") // replaces two
+		peer.mqttPub(t, 1, true, "ret/a", "one")
+		peer.mqttPub(t, 1, true, "ret/b/c", "two")
+		peer.mqttPub(t, 1, true, "ret/b/c", "three") // replaces two
 
-		lit := dialLines(t, n.lines)
+		lit := dialLines(t, dev.lines)
 		if got := lit.cmd("SUB ret/a"); got != "OK" {
 			t.Fatal(got)
 		}
 		if got := lit.msgs(1); got[0] != "ret/a one" {
 			t.Errorf("ret/a got %q", got)
 		}
-		hash := dialLines(t, n.lines)
+		hash := dialLines(t, dev.lines)
 		if got := hash.cmd("SUB ret/#"); got != "OK" {
 			t.Fatal(got)
 		}
 		if got, want := hash.msgs(2), []string{"ret/a one", "ret/b/c three"}; !sameSet(got, want) {
 			t.Errorf("ret/# got %q, want %q", got, want)
 		}
-		plus := dialLines(t, n.lines)
+		plus := dialLines(t, dev.lines)
 		if got := plus.cmd("SUB ret/+/c"); got != "OK" {
 			t.Fatal(got)
 		}
@@ -512,7 +576,7 @@ func TestInterop(t *testing.T) {
 			t.Errorf("ret/+/c got %q", got)
 		}
 		// A retained message keeps its QoS.
-		jd := dialJSON(t, "tcp", n.json)
+		jd := dialJSON(t, "tcp", dev.json)
 		jd.connect("ret-json")
 		if f := jd.call(jp.Frame{Type: jp.Subscribe, Topic: "ret/a", QoS: 1}); f.Type != jp.Suback || f.Code != 0 {
 			t.Fatalf("subscribe: %+v", f)
@@ -522,14 +586,15 @@ func TestInterop(t *testing.T) {
 		}
 
 		// An empty retained publish clears it.
-		n.mqttPub(t, 1, true, "ret/a", "")
+		peer.waitSubs(t, "ret.a", "ret.>")
+		peer.mqttPub(t, 1, true, "ret/a", "")
 		// The empty publish itself reaches the subscribers, with no payload.
 		for _, d := range []*lineClient{lit, hash} {
 			if got := d.msgs(1); got[0] != "ret/a " {
 				t.Errorf("clearing ret/a delivered %q", got)
 			}
 		}
-		again := dialLines(t, n.lines)
+		again := dialLines(t, dev.lines)
 		if got := again.cmd("SUB ret/#"); got != "OK" {
 			t.Fatal(got)
 		}

@@ -126,9 +126,10 @@ type Broker struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
-	mu      sync.Mutex
-	subs    map[subKey]*natsSub
-	dropped uint64 // by nats.go, on subscriptions since removed; guarded by mu
+	mu       sync.Mutex
+	subs     map[subKey]*natsSub
+	retainWG sync.WaitGroup // goroutines delivering retained messages; added to under mu
+	dropped  uint64         // by nats.go, on subscriptions since removed; guarded by mu
 
 	shards []*shard
 	quit   chan struct{}
@@ -444,9 +445,16 @@ func (b *Broker) Subscribe(ctx context.Context, filter string, s gateway.Subscri
 		b.log.Warn("broker: retained messages not delivered", "filter", filter, "got", len(rms), "err", err)
 	}
 	if len(rms) > 0 {
-		b.wg.Add(1)
+		b.mu.Lock()
+		if b.closed.Load() {
+			b.mu.Unlock()
+			return sub, nil
+		}
+		// Shutdown waits for it (under b.mu, so not while it is added).
+		b.retainWG.Add(1)
+		b.mu.Unlock()
 		go func() {
-			defer b.wg.Done()
+			defer b.retainWG.Done()
 			for _, m := range rms {
 				if sub.gone.Load() || b.closed.Load() {
 					return
@@ -681,6 +689,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
+	// No retained delivery starts after this (Subscribe checks closed
+	// under mu); those running end, or give up at the subscriber's bound.
+	b.mu.Lock()
+	//lint:ignore SA2001 a barrier: Subscribe adds to retainWG under mu
+	b.mu.Unlock()
+	b.retainWG.Wait()
 	done := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
 	if derr := b.nc.Drain(); derr != nil {
