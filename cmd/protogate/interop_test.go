@@ -519,6 +519,22 @@ func runInterop(t *testing.T, dev, peer *interopNode) {
 				t.Errorf("device got %+v, want %+v", f, want)
 			}
 		}
+		// A NATS publish is QoS 0 unless it says otherwise in the
+		// gateway's header.
+		if err := nc.Publish("q.dn", []byte("plain")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.PublishMsg(&nats.Msg{Subject: "q.dn", Data: []byte("marked"), Header: nats.Header{broker.HeaderQoS: []string{"1"}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []jp.Frame{
+			{Type: jp.Publish, Topic: "q/dn", QoS: 0, Payload: "plain"},
+			{Type: jp.Publish, Topic: "q/dn", QoS: 1, Payload: "marked"},
+		} {
+			if f := d.next(); f != want {
+				t.Errorf("device got %+v, want %+v", f, want)
+			}
+		}
 	})
 
 	t.Run("QoS 1 from device to MQTT", func(t *testing.T) {
