@@ -129,7 +129,10 @@ type Broker struct {
 	mu       sync.Mutex
 	subs     map[subKey]*natsSub
 	retainWG sync.WaitGroup // goroutines delivering retained messages; added to under mu
-	dropped  uint64         // by nats.go, on subscriptions since removed; guarded by mu
+	// bg ends with Shutdown, for what the broker does on its own.
+	bg       context.Context
+	bgCancel context.CancelFunc
+	dropped  uint64 // by nats.go, on subscriptions since removed; guarded by mu
 
 	shards []*shard
 	quit   chan struct{}
@@ -279,6 +282,7 @@ func Start(cfg Config) (*Broker, error) {
 		subs:     make(map[subKey]*natsSub),
 		quit:     make(chan struct{}),
 	}
+	b.bg, b.bgCancel = context.WithCancel(context.Background())
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
 		sh := newShard(max(cfg.MaxBufferedBytes/cfg.Shards, 2*(cfg.MaxPayload+headerRoom)))
@@ -437,33 +441,37 @@ func (b *Broker) Subscribe(ctx context.Context, filter string, s gateway.Subscri
 		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}
 	// Retained messages of MQTT clients, fetched now that the subscription
-	// is in place (so none published meanwhile is missed), delivered once
-	// the caller has its answer: Deliver may wait for the subscriber's
-	// handler, which may be the one calling Subscribe.
-	rms, err := b.retained(ctx, f)
-	if err != nil {
-		b.log.Warn("broker: retained messages not delivered", "filter", filter, "got", len(rms), "err", err)
-	}
-	if len(rms) > 0 {
+	// is in place (so none published meanwhile is missed), on a goroutine:
+	// the caller's answer does not wait for JetStream, and Deliver may
+	// wait for the subscriber's handler, which may be the one calling
+	// Subscribe.
+	if b.cfg.MQTTListen != "" && f.Queue == "" {
 		b.mu.Lock()
-		if b.closed.Load() {
-			b.mu.Unlock()
-			return sub, nil
+		if !b.closed.Load() {
+			// Shutdown waits for it (after taking b.mu, so never while
+			// it is being added).
+			b.retainWG.Add(1)
+			go b.deliverRetained(f, sub)
 		}
-		// Shutdown waits for it (under b.mu, so not while it is added).
-		b.retainWG.Add(1)
 		b.mu.Unlock()
-		go func() {
-			defer b.retainWG.Done()
-			for _, m := range rms {
-				if sub.gone.Load() || b.closed.Load() {
-					return
-				}
-				s.Deliver(m)
-			}
-		}()
 	}
 	return sub, nil
+}
+
+// deliverRetained hands sub's subscriber the retained messages of MQTT
+// clients that match f.
+func (b *Broker) deliverRetained(f topic.Filter, sub *subscription) {
+	defer b.retainWG.Done()
+	rms, err := b.retained(b.bg, f)
+	if err != nil && !b.closed.Load() {
+		b.log.Warn("broker: retained messages not delivered", "filter", f.Topic, "got", len(rms), "err", err)
+	}
+	for _, m := range rms {
+		if sub.gone.Load() || b.closed.Load() {
+			return
+		}
+		sub.s.Deliver(m)
+	}
 }
 
 // join adds s to the NATS subscription for k, creating it if needed.
@@ -694,6 +702,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	//lint:ignore SA2001 a barrier: Subscribe adds to retainWG under mu
 	b.mu.Unlock()
+	b.bgCancel()
 	b.retainWG.Wait()
 	done := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
