@@ -78,7 +78,9 @@ type NKey struct {
 //     topics; a NATS client of such a user can, unless it has a subscribe
 //     allow list (which applies to NATS clients' "$MQTT.sub"
 //     subscriptions) or is limited to ConnNATS (which denies all of
-//     "$MQTT.>").
+//     "$MQTT.>");
+//   - "$PG.>", protogate's own: the reply subjects of the gateway's
+//     requests (JetStream API calls that fetch retained messages).
 //
 // An allow entry that names one of these subtrees by its first token
 // lifts the denies it overlaps, for this client: Publish.Allow
@@ -100,8 +102,8 @@ type Rules struct {
 // (see Permissions): nats-server's JetStream API and acks ($JS), its
 // clustering and RAFT traffic ($JSC, $NRG), the system account ($SYS), the
 // key-value and object stores ($KV, $O, $OBJ), the streams of the MQTT
-// listener ($MQTT), and protogate's own requests between nodes ($PG: the
-// client-id registry's discard and kick).
+// listener ($MQTT), and protogate's own subjects ($PG: the gateway's
+// request inboxes and the client-id registry's requests between nodes).
 var reservedPublish = []string{"$JS.>", "$JSC.>", "$NRG.>", "$SYS.>", "$KV.>", "$O.>", "$OBJ.>", "$MQTT.>", "$PG.>"}
 
 // reservedSubscribeMQTT are denied to outside subscribers that may use

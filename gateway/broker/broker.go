@@ -56,6 +56,8 @@ const (
 	// above, which NATS counts against it: a payload of exactly
 	// Config.MaxPayload bytes must still be accepted.
 	headerRoom = 1024
+	// inboxPrefix starts the reply subjects of the gateway's connection.
+	inboxPrefix = "$PG.inbox"
 )
 
 // Config configures the embedded server. The zero value runs an in-process
@@ -124,9 +126,13 @@ type Broker struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
-	mu      sync.Mutex
-	subs    map[subKey]*natsSub
-	dropped uint64 // by nats.go, on subscriptions since removed; guarded by mu
+	mu       sync.Mutex
+	subs     map[subKey]*natsSub
+	retainWG sync.WaitGroup // goroutines delivering retained messages; added to under mu
+	// bg ends with Shutdown, for what the broker does on its own.
+	bg       context.Context
+	bgCancel context.CancelFunc
+	dropped  uint64 // by nats.go, on subscriptions since removed; guarded by mu
 
 	shards []*shard
 	quit   chan struct{}
@@ -237,6 +243,10 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	nc, err := nats.Connect("", append(login,
 		nats.InProcessServer(ns),
+		// Replies to the gateway's requests (the JetStream API, for
+		// retained messages) under "$": never delivered to devices or MQTT
+		// clients subscribed to "#", and reserved for outside clients.
+		nats.CustomInboxPrefix(inboxPrefix),
 		nats.Name("protogate-"+cfg.Node),
 		// The handshake is in-process, but on a loaded machine it can take
 		// longer than nats.go's 2s default, which would fail the start.
@@ -272,6 +282,7 @@ func Start(cfg Config) (*Broker, error) {
 		subs:     make(map[subKey]*natsSub),
 		quit:     make(chan struct{}),
 	}
+	b.bg, b.bgCancel = context.WithCancel(context.Background())
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
 		sh := newShard(max(cfg.MaxBufferedBytes/cfg.Shards, 2*(cfg.MaxPayload+headerRoom)))
@@ -335,6 +346,9 @@ func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	all := append(slices.Clip(b.login),
 		nats.InProcessServer(b.ns),
 		nats.Name("protogate-"+b.cfg.Node+"-"+name),
+		// Replies under $PG, as the gateway's own connection's: a device
+		// subscribed to # must not see them.
+		nats.CustomInboxPrefix(inboxPrefix),
 		nats.Timeout(10*time.Second),
 		nats.MaxReconnects(-1),
 	)
@@ -429,7 +443,38 @@ func (b *Broker) Subscribe(ctx context.Context, filter string, s gateway.Subscri
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}
+	// Retained messages of MQTT clients, fetched now that the subscription
+	// is in place (so none published meanwhile is missed), on a goroutine:
+	// the caller's answer does not wait for JetStream, and Deliver may
+	// wait for the subscriber's handler, which may be the one calling
+	// Subscribe.
+	if b.cfg.MQTTListen != "" && f.Queue == "" {
+		b.mu.Lock()
+		if !b.closed.Load() {
+			// Shutdown waits for it (after taking b.mu, so never while
+			// it is being added).
+			b.retainWG.Add(1)
+			go b.deliverRetained(f, sub)
+		}
+		b.mu.Unlock()
+	}
 	return sub, nil
+}
+
+// deliverRetained hands sub's subscriber the retained messages of MQTT
+// clients that match f.
+func (b *Broker) deliverRetained(f topic.Filter, sub *subscription) {
+	defer b.retainWG.Done()
+	rms, err := b.retained(b.bg, f)
+	if err != nil && !b.closed.Load() {
+		b.log.Warn("broker: retained messages not delivered", "filter", f.Topic, "got", len(rms), "err", err)
+	}
+	for _, m := range rms {
+		if sub.gone.Load() || b.closed.Load() {
+			return
+		}
+		sub.s.Deliver(m)
+	}
 }
 
 // join adds s to the NATS subscription for k, creating it if needed.
@@ -513,10 +558,12 @@ type subscription struct {
 	s      gateway.Subscriber
 	once   sync.Once
 	joined []*natsSub
+	gone   atomic.Bool // unsubscribed
 }
 
 func (sub *subscription) Unsubscribe() error {
 	var err error
+	sub.gone.Store(true)
 	sub.once.Do(func() {
 		for _, ns := range sub.joined {
 			err = errors.Join(err, sub.b.leave(ns, sub.s))
@@ -653,6 +700,13 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
+	// No retained delivery starts after this (Subscribe checks closed
+	// under mu); those running end, or give up at the subscriber's bound.
+	b.mu.Lock()
+	//lint:ignore SA2001 a barrier: Subscribe adds to retainWG under mu
+	b.mu.Unlock()
+	b.bgCancel()
+	b.retainWG.Wait()
 	done := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
 	if derr := b.nc.Drain(); derr != nil {

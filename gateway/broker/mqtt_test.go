@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -585,5 +586,66 @@ func TestMQTTMosquittoClients(t *testing.T) {
 	waited = true
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("mosquitto_sub: %v\n%s", err, stderr.String())
+	}
+}
+
+// publishRetained publishes a retained message and waits for the PUBACK
+// (QoS 1), so the server has stored it.
+func (c *mqttClient) publishRetained(topic string, payload []byte) {
+	c.t.Helper()
+	var body bytes.Buffer
+	writeString(&body, topic)
+	body.Write(c.nextID())
+	body.Write(payload)
+	c.write(mqttPUBLISH<<4|1<<1|1, body.Bytes())
+	c.await(mqttPUBACK, time.Now().Add(mqttTimeout))
+}
+
+// TestMQTTRetainedReachesGateway: the retained messages of MQTT clients
+// reach a gateway subscriber that subscribes later, one per topic, the
+// latest, with its QoS; a cleared one does not, and neither does a shared
+// subscription.
+func TestMQTTRetainedReachesGateway(t *testing.T) {
+	b := startMQTTBroker(t)
+	mc := dialMQTT(t, b.MQTTAddr(), "retainer")
+	defer mc.close()
+	mc.publishRetained("r/a", []byte("old"))
+	mc.publishRetained("r/a", []byte("one"))
+	mc.publishRetained("r/b/c", []byte("two"))
+	mc.publishRetained("r/gone", []byte("x"))
+	mc.publishRetained("r/gone", nil) // clears it
+	mc.publishRetained("other", []byte("no"))
+
+	for _, tc := range []struct {
+		filter string
+		want   []string
+	}{
+		{"r/a", []string{"r/a=one"}},
+		{"r/#", []string{"r/a=one", "r/b/c=two"}},
+		{"r/+/c", []string{"r/b/c=two"}},
+		{"#", []string{"other=no", "r/a=one", "r/b/c=two"}},
+	} {
+		s := newChanSub(t, tc.filter)
+		subscribe(t, b, tc.filter, s)
+		var got []string
+		for range tc.want {
+			m := s.next(t)
+			if m.QoS != 1 || m.From != "" || m.Node != "mqtt-node" || !idRE.MatchString(m.ID) {
+				t.Errorf("%s: retained message %+v", tc.filter, m)
+			}
+			got = append(got, m.Topic+"="+string(m.Payload))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.filter, got, tc.want)
+		}
+	}
+
+	// A shared subscription gets none: the first message it sees is live.
+	s := newChanSub(t, "$share/g/r/#")
+	subscribe(t, b, "$share/g/r/#", s)
+	mc.publish("r/live", 0, []byte("live"))
+	if m := s.next(t); m.Topic != "r/live" {
+		t.Errorf("shared subscription got %s=%q first", m.Topic, m.Payload)
 	}
 }

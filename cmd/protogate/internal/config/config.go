@@ -264,10 +264,11 @@ type BrokerNKey struct {
 // Deny wins over allow; no allow list allows every subject. Every client
 // is also denied the subjects nats-server uses internally: $JS.> (the
 // JetStream API, that can delete the streams holding MQTT sessions),
-// $JSC.>, $NRG.>, $SYS.>, $KV.>, $O.>, $OBJ.>, $PG.> (protogate's nodes) and $MQTT.> (the MQTT
+// $JSC.>, $NRG.>, $SYS.>, $KV.>, $O.>, $OBJ.> and $MQTT.> (the MQTT
 // listener's sessions and messages; for subscribing, users that may use
 // MQTT keep $MQTT.sub.> and $MQTT.deliver.>, where nats-server delivers
-// to its MQTT clients). An allow entry that starts with one of those
+// to its MQTT clients), and $PG.> (protogate's own: the gateway's reply
+// subjects, requests between nodes). An allow entry that starts with one of those
 // first tokens ("$JS.API.>") grants what it overlaps.
 type BrokerPermissions struct {
 	// Publish are the subjects the client may publish to. Default: all
