@@ -134,6 +134,9 @@ type Broker struct {
 	// says whether this node's own is among them. Set by Start.
 	routes     []*url.URL
 	selfListed bool
+	// probed caches the names route ports answered (see routeName).
+	probeMu sync.Mutex
+	probed  map[string]probed
 
 	idPrefix string
 	idSeq    atomic.Uint64

@@ -4,7 +4,9 @@ package broker
 // protogate nodes (routes), and an existing NATS as a leaf node.
 
 import (
+	"bufio"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -301,8 +303,8 @@ type ClusterState struct {
 	// node's own.
 	Routes []string `json:"routes"`
 	// Unreachable are the Routes this node has no connection to, while
-	// fewer than Expected-1 peers are connected. A peer whose route
-	// this node accepted rather than opened counts as reached.
+	// fewer than Expected-1 peers are connected: those whose route port
+	// cannot be reached, or answers with a name that is not a peer's.
 	Unreachable []string `json:"unreachable"`
 	// Leafs are the leaf node connections to hubs.
 	Leafs []LeafState `json:"leafs"`
@@ -354,8 +356,9 @@ func (b *Broker) Cluster() ClusterState {
 	if a := b.ClusterAddr(); a != nil {
 		st.Listen = a.String()
 	}
-	// Solicited routes connect to the peer's listen address.
-	solicited := map[string]bool{}
+	// A route this node opened connects to the peer's listen address,
+	// which names the peer; a route the peer opened does not.
+	byAddr := map[string]string{}
 	peers := map[string]bool{}
 	if rz, err := b.ns.Routez(nil); err == nil {
 		for _, r := range rz.Routes {
@@ -363,7 +366,7 @@ func (b *Broker) Cluster() ClusterState {
 				peers[r.RemoteName] = true
 			}
 			if r.DidSolicit {
-				solicited[net.JoinHostPort(r.IP, strconv.Itoa(r.Port))] = true
+				byAddr[net.JoinHostPort(r.IP, strconv.Itoa(r.Port))] = r.RemoteName
 			}
 		}
 	}
@@ -377,7 +380,7 @@ func (b *Broker) Cluster() ClusterState {
 			continue
 		}
 		st.Routes = append(st.Routes, u.Redacted())
-		if missing && !b.routeUp(u, solicited) {
+		if missing && !peers[b.routeName(u, byAddr)] {
 			st.Unreachable = append(st.Unreachable, u.Redacted())
 		}
 	}
@@ -389,18 +392,80 @@ func (b *Broker) Cluster() ClusterState {
 	return st
 }
 
-// routeUp reports whether a route this node opened to u is up.
-func (b *Broker) routeUp(u *url.URL, solicited map[string]bool) bool {
-	ips, err := net.LookupIP(u.Hostname())
-	if err != nil {
-		return false
-	}
-	for _, ip := range ips {
-		if solicited[net.JoinHostPort(ip.String(), u.Port())] {
-			return true
+// routeName returns the name of the node at route u: that of the route
+// this node opened to it, else what the route port says in its INFO
+// (asked at most every probeEvery, or probeFailedEvery after a failure),
+// or "" when it cannot be reached.
+func (b *Broker) routeName(u *url.URL, byAddr map[string]string) string {
+	if ips, err := net.LookupIP(u.Hostname()); err == nil {
+		for _, ip := range ips {
+			if name := byAddr[net.JoinHostPort(ip.String(), u.Port())]; name != "" {
+				return name
+			}
 		}
 	}
-	return false
+	b.probeMu.Lock()
+	defer b.probeMu.Unlock()
+	if p, ok := b.probed[u.Host]; ok && (p.name != "" && time.Since(p.at) < probeEvery || time.Since(p.at) < probeFailedEvery) {
+		return p.name
+	}
+	info, err := ProbeRoute(u.Host, probeTimeout)
+	name := ""
+	if err == nil {
+		name = info.Name
+	}
+	if b.probed == nil {
+		b.probed = map[string]probed{}
+	}
+	b.probed[u.Host] = probed{name: name, at: time.Now()}
+	return name
+}
+
+// probeEvery (probeFailedEvery after a failure) and probeTimeout bound
+// how often and how long Cluster asks a peer's route port for its name.
+const (
+	probeEvery       = 5 * time.Second
+	probeFailedEvery = time.Second
+	probeTimeout     = 500 * time.Millisecond
+)
+
+type probed struct {
+	name string
+	at   time.Time
+}
+
+// RouteInfo is what a route port says first (INFO {...}).
+type RouteInfo struct {
+	// ID and Name are the server's id and name (a protogate node's
+	// node.name).
+	ID   string `json:"server_id"`
+	Name string `json:"server_name"`
+	// Cluster is its cluster name.
+	Cluster string `json:"cluster"`
+}
+
+// ProbeRoute dials the route port at hostport and reads its INFO line,
+// within timeout. It is safe for concurrent use.
+func ProbeRoute(hostport string, timeout time.Duration) (RouteInfo, error) {
+	conn, err := net.DialTimeout("tcp", hostport, timeout)
+	if err != nil {
+		return RouteInfo{}, fmt.Errorf("broker: %w", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReaderSize(conn, 64<<10).ReadString('\n')
+	if err != nil {
+		return RouteInfo{}, fmt.Errorf("broker: no INFO from %s: %w", hostport, err)
+	}
+	rest, ok := strings.CutPrefix(line, "INFO ")
+	if !ok {
+		return RouteInfo{}, fmt.Errorf("broker: %s is not a NATS route port: it sent %.40q", hostport, line)
+	}
+	var info RouteInfo
+	if err := json.Unmarshal([]byte(rest), &info); err != nil {
+		return RouteInfo{}, fmt.Errorf("broker: %s is not a NATS route port: bad INFO: %w", hostport, err)
+	}
+	return info, nil
 }
 
 // isSelf reports whether route u is this node's own: its port is the

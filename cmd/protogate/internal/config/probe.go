@@ -4,49 +4,18 @@ package config
 // broker.cluster.
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/protogate/protogate/gateway/broker"
 )
 
 // routeProbeTimeout bounds the dial and the INFO read of one route.
 const routeProbeTimeout = time.Second
-
-// routeInfo is what a route port says first: INFO {...}.
-type routeInfo struct {
-	ID      string `json:"server_id"`
-	Name    string `json:"server_name"`
-	Cluster string `json:"cluster"`
-}
-
-// probeRoute dials a route URL and reads the server's INFO line.
-func probeRoute(u *url.URL, timeout time.Duration) (*routeInfo, error) {
-	conn, err := net.DialTimeout("tcp", u.Host, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
-	line, err := bufio.NewReaderSize(conn, 64<<10).ReadString('\n')
-	if err != nil {
-		return nil, fmt.Errorf("no INFO line: %w", err)
-	}
-	rest, ok := strings.CutPrefix(line, "INFO ")
-	if !ok {
-		return nil, fmt.Errorf("not a NATS route port: it sent %.40q", line)
-	}
-	var info routeInfo
-	if err := json.Unmarshal([]byte(rest), &info); err != nil {
-		return nil, fmt.Errorf("not a NATS route port: bad INFO: %w", err)
-	}
-	return &info, nil
-}
 
 // probeRoutes dials the routes of cl (those at index in routes, already
 // checked) but this node's own, and fails a route whose node has this
@@ -54,7 +23,7 @@ func probeRoute(u *url.URL, timeout time.Duration) (*routeInfo, error) {
 // is a warning: protogate run keeps trying it.
 func (v *validator) probeRoutes(cl *BrokerCluster, routes map[int]*url.URL) {
 	type result struct {
-		info *routeInfo
+		info broker.RouteInfo
 		err  error
 	}
 	res := make(map[int]result, len(routes))
@@ -65,7 +34,7 @@ func (v *validator) probeRoutes(cl *BrokerCluster, routes map[int]*url.URL) {
 			continue
 		}
 		wg.Go(func() {
-			info, err := probeRoute(u, routeProbeTimeout)
+			info, err := broker.ProbeRoute(u.Host, routeProbeTimeout)
 			mu.Lock()
 			res[i] = result{info, err}
 			mu.Unlock()
@@ -77,7 +46,7 @@ func (v *validator) probeRoutes(cl *BrokerCluster, routes map[int]*url.URL) {
 		rp := joinIndex("broker.cluster.routes", i)
 		switch {
 		case r.err != nil:
-			v.warnf(rp, "cannot check the node at %s: %v (protogate run keeps trying to reach it)", u.Host, r.err)
+			v.warnf(rp, "cannot check the node at %s: %s (protogate run keeps trying to reach it)", u.Host, reason(r.err))
 		case r.info.Name == v.c.Node.Name:
 			v.errf(rp, "the node at %s (server_id %s) already has node.name %q: every node of a cluster needs its own name",
 				u.Host, r.info.ID, r.info.Name)
