@@ -740,11 +740,41 @@ func (n natsLogger) limited(level slog.Level, msg string) {
 	if !ok {
 		return
 	}
+	var attrs []any
 	if held > 0 {
-		n.l.Log(context.Background(), level, msg, "repeated", held)
-		return
+		attrs = append(attrs, "repeated", held)
 	}
-	n.l.Log(context.Background(), level, msg)
+	if h := connHint(msg); h != "" {
+		attrs = append(attrs, "hint", h)
+	}
+	n.l.Log(context.Background(), level, msg, attrs...)
+}
+
+// connHint returns what the operator can do about a route or leaf node
+// problem that msg reports, or "".
+func connHint(msg string) string {
+	if !connLine.MatchString(msg) {
+		return ""
+	}
+	lower := strings.ToLower(msg)
+	leaf := strings.Contains(lower, "leafnode") || strings.Contains(lower, " - lid:")
+	switch {
+	case strings.Contains(lower, "duplicate name") || strings.Contains(lower, "duplicate server name"):
+		return "a peer has this node's node.name: every node of a cluster needs its own (protogate validate dials the routes and names it)"
+	case strings.Contains(lower, "cluster name"):
+		return "the peer has another broker.cluster.name: every node of a cluster needs the same"
+	case strings.Contains(lower, "tls") && leaf:
+		return "check broker.leafnode.tls against the hub's leafnodes tls"
+	case strings.Contains(lower, "tls"):
+		return "broker.cluster.tls must be set on every node or on none, with certificates the other nodes' ca_file verifies"
+	case (strings.Contains(lower, "authorization") || strings.Contains(lower, "authentication")) && leaf:
+		return "check the credentials of broker.leafnode.remotes against the hub's leafnodes authorization"
+	case strings.Contains(lower, "authorization") || strings.Contains(lower, "authentication"):
+		if strings.Contains(lower, "rid:") || strings.Contains(lower, "route") {
+			return "broker.cluster.user and password must be the same on every node"
+		}
+	}
+	return ""
 }
 
 // Ready returns nil while the broker serves: its embedded server accepts

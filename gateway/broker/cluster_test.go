@@ -206,6 +206,7 @@ func TestClusterNameMismatch(t *testing.T) {
 	a := startBroker(t, broker.Config{Node: "node-a", Logger: logA.logger(), Cluster: &broker.ClusterConfig{Name: "one", Listen: fmt.Sprintf("127.0.0.1:%d", ports[0]), Routes: routes}})
 	b := startBroker(t, broker.Config{Node: "node-b", Cluster: &broker.ClusterConfig{Name: "two", Listen: fmt.Sprintf("127.0.0.1:%d", ports[1]), Routes: routes}})
 	logA.wait(t, "Cluster Name Conflict")
+	logA.wait(t, "hint=\"the peer has another broker.cluster.name")
 	if p := a.Cluster().Peers; len(p) != 0 {
 		t.Errorf("node-a joined %v", p)
 	}
@@ -226,7 +227,7 @@ func TestClusterDuplicateName(t *testing.T) {
 		c.Logger = logs[i].logger()
 	})
 	deadline := time.Now().Add(waitTimeout)
-	for !logs[0].has("duplicate name") && !logs[1].has("duplicate name") {
+	for !logs[0].has("node.name: every node of a cluster needs its own") && !logs[1].has("node.name: every node of a cluster needs its own") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no duplicate name in the logs:\n%s\n%s", logs[0], logs[1])
 		}
@@ -237,6 +238,7 @@ func TestClusterDuplicateName(t *testing.T) {
 			t.Errorf("joined %v", p)
 		}
 	}
+	t.Logf("logs:\n%s\n%s", logs[0], logs[1])
 }
 
 // TestClusterTLSMismatch: a node with route TLS and one without do not
@@ -251,7 +253,7 @@ func TestClusterTLSMismatch(t *testing.T) {
 		}
 	})
 	deadline := time.Now().Add(waitTimeout)
-	for !logs[0].has("tls") && !logs[1].has("tls") {
+	for !logs[0].has("broker.cluster.tls must be set on every node") && !logs[1].has("broker.cluster.tls must be set on every node") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no TLS problem in the logs:\n%s\n%s", logs[0], logs[1])
 		}
@@ -262,6 +264,7 @@ func TestClusterTLSMismatch(t *testing.T) {
 			t.Errorf("joined %v", p)
 		}
 	}
+	t.Logf("logs:\n%s\n%s", logs[0], logs[1])
 }
 
 // TestClusterTLS: two nodes with route TLS from the same CA join.
@@ -339,5 +342,30 @@ func (c *captureLog) wait(t *testing.T, s string) {
 			t.Fatalf("log has no %q within %v:\n%s", s, waitTimeout, c)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterRouteAuth: nodes with the same route credentials join; a
+// node with another password is refused, and the log says what to fix.
+func TestClusterRouteAuth(t *testing.T) {
+	logs := []*captureLog{{}, {}, {}}
+	bs := startCluster(t, 3, func(i int, c *broker.Config) {
+		c.Logger = logs[i].logger()
+		c.Cluster.Username, c.Cluster.Password = "route", "secret"
+		if i == 2 {
+			c.Cluster.Password = "other"
+		}
+	})
+	waitPeers(t, bs[0], 1)
+	deadline := time.Now().Add(waitTimeout)
+	const hint = "broker.cluster.user and password must be the same on every node"
+	for !logs[0].has(hint) && !logs[1].has(hint) && !logs[2].has(hint) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no hint about route credentials in the logs:\n%s\n%s\n%s", logs[0], logs[1], logs[2])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := bs[0].Cluster().Peers; !slices.Equal(p, []string{"node-b"}) {
+		t.Errorf("node-a peers %v, want node-b only", p)
 	}
 }
