@@ -413,6 +413,18 @@ func TestClusterProcesses(t *testing.T) {
 	t.Logf("whole test: %v", time.Since(start))
 }
 
+// TestClusterBadConfig: protogate run refuses a bad route URL, naming the
+// key, before it starts anything.
+func TestClusterBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := clusterConfig(t, dir, "node-x", "127.0.0.1:0", []string{"nats-route://127.0.0.1:6222", "http://127.0.0.1:6223"}, "")
+	var out strings.Builder
+	if code := protogate([]string{"run", "-c", cfg}, &out, &out); code != 1 ||
+		!strings.Contains(out.String(), `line 10: broker.cluster.routes[1]: route URL "http://127.0.0.1:6223": scheme "http" is not one of nats-route://, nats://, tls://`) {
+		t.Errorf("run: exit %d\n%s", code, out.String())
+	}
+}
+
 // drain empties r's lines without waiting.
 func drain(r *lineReader) {
 	for {

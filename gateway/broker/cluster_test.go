@@ -211,10 +211,23 @@ func TestClusterNameMismatch(t *testing.T) {
 		t.Errorf("node-a joined %v", p)
 	}
 	for _, n := range []*broker.Broker{a, b} {
-		s := newChanSub(t, "local")
-		subscribe(t, n, "loc", s)
-		pub(t, n, "loc", "x")
-		s.next(t)
+		servesLocally(t, n)
+	}
+}
+
+// servesLocally checks that b delivers its own publishes to its own
+// subscribers.
+func servesLocally(t *testing.T, b *broker.Broker) {
+	t.Helper()
+	if err := b.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	s := newChanSub(t, "local")
+	sub := subscribe(t, b, "loc", s)
+	defer sub.Unsubscribe()
+	pub(t, b, "loc", "x")
+	if m := s.next(t); string(m.Payload) != "x" {
+		t.Errorf("local delivery %q", m.Payload)
 	}
 }
 
@@ -237,6 +250,7 @@ func TestClusterDuplicateName(t *testing.T) {
 		if p := n.Cluster().Peers; len(p) != 0 {
 			t.Errorf("joined %v", p)
 		}
+		servesLocally(t, n)
 	}
 	t.Logf("logs:\n%s\n%s", logs[0], logs[1])
 }
@@ -263,6 +277,7 @@ func TestClusterTLSMismatch(t *testing.T) {
 		if p := n.Cluster().Peers; len(p) != 0 {
 			t.Errorf("joined %v", p)
 		}
+		servesLocally(t, n)
 	}
 	t.Logf("logs:\n%s\n%s", logs[0], logs[1])
 }
