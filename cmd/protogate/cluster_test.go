@@ -334,6 +334,9 @@ func TestClusterProcesses(t *testing.T) {
 		}
 	}
 	t.Logf("3 nodes up and joined in %v", time.Since(start))
+	// JetStream is clustered across the processes: a meta leader.
+	leader := a.cluster(func(st admin.ClusterStatus) bool { return st.JetStreamLeader != "" }).JetStreamLeader
+	t.Logf("JetStream meta leader %s after %v", leader, time.Since(start))
 
 	// With node-a up, validating a config that reuses its name fails.
 	dup := clusterConfig(t, t.TempDir(), "node-a", "127.0.0.1:1", routes, "")

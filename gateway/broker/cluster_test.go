@@ -110,6 +110,19 @@ func TestCluster(t *testing.T) {
 	if got := a.Cluster().Peers; !slices.Equal(got, []string{"node-b", "node-c"}) {
 		t.Errorf("node-a peers %v", got)
 	}
+	// JetStream is clustered: the nodes elect one meta leader.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		l := a.Cluster().JetStreamLeader
+		if l != "" && b.Cluster().JetStreamLeader == l && c.Cluster().JetStreamLeader == l {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no JetStream meta leader all nodes agree on within %v: %q %q %q", waitTimeout,
+				l, b.Cluster().JetStreamLeader, c.Cluster().JetStreamLeader)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	t.Run("PublishReachesOtherNode", func(t *testing.T) {
 		s := newChanSub(t, "on-c")
