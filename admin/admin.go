@@ -40,6 +40,12 @@ type Config struct {
 	// Kicker kicks a client connected to another node of the cluster
 	// (the client-id registry); nil on a single node.
 	Kicker gateway.ClientKicker
+	// Cluster returns what the node sees of its cluster and leaf node
+	// connections, for /api/v1/cluster, /readyz and the metrics; nil
+	// when the node is neither clustered nor a leaf. It must be safe for
+	// concurrent use. Missing peers do not make the node not ready: it
+	// serves its own devices.
+	Cluster func() ClusterStatus
 	// APIKeys maps each API key to its secret: the credentials accepted as
 	// HTTP Basic key:secret. With none, requests need no credentials
 	// (config refuses that off loopback).
@@ -146,6 +152,40 @@ type BrokerStats struct {
 	Dropped uint64
 }
 
+// ClusterStatus is what a node sees of its cluster and leaf node
+// connections.
+type ClusterStatus struct {
+	// Name is the cluster name, "" when the node is not clustered.
+	Name string `json:"name"`
+	// Node is this node's name.
+	Node string `json:"node"`
+	// Listen is the address routes connect to, "" without a cluster.
+	Listen string `json:"listen"`
+	// Expected is the number of nodes of the cluster, this one included.
+	Expected int `json:"expected"`
+	// Peers are the names of the nodes connected to this one.
+	Peers []string `json:"peers"`
+	// Routes are the configured routes, this node's own left out.
+	Routes []string `json:"routes"`
+	// Unreachable are the routes without a connection.
+	Unreachable []string `json:"unreachable"`
+	// Leafs are the connected leaf node connections to hubs.
+	Leafs []ClusterLeaf `json:"leafs"`
+	// LeafRemotes is the number of configured hubs.
+	LeafRemotes int `json:"leaf_remotes"`
+	// JetStreamLeader names the node leading JetStream's meta group, ""
+	// when there is none.
+	JetStreamLeader string `json:"jetstream_leader"`
+}
+
+// ClusterLeaf is one leaf node connection to a hub.
+type ClusterLeaf struct {
+	// Name is the hub server's name.
+	Name string `json:"name"`
+	// Addr is its host:port.
+	Addr string `json:"addr"`
+}
+
 // maxBody bounds a request body: the API takes small JSON objects only.
 const maxBody = 64 << 10
 
@@ -209,6 +249,7 @@ func (s *Server) routeTable() []route {
 		{"GET /readyz", true, s.readyz},
 		{"GET /api/v1/status", false, s.status},
 		{"GET /api/v1/overview", false, s.overview},
+		{"GET /api/v1/cluster", false, s.cluster},
 		{"GET /api/v1/listeners", false, s.listeners},
 		{"GET /api/v1/listeners/{name}", false, s.listener},
 		{"GET /api/v1/clients", false, s.clients},

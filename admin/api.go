@@ -99,14 +99,31 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers readiness, with the cluster state when there is one:
+// peers that are down do not make this node not ready, since it serves
+// its own devices (RATIONALE.md).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	reasons := s.notReady()
+	body := map[string]any{"ready": len(reasons) == 0, "reasons": reasons}
+	if s.cfg.Cluster != nil {
+		body["cluster"] = s.cfg.Cluster()
+	}
 	if len(reasons) > 0 {
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reasons": reasons})
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "reasons": reasons})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// cluster answers the cluster state, or 404 when the node is neither
+// clustered nor a leaf.
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Cluster == nil {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "this node has no broker.cluster nor broker.leafnode")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Cluster())
 }
 
 type listenerJSON struct {

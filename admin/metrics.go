@@ -69,6 +69,10 @@ var (
 	mNATSInB    = desc("nats_in_bytes_total", "Bytes the embedded NATS server received.")
 	mNATSOutB   = desc("nats_out_bytes_total", "Bytes the embedded NATS server sent.")
 	mNATSSlow   = desc("nats_slow_consumers_total", "Slow consumers the embedded NATS server saw.")
+
+	mClusterPeers    = desc("cluster_peers", "Cluster nodes connected to this one (broker.cluster).")
+	mClusterExpected = desc("cluster_nodes_expected", "Nodes of the cluster, this one included (broker.cluster.routes).")
+	mLeafConns       = desc("leaf_connections", "Leaf node connections to hubs up (broker.leafnode).")
 )
 
 // collector reads the gateway at scrape time.
@@ -80,7 +84,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
 		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
 		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mAdDenied, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
-		mNATSInB, mNATSOutB, mNATSSlow} {
+		mNATSInB, mNATSOutB, mNATSSlow, mClusterPeers, mClusterExpected, mLeafConns} {
 		ch <- d
 	}
 }
@@ -210,6 +214,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mNATSInB, bs.InBytes)
 		counter(mNATSOutB, bs.OutBytes)
 		counter(mNATSSlow, bs.SlowConsumers)
+	}
+	if s.cfg.Cluster != nil {
+		cs := s.cfg.Cluster()
+		if cs.Name != "" {
+			gauge(mClusterPeers, float64(len(cs.Peers)))
+			gauge(mClusterExpected, float64(cs.Expected))
+		}
+		if cs.LeafRemotes > 0 {
+			gauge(mLeafConns, float64(len(cs.Leafs)))
+		}
 	}
 }
 

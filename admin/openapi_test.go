@@ -293,6 +293,8 @@ var openAPISchemaOf = map[reflect.Type]string{
 	reflect.TypeFor[pageMeta]():         "PageMeta",
 	reflect.TypeFor[subscriptionJSON](): "Subscription",
 	reflect.TypeFor[traceEventJSON]():   "TraceEvent",
+	reflect.TypeFor[ClusterStatus]():    "Cluster",
+	reflect.TypeFor[ClusterLeaf]():      "ClusterLeaf",
 }
 
 // checkSchemaOfStruct checks that schema describes the JSON encoding of rt: the
@@ -710,6 +712,7 @@ func checkLiveAnswers(t *testing.T, doc map[string]any) {
 		{"GET", "/readyz", "/readyz", "200", ""},
 		{"GET", "/api/v1/status", "/api/v1/status", "200", ""},
 		{"GET", "/api/v1/overview", "/api/v1/overview", "200", ""},
+		{"GET", "/api/v1/cluster", "/api/v1/cluster", "404", ""},
 		{"GET", "/api/v1/listeners", "/api/v1/listeners", "200", ""},
 		{"GET", "/api/v1/listeners/tcp", "/api/v1/listeners/{name}", "200", ""},
 		{"GET", "/api/v1/listeners/nope", "/api/v1/listeners/{name}", "404", ""},

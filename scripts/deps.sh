@@ -7,7 +7,8 @@
 # and openssl (s_client); and chromium-headless-shell (with fonts-liberation,
 # a recommendation that --no-install-recommends leaves out) for the dashboard
 # tests in admin/, unless a Chromium or Chrome is there already; and prometheus
-# for promtool, which checks the /metrics scrape. It needs root
+# for promtool, which checks the /metrics scrape; and nats-server, the hub
+# a protogate leaf node joins in cmd/protogate's leaf test. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -20,6 +21,8 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 { command -v coap-client-gnutls && command -v coap-client-openssl; } >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
 command -v promtool >/dev/null || need+=(prometheus)
+# The NATS hub of the leaf node test in cmd/protogate.
+command -v nats-server >/dev/null || need+=(nats-server)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

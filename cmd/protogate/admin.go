@@ -33,6 +33,10 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 	if err != nil {
 		return nil, err
 	}
+	var cluster func() admin.ClusterStatus
+	if cfg.Broker.Cluster != nil || cfg.Broker.LeafNode != nil {
+		cluster = brokerView{br}.ClusterStatus
+	}
 	as, err := admin.New(admin.Config{
 		Node:          cfg.Node.Name,
 		Version:       versionString(),
@@ -40,6 +44,7 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 		Listeners:     listeners,
 		Handlers:      hs.infos,
 		Broker:        brokerView{br},
+		Cluster:       cluster,
 		APIKeys:       keys,
 		Logger:        log,
 		AuthnStats:    r.authnStats.Snapshot,
@@ -113,6 +118,20 @@ func (v brokerView) BrokerStats() admin.BrokerStats {
 		InMsgs: st.InMsgs, OutMsgs: st.OutMsgs, InBytes: st.InBytes, OutBytes: st.OutBytes,
 		SlowConsumers: st.SlowConsumers, Dropped: v.b.Dropped(),
 	}
+}
+
+// ClusterStatus shows the cluster state to the admin API.
+func (v brokerView) ClusterStatus() admin.ClusterStatus {
+	st := v.b.Cluster()
+	cs := admin.ClusterStatus{
+		Name: st.Name, Node: st.Node, Listen: st.Listen, Expected: st.Expected,
+		Peers: st.Peers, Routes: st.Routes, Unreachable: st.Unreachable,
+		Leafs: make([]admin.ClusterLeaf, 0, len(st.Leafs)), LeafRemotes: st.LeafRemotes, JetStreamLeader: st.JetStreamLeader,
+	}
+	for _, l := range st.Leafs {
+		cs.Leafs = append(cs.Leafs, admin.ClusterLeaf{Name: l.Name, Addr: l.Addr})
+	}
+	return cs
 }
 
 // wasmModule shows a Wasm handler to the admin API.

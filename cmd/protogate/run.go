@@ -91,6 +91,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	if a := br.MQTTAddr(); a != "" {
 		log.Info("protogate: mqtt listening", "addr", a)
 	}
+	if a := br.ClusterAddr(); a != nil {
+		st := br.Cluster()
+		log.Info("protogate: cluster routes listening", "addr", a.String(), "cluster", st.Name, "nodes", st.Expected, "routes", st.Routes)
+	}
+	if l := cfg.Broker.LeafNode; l != nil {
+		log.Info("protogate: joining hubs as a leaf node", "remotes", len(l.Remotes))
+	}
 
 	authnStats := new(authn.Stats)
 	auth, err := cfg.Authenticator(authnStats, log)

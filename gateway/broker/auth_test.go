@@ -335,6 +335,8 @@ type testPKI struct {
 	pool           *x509.CertPool
 	caDER          []byte
 	server, client tls.Certificate
+	// route is for 127.0.0.1 as both server and client (routes).
+	route tls.Certificate
 }
 
 func newTestPKI(t *testing.T) *testPKI {
@@ -355,7 +357,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	caCert, _ := x509.ParseCertificate(caDER)
 	p := &testPKI{pool: x509.NewCertPool(), caDER: caDER}
 	p.pool.AddCert(caCert)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ips ...net.IP) tls.Certificate {
+	leaf := func(serial int64, cn string, usage []x509.ExtKeyUsage, ips ...net.IP) tls.Certificate {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -363,7 +365,7 @@ func newTestPKI(t *testing.T) *testPKI {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage, IPAddresses: ips,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 		if err != nil {
@@ -371,8 +373,9 @@ func newTestPKI(t *testing.T) *testPKI {
 		}
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
-	p.server = leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
-	p.client = leaf(3, "client", x509.ExtKeyUsageClientAuth)
+	p.server = leaf(2, "127.0.0.1", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, net.IPv4(127, 0, 0, 1))
+	p.client = leaf(3, "client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	p.route = leaf(4, "127.0.0.1", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, net.IPv4(127, 0, 0, 1))
 	return p
 }
 
@@ -384,6 +387,13 @@ func (p *testPKI) serverTLS(verifyClient bool) *tls.Config {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return tc
+}
+
+// routeTLS is a route TLS configuration, as config builds it: the route
+// certificate, peers verified both ways.
+func (p *testPKI) routeTLS() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{p.route}, MinVersion: tls.VersionTLS12,
+		ClientCAs: p.pool, RootCAs: p.pool, ClientAuth: tls.RequireAndVerifyClientCert}
 }
 
 func (p *testPKI) clientTLS(withCert bool) *tls.Config {

@@ -26,7 +26,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +109,14 @@ type Config struct {
 	// a certificate that ClientCAs verifies. The gateway's own in-process
 	// connection does not use it. Default: nil (plain TCP).
 	TLS *tls.Config
+
+	// Cluster, when set, joins this node to a cluster of protogate nodes
+	// (see ClusterConfig); it then also listens for NATS clients, and
+	// runs clustered JetStream. Default: nil.
+	Cluster *ClusterConfig
+	// Leaf, when set, joins this node to an existing NATS as a leaf node
+	// (see LeafConfig). Default: nil.
+	Leaf *LeafConfig
 }
 
 // Broker is a running embedded NATS server and the gateway's connection to
@@ -122,6 +132,13 @@ type Broker struct {
 	// key is the nkey the gateway's own connection logs in with, or nil
 	// when the server has no listener (and no authentication).
 	key nkeys.KeyPair
+	// routes are the configured route URLs, deduplicated; selfListed
+	// says whether this node's own is among them. Set by Start.
+	routes     []*url.URL
+	selfListed bool
+	// probed caches the names route ports answered (see routeName).
+	probeMu sync.Mutex
+	probed  map[string]probed
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -210,13 +227,17 @@ func Start(cfg Config) (*Broker, error) {
 	if err := checkAuth(&cfg); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	routes, err := clusterSetup(&cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	// Without a listener nobody but the gateway reaches the server, and
 	// it needs no authentication.
 	var (
 		login []nats.Option
 		key   nkeys.KeyPair
 	)
-	if cfg.NATSListen != "" || cfg.MQTTListen != "" {
+	if !opts.DontListen || cfg.MQTTListen != "" {
 		opt, kp, err := authSetup(&cfg, opts)
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
@@ -231,7 +252,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	log := cfg.Logger.With("component", "nats")
-	ns.SetLoggerV2(natsLogger{log}, false, false, false)
+	ns.SetLoggerV2(natsLogger{l: log, lim: &logLimiter{every: time.Minute}}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
@@ -278,11 +299,15 @@ func Start(cfg Config) (*Broker, error) {
 		nc:       nc,
 		login:    login,
 		key:      key,
+		routes:   routes,
 		idPrefix: strings.ToUpper(hex.EncodeToString(p[:])),
 		subs:     make(map[subKey]*natsSub),
 		quit:     make(chan struct{}),
 	}
 	b.bg, b.bgCancel = context.WithCancel(context.Background())
+	for _, u := range routes {
+		b.selfListed = b.selfListed || b.isSelf(u)
+	}
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
 		sh := newShard(max(cfg.MaxBufferedBytes/cfg.Shards, 2*(cfg.MaxPayload+headerRoom)))
@@ -734,15 +759,77 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 }
 
 // natsLogger sends nats-server's logs to slog. Its Fatalf only logs: the
-// standard logger's Fatalf would exit the whole gateway.
-type natsLogger struct{ l *slog.Logger }
+// standard logger's Fatalf would exit the whole gateway. Notices are
+// debug, but for route and leaf node connections closed for a problem an
+// operator must fix (a duplicate node name, a cluster name conflict, TLS
+// or authentication), which are warnings. Warnings and errors, which
+// nats-server repeats at every attempt while a peer is unreachable or
+// refuses (every second or two), are logged once a minute each (the same
+// message but for the connection's port and id), with the count of those
+// held back.
+type natsLogger struct {
+	l   *slog.Logger
+	lim *logLimiter
+}
 
-func (n natsLogger) Noticef(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Warnf(f string, a ...any)   { n.l.Warn(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Fatalf(f string, a ...any)  { n.l.Error("fatal: " + fmt.Sprintf(f, a...)) }
-func (n natsLogger) Errorf(f string, a ...any)  { n.l.Error(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Debugf(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Tracef(f string, a ...any)  { n.l.Debug(fmt.Sprintf(f, a...)) }
+// connLine matches the log lines of route and leaf node connections.
+var connLine = regexp.MustCompile(`(?i)route|leafnode|leaf node| - (rid|lid):\d+ - `)
+
+func (n natsLogger) Noticef(f string, a ...any) {
+	msg := fmt.Sprintf(f, a...)
+	if connLine.MatchString(msg) && strings.Contains(msg, "connection closed") && routeProblem.MatchString(msg) {
+		n.limited(slog.LevelWarn, msg)
+		return
+	}
+	n.l.Debug(msg)
+}
+func (n natsLogger) Warnf(f string, a ...any)  { n.limited(slog.LevelWarn, fmt.Sprintf(f, a...)) }
+func (n natsLogger) Fatalf(f string, a ...any) { n.l.Error("fatal: " + fmt.Sprintf(f, a...)) }
+func (n natsLogger) Errorf(f string, a ...any) { n.limited(slog.LevelError, fmt.Sprintf(f, a...)) }
+func (n natsLogger) Debugf(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Tracef(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
+
+func (n natsLogger) limited(level slog.Level, msg string) {
+	ok, held := n.lim.allow(msg)
+	if !ok {
+		return
+	}
+	var attrs []any
+	if held > 0 {
+		attrs = append(attrs, "repeated", held)
+	}
+	if h := connHint(msg); h != "" {
+		attrs = append(attrs, "hint", h)
+	}
+	n.l.Log(context.Background(), level, msg, attrs...)
+}
+
+// connHint returns what the operator can do about a route or leaf node
+// problem that msg reports, or "".
+func connHint(msg string) string {
+	if !connLine.MatchString(msg) {
+		return ""
+	}
+	lower := strings.ToLower(msg)
+	leaf := strings.Contains(lower, "leafnode") || strings.Contains(lower, " - lid:")
+	switch {
+	case strings.Contains(lower, "duplicate name") || strings.Contains(lower, "duplicate server name"):
+		return "a peer has this node's node.name: every node of a cluster needs its own (protogate validate dials the routes and names it)"
+	case strings.Contains(lower, "cluster name"):
+		return "the peer has another broker.cluster.name: every node of a cluster needs the same"
+	case strings.Contains(lower, "tls") && leaf:
+		return "check broker.leafnode.tls against the hub's leafnodes tls"
+	case strings.Contains(lower, "tls"):
+		return "broker.cluster.tls must be set on every node or on none, with certificates the other nodes' ca_file verifies"
+	case (strings.Contains(lower, "authorization") || strings.Contains(lower, "authentication")) && leaf:
+		return "check the credentials of broker.leafnode.remotes against the hub's leafnodes authorization"
+	case strings.Contains(lower, "authorization") || strings.Contains(lower, "authentication"):
+		if strings.Contains(lower, "rid:") || strings.Contains(lower, "route") {
+			return "broker.cluster.user and password must be the same on every node"
+		}
+	}
+	return ""
+}
 
 // Ready returns nil while the broker serves: its embedded server accepts
 // clients and the gateway's own connection to it is up.

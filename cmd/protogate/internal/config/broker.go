@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"fmt"
+
 	"github.com/protogate/protogate/gateway/broker"
 )
 
@@ -37,7 +40,54 @@ func (c *Config) BrokerConfig() (broker.Config, error) {
 		}
 		bc.TLS = tc
 	}
+	if cl := b.Cluster; cl != nil {
+		bc.Cluster = &broker.ClusterConfig{
+			Name: cl.Name, Listen: cl.Listen, Advertise: cl.Advertise,
+			Routes: cl.Routes, Username: cl.User, Password: cl.Password,
+		}
+		if cl.TLS != nil {
+			tc, err := cl.TLS.TLSConfig()
+			if err != nil {
+				return broker.Config{}, fmt.Errorf("broker.cluster.tls: %w", err)
+			}
+			bc.Cluster.TLS = tc
+		}
+	}
+	if l := b.LeafNode; l != nil {
+		bc.Leaf = &broker.LeafConfig{}
+		var tc *tls.Config
+		if l.TLS != nil {
+			var err error
+			if tc, err = l.TLS.TLSConfig(); err != nil {
+				return broker.Config{}, fmt.Errorf("broker.leafnode.tls: %w", err)
+			}
+		}
+		for _, r := range l.Remotes {
+			bc.Leaf.Remotes = append(bc.Leaf.Remotes, broker.LeafRemote{
+				URLs: []string{r.URL}, Credentials: r.Credentials,
+				Username: r.User, Password: r.Password, NKeySeedFile: r.NKeySeedFile, TLS: tc,
+			})
+		}
+	}
 	return bc, nil
+}
+
+// TLSConfig loads the files of t into the configuration of both ends of a
+// route: the certificate is presented, and peers are verified against
+// CAFile whichever end connects.
+func (t *RouteTLS) TLSConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("config: cert_file and key_file: %w", err)
+	}
+	pool, err := loadPool(t.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientCAs: pool, RootCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	}, nil
 }
 
 func (p BrokerPermissions) broker() broker.Permissions {

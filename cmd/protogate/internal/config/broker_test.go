@@ -251,6 +251,10 @@ func TestDefaultFileBrokerBlocks(t *testing.T) {
 		"/etc/protogate/server.pem", "testdata/certs/server.pem",
 		"/etc/protogate/server.key", "testdata/certs/server.key",
 		"/etc/protogate/ca.pem", "testdata/certs/ca.pem",
+		"/etc/protogate/route.pem", "testdata/certs/server.pem",
+		"/etc/protogate/route.key", "testdata/certs/server.key",
+		"/etc/protogate/leaf.creds", "testdata/leaf.nk",
+		"/etc/protogate/leaf.nk", "testdata/leaf.nk",
 	).Replace(strings.Join(lines, "\n"))
 	c, err := Parse([]byte(in))
 	if err != nil {

@@ -224,6 +224,88 @@ type Broker struct {
 	// must present a certificate signed by CAFile. The gateway's own
 	// connection is in-process and needs none. Default: nil (plain TCP).
 	TLS *ServerTLS `yaml:"tls,omitempty"`
+	// Cluster joins this node to other protogate nodes (NATS routes), in
+	// one pub/sub space. Node.Name must then be set, unique in the
+	// cluster. Nil when absent. Default: nil.
+	Cluster *BrokerCluster `yaml:"cluster,omitempty"`
+	// LeafNode joins this node to an existing NATS server or cluster as a
+	// leaf node. Nil when absent. Default: nil.
+	LeafNode *BrokerLeafNode `yaml:"leafnode,omitempty"`
+}
+
+// BrokerCluster joins the embedded NATS server to the other protogate
+// nodes of a cluster. Every node has the same Name and Routes (its own
+// route included) and a unique Node.Name. A clustered node always listens
+// for NATS clients: with NATSListen empty, on 127.0.0.1 with a random
+// port. It runs JetStream under Node.DataDir/nats, clustered with the
+// others.
+type BrokerCluster struct {
+	// Name is the cluster name, the same on every node: letters, digits,
+	// '_' and '-'. Required. Default: "".
+	Name string `yaml:"name"`
+	// Listen is the host:port the routes of the other nodes connect to.
+	// Required. Default: "".
+	Listen string `yaml:"listen"`
+	// Advertise is the host:port the other nodes are told to reach this
+	// one on, when Listen is not reachable as is (0.0.0.0, NAT).
+	// Default: "".
+	Advertise string `yaml:"advertise"`
+	// Routes are the route URLs of every node of the cluster, this one
+	// included (nats-server skips its own): nats-route://host:port (or
+	// nats://, tls://). At least one. Default: none.
+	Routes []string `yaml:"routes"`
+	// User and Password, set together, are required of the routes that
+	// connect to this node and sent on those it opens (unless the route
+	// URL has user info). Default: "" (routes without authentication).
+	User string `yaml:"user"`
+	// Password goes with User, in plain text: this node sends it.
+	// Default: "".
+	Password string `yaml:"password"`
+	// TLS makes routes TLS, in both directions: every node presents its
+	// certificate (valid for TLS server and client authentication) and
+	// verifies the other's against CAFile. Every node has TLS or none.
+	// Default: nil (plain TCP).
+	TLS *RouteTLS `yaml:"tls,omitempty"`
+}
+
+// RouteTLS is the TLS configuration of cluster routes.
+type RouteTLS struct {
+	// CertFile is the PEM certificate (chain) of this node. Required.
+	// Default: "".
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile. Required. Default: "".
+	KeyFile string `yaml:"key_file"`
+	// CAFile is the PEM bundle of CAs that verify the other nodes.
+	// Required. Default: "".
+	CAFile string `yaml:"ca_file"`
+}
+
+// BrokerLeafNode joins the embedded NATS server to hubs as a leaf node.
+type BrokerLeafNode struct {
+	// Remotes are the hubs to connect to. At least one. Default: none.
+	Remotes []LeafRemote `yaml:"remotes"`
+	// TLS makes the connections to the remotes TLS. Default: nil (plain
+	// TCP, unless the hub requires TLS).
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+}
+
+// LeafRemote is one hub a leaf node connects to, and how it logs in: at
+// most one of Credentials, User (with Password) and NKeySeedFile, or none
+// for a hub without authentication.
+type LeafRemote struct {
+	// URL is the hub's leaf node URL: nats-leaf://host:port (or nats://,
+	// tls://, ws://, wss://). Required. Default: "".
+	URL string `yaml:"url"`
+	// Credentials is a NATS credentials file (a user JWT and its seed,
+	// as nsc makes). Default: "".
+	Credentials string `yaml:"credentials"`
+	// User logs in with a user name and Password. Default: "".
+	User string `yaml:"user"`
+	// Password goes with User, in plain text. Default: "".
+	Password string `yaml:"password"`
+	// NKeySeedFile is a file holding a user nkey seed (SU...), with which
+	// the node signs in. Default: "".
+	NKeySeedFile string `yaml:"nkey_seed_file"`
 }
 
 // BrokerUser is a user of the broker's NATS and MQTT listeners.

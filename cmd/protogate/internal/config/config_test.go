@@ -855,11 +855,18 @@ func TestDefaultFileCommentedBlocks(t *testing.T) {
 		"./my-protocol.wasm", "testdata/full.yaml",
 		"/etc/protogate/psk.txt", "testdata/psk.txt",
 		"/etc/protogate/users.csv", "testdata/users.csv",
+		"/etc/protogate/route.pem", "testdata/certs/server.pem",
+		"/etc/protogate/route.key", "testdata/certs/server.key",
+		"/etc/protogate/leaf.creds", "testdata/leaf.nk",
+		"/etc/protogate/leaf.nk", "testdata/leaf.nk",
 	)
 	in = r.Replace(in)
 	c, err := Parse([]byte(in))
 	if err != nil {
 		t.Fatalf("uncommented default: %v\n%s", err, numbered(in))
+	}
+	if cl := c.Broker.Cluster; cl == nil || len(cl.Routes) != 3 || cl.TLS == nil || c.Broker.LeafNode == nil || len(c.Broker.LeafNode.Remotes) != 3 || c.Broker.LeafNode.TLS == nil {
+		t.Errorf("cluster and leafnode blocks were not all uncommented: %+v %+v", c.Broker.Cluster, c.Broker.LeafNode)
 	}
 	if c.Authentication == nil || c.Adapter.TLS == nil || c.Handlers["default"].Wasm == nil ||
 		c.Handlers["default"].GRPC.TLS == nil || len(c.Listeners) != 4 || c.Listeners[1].TLS == nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -404,9 +405,149 @@ func (v *validator) broker(binds *bindSet, b *Broker) {
 				"or set broker.allow_anonymous: true to accept the risk", l.addr)
 		}
 	}
+	if b.Cluster != nil {
+		v.cluster(binds, b.Cluster)
+	}
+	if b.LeafNode != nil {
+		v.leafNode(b.LeafNode)
+	}
 	if b.MQTTListen != "" && mqttUsers == 0 && len(b.Users)+len(b.NKeys) > 0 && !b.AllowAnonymous {
 		v.warnf("broker.mqtt_listen", "no MQTT client can log in: nkeys and users limited to connection_types [nats] are for NATS clients; "+
 			"add a user that may use mqtt, or set broker.allow_anonymous: true")
+	}
+}
+
+// defaultNodeName is the default Node.Name, which two nodes of a cluster
+// would share.
+const defaultNodeName = "protogate-1"
+
+// cluster checks broker.cluster.
+func (v *validator) cluster(binds *bindSet, cl *BrokerCluster) {
+	const p = "broker.cluster"
+	// A config built in Go has no record of the keys given: its default
+	// name is taken as not given.
+	if named := v.given("node.name"); v.c.set != nil && !named || v.c.set == nil && v.c.Node.Name == defaultNodeName {
+		v.errf(p, "node.name must be set explicitly with a cluster: every node needs its own name, unique in the cluster, "+
+			"and the default %q would be every node's", defaultNodeName)
+	}
+	if cl.Name == "" {
+		v.errf(p+".name", "must not be empty (the cluster name, the same on every node)")
+	} else if err := broker.CheckClusterName(cl.Name); err != nil {
+		v.errf(p+".name", "%s", reason(err))
+	}
+	if cl.Listen == "" {
+		v.errf(p+".listen", "must not be empty (want host:port such as 0.0.0.0:6222)")
+	} else {
+		v.bind(binds, p+".listen", cl.Listen)
+	}
+	if cl.Advertise != "" {
+		if _, port, msg := splitBind(cl.Advertise); msg != "" {
+			v.errf(p+".advertise", "%s", msg)
+		} else if port == 0 {
+			v.errf(p+".advertise", "port 0 cannot be reached; want the host:port other nodes connect to")
+		}
+	}
+	if len(cl.Routes) == 0 {
+		v.errf(p+".routes", "must list the route of every node of the cluster, this one's included (e.g. nats-route://10.0.0.1:6222)")
+	}
+	seen := map[string]int{}
+	valid := map[int]*url.URL{}
+	_, listenPort, _ := splitBind(cl.Listen)
+	self := false
+	for i, r := range cl.Routes {
+		rp := joinIndex(p+".routes", i)
+		u, err := broker.CheckRouteURL(r)
+		if err != nil {
+			v.errf(rp, "%s", reason(err))
+			continue
+		}
+		if j, dup := seen[strings.ToLower(u.Host)]; dup {
+			v.errf(rp, "duplicate route %q (also %s)", u.Redacted(), joinIndex(p+".routes", j))
+			continue
+		}
+		seen[strings.ToLower(u.Host)] = i
+		valid[i] = u
+		self = self || u.Port() == strconv.Itoa(listenPort)
+	}
+	// protogate validate (Check) dials the routes: a node that already
+	// has this node's name would refuse this one's routes.
+	if v.compile && v.c.Node.Name != "" {
+		v.probeRoutes(cl, valid)
+	}
+	if len(seen) > 0 && listenPort != 0 && !self {
+		v.warnf(p+".routes", "no route has the port of broker.cluster.listen (%d): list this node's own route too, "+
+			"so that every node has the same list (nats-server skips its own) and the cluster size counts it", listenPort)
+	}
+	if (cl.User == "") != (cl.Password == "") {
+		v.errf(p, "user and password must be set together")
+	}
+	if t := cl.TLS; t != nil {
+		tp := p + ".tls"
+		ok := true
+		for _, f := range []struct{ key, name string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile}} {
+			if f.name == "" {
+				v.errf(tp+"."+f.key, "missing (routes need cert_file, key_file and ca_file: each node verifies the other)")
+				ok = false
+			} else {
+				ok = v.file(tp+"."+f.key, f.name) && ok
+			}
+		}
+		if ok {
+			if _, err := t.TLSConfig(); err != nil {
+				v.errf(tp, "%s", reason(err))
+			}
+		}
+	}
+}
+
+// leafNode checks broker.leafnode.
+func (v *validator) leafNode(l *BrokerLeafNode) {
+	const p = "broker.leafnode"
+	if len(l.Remotes) == 0 {
+		v.errf(p+".remotes", "must list at least one hub (url: nats-leaf://hub:7422)")
+	}
+	for i, r := range l.Remotes {
+		rp := joinIndex(p+".remotes", i)
+		var userInURL bool
+		if r.URL == "" {
+			v.errf(rp+".url", "must not be empty (want nats-leaf://host:port)")
+		} else if u, err := broker.CheckLeafURL(r.URL); err != nil {
+			v.errf(rp+".url", "%s", reason(err))
+		} else {
+			userInURL = u.User != nil
+		}
+		logins := 0
+		for _, set := range []bool{r.Credentials != "", r.User != "" || userInURL, r.NKeySeedFile != ""} {
+			if set {
+				logins++
+			}
+		}
+		if logins > 1 {
+			v.errf(rp, "credentials, user (in the url or the user key) and nkey_seed_file are alternatives: set one")
+		}
+		if r.User != "" && r.Password == "" || r.User == "" && r.Password != "" {
+			v.errf(rp, "user and password must be set together")
+		}
+		v.file(rp+".credentials", r.Credentials)
+		if r.NKeySeedFile != "" && v.file(rp+".nkey_seed_file", r.NKeySeedFile) {
+			if err := broker.CheckNKeySeedFile(r.NKeySeedFile); err != nil {
+				v.errf(rp+".nkey_seed_file", "%s", reason(err))
+			}
+		}
+	}
+	if t := l.TLS; t != nil {
+		n := len(v.errs)
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.errf(p+".tls", "cert_file and key_file must be set together")
+		}
+		v.file(p+".tls.ca_file", t.CAFile)
+		v.file(p+".tls.cert_file", t.CertFile)
+		v.file(p+".tls.key_file", t.KeyFile)
+		if len(v.errs) == n {
+			if _, err := t.TLSConfig(); err != nil {
+				v.errf(p+".tls", "%s", reason(err))
+			}
+		}
 	}
 }
 
