@@ -46,6 +46,9 @@ type Config struct {
 	// concurrent use. Missing peers do not make the node not ready: it
 	// serves its own devices.
 	Cluster func() ClusterStatus
+	// Registry returns the client-id registry's state, shown with the
+	// cluster's and in the metrics; nil leaves it out.
+	Registry func() RegistryStatus
 	// APIKeys maps each API key to its secret: the credentials accepted as
 	// HTTP Basic key:secret. With none, requests need no credentials
 	// (config refuses that off loopback).
@@ -176,6 +179,29 @@ type ClusterStatus struct {
 	// JetStreamLeader names the node leading JetStream's meta group, ""
 	// when there is none.
 	JetStreamLeader string `json:"jetstream_leader"`
+	// Registry is the client-id registry's state.
+	Registry *RegistryStatus `json:"registry,omitempty"`
+}
+
+// RegistryStatus describes the client-id registry (config registry).
+type RegistryStatus struct {
+	// Backend is local, kv or notices.
+	Backend string `json:"backend"`
+	// Available is false while the registry cannot take claims (kv: its
+	// buckets are not bound yet).
+	Available bool `json:"available"`
+	// Claims counts claims that succeeded cluster-wide; Takeovers those
+	// that discarded a connection on another node; Discarded this node's
+	// connections discarded by another node's claim; Unavailable claims
+	// past registry.claim_timeout; Reclaimed claims allowed locally and
+	// later made cluster-wide; Jailed Authenticate calls held back by the
+	// jail of an id just taken over (all since start).
+	Claims      uint64 `json:"claims"`
+	Takeovers   uint64 `json:"takeovers"`
+	Discarded   uint64 `json:"discarded"`
+	Unavailable uint64 `json:"unavailable"`
+	Reclaimed   uint64 `json:"reclaimed"`
+	Jailed      uint64 `json:"jailed"`
 }
 
 // ClusterLeaf is one leaf node connection to a hub.

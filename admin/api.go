@@ -106,7 +106,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	reasons := s.notReady()
 	body := map[string]any{"ready": len(reasons) == 0, "reasons": reasons}
 	if s.cfg.Cluster != nil {
-		body["cluster"] = s.cfg.Cluster()
+		body["cluster"] = s.clusterStatus()
 	}
 	if len(reasons) > 0 {
 		w.Header().Set("Retry-After", "5")
@@ -123,7 +123,17 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "this node has no broker.cluster nor broker.leafnode")
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cfg.Cluster())
+	writeJSON(w, http.StatusOK, s.clusterStatus())
+}
+
+// clusterStatus is the cluster state with the registry's.
+func (s *Server) clusterStatus() ClusterStatus {
+	cs := s.cfg.Cluster()
+	if s.cfg.Registry != nil {
+		rs := s.cfg.Registry()
+		cs.Registry = &rs
+	}
+	return cs
 }
 
 type listenerJSON struct {

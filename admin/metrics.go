@@ -73,6 +73,14 @@ var (
 	mClusterPeers    = desc("cluster_peers", "Cluster nodes connected to this one (broker.cluster).")
 	mClusterExpected = desc("cluster_nodes_expected", "Nodes of the cluster, this one included (broker.cluster.routes).")
 	mLeafConns       = desc("leaf_connections", "Leaf node connections to hubs up (broker.leafnode).")
+
+	mRegAvailable   = desc("registry_available", "1 while the client-id registry takes claims.")
+	mRegClaims      = desc("registry_claims_total", "Client id claims confirmed cluster-wide.")
+	mRegTakeovers   = desc("registry_takeovers_total", "Claims that discarded a connection on another node.")
+	mRegDiscarded   = desc("registry_discarded_total", "Connections of this node discarded by another node's claim.")
+	mRegUnavailable = desc("registry_unavailable_total", "Claims the registry could not answer within registry.claim_timeout.")
+	mRegReclaimed   = desc("registry_reclaimed_total", "Claims allowed on this node alone (on_unavailable: local) and later made cluster-wide.")
+	mJailed         = desc("clientid_jailed_total", "Authenticate calls held back because their client id was taken over less than a second before.")
 )
 
 // collector reads the gateway at scrape time.
@@ -84,7 +92,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
 		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
 		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mAdDenied, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
-		mNATSInB, mNATSOutB, mNATSSlow, mClusterPeers, mClusterExpected, mLeafConns} {
+		mNATSInB, mNATSOutB, mNATSSlow, mClusterPeers, mClusterExpected, mLeafConns,
+		mRegAvailable, mRegClaims, mRegTakeovers, mRegDiscarded, mRegUnavailable, mRegReclaimed, mJailed} {
 		ch <- d
 	}
 }
@@ -224,6 +233,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if cs.LeafRemotes > 0 {
 			gauge(mLeafConns, float64(len(cs.Leafs)))
 		}
+	}
+	if s.cfg.Registry != nil {
+		rs := s.cfg.Registry()
+		avail := 0.0
+		if rs.Available {
+			avail = 1
+		}
+		gauge(mRegAvailable, avail)
+		counter(mRegClaims, rs.Claims)
+		counter(mRegTakeovers, rs.Takeovers)
+		counter(mRegDiscarded, rs.Discarded)
+		counter(mRegUnavailable, rs.Unavailable)
+		counter(mRegReclaimed, rs.Reclaimed)
+		counter(mJailed, rs.Jailed)
 	}
 }
 

@@ -33,9 +33,17 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 	if err != nil {
 		return nil, err
 	}
-	var cluster func() admin.ClusterStatus
+	var (
+		cluster func() admin.ClusterStatus
+		regst   func() admin.RegistryStatus
+		kicker  gateway.ClientKicker
+	)
 	if cfg.Broker.Cluster != nil || cfg.Broker.LeafNode != nil {
 		cluster = brokerView{br}.ClusterStatus
+		regst = registryStatus(r.registryBackend, r.registry, srv)
+	}
+	if r.registry != nil {
+		kicker = r.registry
 	}
 	as, err := admin.New(admin.Config{
 		Node:          cfg.Node.Name,
@@ -45,6 +53,8 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 		Handlers:      hs.infos,
 		Broker:        brokerView{br},
 		Cluster:       cluster,
+		Registry:      regst,
+		Kicker:        kicker,
 		APIKeys:       keys,
 		Logger:        log,
 		AuthnStats:    r.authnStats.Snapshot,

@@ -61,6 +61,9 @@ type running struct {
 	broker     *broker.Broker
 	server     *gateway.Server
 	reload     func() // reloads Wasm modules, as SIGHUP does
+	// registry is the client-id registry, nil when local.
+	registry        clusterRegistry
+	registryBackend string
 }
 
 // run starts everything cfg describes, calls ready (if not nil) once every
@@ -99,6 +102,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		log.Info("protogate: joining hubs as a leaf node", "remotes", len(l.Remotes))
 	}
 
+	reg, regBackend, err := startRegistry(cfg, br, log)
+	if err != nil {
+		return err
+	}
+	if reg != nil {
+		// Closed after the gateway's Shutdown (below), before the broker's.
+		defer reg.Close()
+	}
+
 	authnStats := new(authn.Stats)
 	auth, err := cfg.Authenticator(authnStats, log)
 	if err != nil {
@@ -108,8 +120,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 	if err != nil {
 		return err
 	}
+	var greg gateway.ClientRegistry
+	if reg != nil {
+		greg = reg
+	}
 	srv := gateway.New(gateway.Options{
 		PubSub:             br,
+		Registry:           greg,
 		Authenticator:      auth,
 		Authorizer:         authz,
 		AuthzCache:         authzCache,
@@ -118,7 +135,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*
 		MaxDeliveryWait:    time.Duration(cfg.Gateway.MaxDeliveryWait),
 		MaxQueuedBytes:     int(cfg.Gateway.MaxQueuedBytes),
 	})
-	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv, authnStats: authnStats}
+	r := &running{listeners: make(map[string]net.Addr), broker: br, server: srv, authnStats: authnStats,
+		registry: reg, registryBackend: regBackend}
 
 	hs, err := newHandlerSet(cfg, log)
 	if err != nil {

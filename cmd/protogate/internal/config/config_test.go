@@ -114,6 +114,7 @@ func TestParseErrors(t *testing.T) {
 		{"registry backend", withBase("registry:", "  backend: raft"), `config: line 2: registry.backend: unknown backend "raft" (want auto, local, kv or notices)`},
 		{"registry policy", withBase("registry:", "  on_unavailable: retry"), `config: line 2: registry.on_unavailable: unknown policy "retry" (want reject or local)`},
 		{"registry claim timeout", withBase("registry:", "  claim_timeout: 0s"), `config: line 2: registry.claim_timeout: 0s is out of range (want 1ms to 1m)`},
+		{"registry kv alone", withBase("registry:", "  backend: kv"), `config: line 2: registry.backend: kv needs broker.cluster: its bucket is replicated by the cluster's JetStream (a leaf node's is its own; use notices there)`},
 		{"max delivery wait zero", withBase("gateway:", "  max_delivery_wait: 0"), `config: line 2: gateway.max_delivery_wait: 0s is out of range (want 1ms to 1m)`},
 		{"max delivery wait long", withBase("gateway:", "  max_delivery_wait: 2m"), `config: line 2: gateway.max_delivery_wait: 2m0s is out of range (want 1ms to 1m)`},
 		{"nats clashes mqtt", withBase("broker:", "  nats_listen: 0.0.0.0:4222", "  mqtt_listen: 127.0.0.1:4222", "  allow_anonymous: true"), `config: line 3: broker.mqtt_listen: address "127.0.0.1:4222" clashes with broker.nats_listen ("0.0.0.0:4222")`},
@@ -934,7 +935,7 @@ func TestFullExample(t *testing.T) {
 		Broker:          fullBroker,
 		Adapter:         Adapter{Bind: "127.0.0.1:9100", TLS: &adapterTLS},
 		SecurityProfile: "legacy",
-		Registry:        Registry{Backend: RegistryKV, OnUnavailable: "local", ClaimTimeout: Duration(500 * time.Millisecond)},
+		Registry:        Registry{Backend: RegistryLocal, OnUnavailable: "local", ClaimTimeout: Duration(500 * time.Millisecond)},
 		Admin: Admin{Bind: "0.0.0.0:18083", TLS: &ServerTLS{CertFile: "testdata/certs/server.pem", KeyFile: "testdata/certs/server.key"}, APIKeys: []APIKey{
 			{Key: "ops", Secret: "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"},
 			{Key: "ci", Secret: "s3cret"},

@@ -47,4 +47,11 @@ func (v *validator) registry(r *Registry) {
 	if d := time.Duration(r.ClaimTimeout); d < time.Millisecond || d > time.Minute {
 		v.errf("registry.claim_timeout", "%s is out of range (want 1ms to 1m)", r.ClaimTimeout)
 	}
+	b := &v.c.Broker
+	switch {
+	case r.Backend == RegistryKV && b.Cluster == nil:
+		v.errf("registry.backend", "kv needs broker.cluster: its bucket is replicated by the cluster's JetStream (a leaf node's is its own; use notices there)")
+	case r.Backend == RegistryNotices && b.Cluster == nil && b.LeafNode == nil:
+		v.warnf("registry.backend", "notices without broker.cluster or broker.leafnode: there is no other node to ask; client ids are unique on this node only")
+	}
 }
