@@ -99,4 +99,3 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(q(0.50), "p50-µs")
 	b.ReportMetric(q(0.99), "p99-µs")
 }
-
