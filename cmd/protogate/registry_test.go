@@ -57,6 +57,34 @@ func (d *jsonDevice) tryConnect(clientID string) (int, time.Duration) {
 	return f.Code, time.Since(start)
 }
 
+// race sends CONNECT from a goroutine of its own: it must not fail the
+// test, and a connection that loses the race may be closed before its
+// CONNACK. It returns the CONNACK code, or -1 for a closed connection.
+func (d *jsonDevice) race(clientID string) int {
+	d.nc.SetDeadline(time.Now().Add(wait))
+	if _, err := d.nc.Write(jp.AppendLine(nil, jp.Frame{Type: jp.Connect, ClientInfo: jp.ClientInfo{ProtoName: "p", ProtoVer: "1", ClientID: clientID}})); err != nil {
+		return -1
+	}
+	buf := make([]byte, 4096)
+	for {
+		f, ok, err := d.dec.Next()
+		if err != nil {
+			return -1
+		}
+		if ok {
+			if f.Type != jp.Connack {
+				return -1
+			}
+			return f.Code
+		}
+		n, err := d.nc.Read(buf)
+		if err != nil {
+			return -1
+		}
+		d.dec.Feed(buf[:n])
+	}
+}
+
 // closed waits until the gateway closes the device's socket.
 func (d *jsonDevice) closed() bool {
 	d.nc.SetReadDeadline(time.Now().Add(wait))
@@ -164,8 +192,8 @@ func TestClusterClientIDs(t *testing.T) {
 	}
 	for i := range races {
 		id := "race-" + strconv.Itoa(i)
-		wg.Go(func() { pairs[i].x.tryConnect(id) })
-		wg.Go(func() { pairs[i].y.tryConnect(id) })
+		wg.Go(func() { pairs[i].x.race(id) })
+		wg.Go(func() { pairs[i].y.race(id) })
 	}
 	wg.Wait()
 	for i := range races {
@@ -251,4 +279,84 @@ func TestClusterClientIDs(t *testing.T) {
 		t.Error("node c's device kept was-on-a after node a took it back")
 	}
 	t.Logf("whole test: %v", time.Since(start))
+}
+
+// TestClusterClientIDsTwoNodes: two clustered nodes pick the notices
+// registry (no JetStream quorum with 2), and keep one connection per
+// client id too.
+func TestClusterClientIDsTwoNodes(t *testing.T) {
+	bin := protogateBinary(t)
+	dir := t.TempDir()
+	listens := freeTCPPorts(t, 2)
+	routes := []string{"nats-route://" + listens[0], "nats-route://" + listens[1]}
+	nodes := make([]*node, 2)
+	var wg sync.WaitGroup
+	for i, name := range []string{"duo-a", "duo-b"} {
+		cfg := registryConfig(t, dir, name, listens[i], routes, "{backend: auto}")
+		wg.Go(func() { nodes[i] = startNode(t, bin, name, cfg) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	a, b := nodes[0], nodes[1]
+	for _, n := range nodes {
+		n.peers(1)
+		if st := n.registryState(func(admin.RegistryStatus) bool { return true }); st.Backend != "notices" {
+			t.Fatalf("%s: registry %+v, want notices", n.name, st)
+		}
+	}
+	// The nodes hear each other's hellos within a second or so: until
+	// then a claim does not know the other node. Retry the first takeover
+	// until it discards (each with a new id, out of any jail).
+	deadline := time.Now().Add(wait)
+	for i := 0; ; i++ {
+		id := "duo-" + strconv.Itoa(i)
+		old := dialJSON(t, "tcp", a.devices)
+		old.connect(id)
+		cur := dialJSON(t, "tcp", b.devices)
+		if code, _ := cur.tryConnect(id); code != 0 {
+			t.Fatalf("takeover of %s on node b: CONNACK %d", id, code)
+		}
+		if !a.hasClient(id) {
+			if !old.closed() {
+				t.Fatal("node a's device socket stayed open")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node b's claims never discarded node a's connection")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const races = 10
+	xs, ys := make([]*jsonDevice, races), make([]*jsonDevice, races)
+	for i := range races {
+		xs[i], ys[i] = dialJSON(t, "tcp", a.devices), dialJSON(t, "tcp", b.devices)
+	}
+	for i := range races {
+		id := "duo-race-" + strconv.Itoa(i)
+		wg.Go(func() { xs[i].race(id) })
+		wg.Go(func() { ys[i].race(id) })
+	}
+	wg.Wait()
+	for i := range races {
+		id := "duo-race-" + strconv.Itoa(i)
+		deadline := time.Now().Add(wait)
+		for {
+			held := 0
+			for _, n := range nodes {
+				if n.hasClient(id) {
+					held++
+				}
+			}
+			if held == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is held by %d connections", id, held)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

@@ -270,12 +270,15 @@ func (r *KV) Claim(ctx context.Context, clientID string, c gateway.Claimant) (fu
 		r.cs.mu.Lock()
 		h.pending = true
 		r.cs.mu.Unlock()
+		if !r.cs.confirm(h) {
+			return nil, gateway.Errorf(gateway.CodePermissionDeny, "registry: client id %q was claimed by a newer connection on another node meanwhile", clientID)
+		}
 		return release, nil
 	}
 	r.cs.mu.Lock()
-	lost := h.lost || h.foreign > h.rev
+	lost := h.foreign > h.rev
 	r.cs.mu.Unlock()
-	if lost {
+	if lost || !r.cs.confirm(h) {
 		r.cs.remove(h)
 		r.release(h)
 		return nil, gateway.Errorf(gateway.CodePermissionDeny, "registry: client id %q was claimed by a newer connection on another node meanwhile", clientID)
@@ -380,10 +383,11 @@ func (r *KV) handleDiscard(m *nats.Msg) {
 		respond(m, reply{})
 		return
 	}
-	r.cs.lose(h, &r.ctr)
-	ctx, cancel := context.WithTimeout(r.ctx, kickWait)
-	defer cancel()
-	waitFinished(ctx, h.c)
+	if r.cs.lose(h, &r.ctr) {
+		ctx, cancel := finishCtx(r.ctx, req)
+		defer cancel()
+		waitFinished(ctx, h.c)
+	}
 	respond(m, reply{Found: true})
 }
 

@@ -237,9 +237,12 @@ func (r *Notices) Claim(ctx context.Context, clientID string, c gateway.Claimant
 	defer cancel()
 	keep, missing, err := r.announce(ctx, h)
 	release := func() { r.cs.remove(h) }
-	r.cs.mu.Lock()
-	lost := h.lost
-	r.cs.mu.Unlock()
+	var lost bool
+	if keep == "" {
+		// Marked claimed now: a discard from here on waits for the
+		// connection, which may be told SUCCESS.
+		lost = !r.cs.confirm(h)
+	}
 	switch {
 	case keep != "" || lost:
 		r.cs.remove(h)
@@ -307,6 +310,7 @@ func (r *Notices) gather(ctx context.Context, subject string, req request, each 
 		delete(r.resp, token)
 		r.respMu.Unlock()
 	}()
+	req.Wait = waitBudget(ctx)
 	b, _ := json.Marshal(req)
 	if err := r.nc.PublishRequest(subject, r.respPrefix+token, b); err != nil {
 		return nil, err
@@ -363,10 +367,11 @@ func (r *Notices) handleClaim(m *nats.Msg) {
 		if newer(h.since, r.cfg.Node, req.Since, req.Node) {
 			rep.Keep = true
 		} else {
-			r.cs.lose(h, &r.ctr)
-			ctx, cancel := context.WithTimeout(r.ctx, kickWait)
-			waitFinished(ctx, h.c)
-			cancel()
+			if r.cs.lose(h, &r.ctr) {
+				ctx, cancel := finishCtx(r.ctx, req)
+				waitFinished(ctx, h.c)
+				cancel()
+			}
 			rep.Found = true
 		}
 	}
@@ -412,7 +417,7 @@ func (r *Notices) handleKickAll(m *nats.Msg) {
 	rep := claimReply{Node: r.cfg.Node}
 	if h := r.cs.get(req.Key); h != nil {
 		h.c.Kick()
-		ctx, cancel := context.WithTimeout(r.ctx, kickWait)
+		ctx, cancel := finishCtx(r.ctx, req)
 		waitFinished(ctx, h.c)
 		cancel()
 		rep.Found = true

@@ -167,6 +167,12 @@ type held struct {
 	foreign uint64 // highest revision by another node seen while in flight
 	lost    bool   // discarded by a newer claim elsewhere
 	pending bool   // allowed locally; to be claimed cluster-wide
+	// claimed is set once Claim returned it: its connection may have
+	// been told SUCCESS. Before, discarding it must not wait for the
+	// connection to finish: it is inside Authenticate, waiting for this
+	// very claim, which may wait for the node asking (two claims that
+	// cross would each wait for the other until they time out).
+	claimed bool
 }
 
 // request is a discard or kick request: the client id's key and the
@@ -177,6 +183,32 @@ type request struct {
 	// Since is the requester's claim (notices): an older one is refused.
 	Since int64  `json:"since,omitempty"`
 	Node  string `json:"node,omitempty"`
+	// Wait is how long, in ms, the requester can wait for the connection
+	// to finish before its answer comes too late (see waitBudget).
+	Wait int64 `json:"wait,omitempty"`
+}
+
+// waitBudget is the Wait of a request sent under ctx: half of what is left
+// of it (the answer still has to travel), and at most kickWait. A node
+// whose connection takes longer to finish answers when this is spent: the
+// connection is closing and can no longer publish, and a claim that timed
+// out waiting for it would leave the id to nobody.
+func waitBudget(ctx context.Context) int64 {
+	d := kickWait
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+// finishCtx bounds a wait for a discarded connection by what the request
+// allows.
+func finishCtx(parent context.Context, req request) (context.Context, context.CancelFunc) {
+	d := kickWait
+	if req.Wait > 0 {
+		d = min(d, time.Duration(req.Wait)*time.Millisecond)
+	}
+	return context.WithTimeout(parent, d)
 }
 
 // reply answers a request.
@@ -212,6 +244,7 @@ func respond(m *nats.Msg, v reply) {
 // ask sends a request to subject and decodes the reply. A node that is
 // gone has no subscription, and NATS says so at once (no responders).
 func ask(ctx context.Context, nc *nats.Conn, subject string, req request) (reply, error) {
+	req.Wait = waitBudget(ctx)
 	b, err := json.Marshal(req)
 	if err != nil {
 		return reply{}, err
@@ -266,11 +299,13 @@ func (cs *claims) get(key string) *held {
 }
 
 // lose marks h lost and discards its connection: a newer claim elsewhere
-// took its id.
-func (cs *claims) lose(h *held, ctr *counters) {
+// took its id. It reports whether the connection may have been told
+// SUCCESS, and is worth waiting for (see held.claimed).
+func (cs *claims) lose(h *held, ctr *counters) (claimed bool) {
 	cs.mu.Lock()
 	already := h.lost
 	h.lost = true
+	claimed = h.claimed
 	if cs.held[h.key] == h {
 		delete(cs.held, h.key)
 	}
@@ -279,6 +314,19 @@ func (cs *claims) lose(h *held, ctr *counters) {
 		ctr.discarded.Add(1)
 		h.c.Discard()
 	}
+	return claimed
+}
+
+// confirm marks h claimed, unless it was lost meanwhile; it reports
+// whether it was not.
+func (cs *claims) confirm(h *held) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if h.lost {
+		return false
+	}
+	h.claimed = true
+	return true
 }
 
 // handleKick answers a kick request for a connection of this node.
@@ -293,7 +341,7 @@ func (cs *claims) handleKick(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	h.c.Kick()
-	ctx, cancel := context.WithTimeout(ctx, kickWait)
+	ctx, cancel := finishCtx(ctx, req)
 	defer cancel()
 	waitFinished(ctx, h.c)
 	respond(m, reply{Found: true})
