@@ -329,6 +329,13 @@ func TestClusterClientIDsTwoNodes(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Two devices fighting over one id across the nodes trade it once a
+	// second at most: the first takeover is free, each next one waits out
+	// the jail the one before started on the other node.
+	if d := flap(t, a, b, "flapper", 3); d < 2*time.Second {
+		t.Errorf("3 takeovers of one id across nodes took %v; the jail holds each for 1s", d)
+	}
+
 	const races = 10
 	xs, ys := make([]*jsonDevice, races), make([]*jsonDevice, races)
 	for i := range races {
@@ -359,4 +366,30 @@ func TestClusterClientIDsTwoNodes(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// flap has two devices share one client id on nodes x and y, each
+// reconnecting as soon as the other takes it, for rounds takeovers, and
+// returns how long they took: the jail makes each take about a second.
+func flap(t *testing.T, x, y *node, id string, rounds int) time.Duration {
+	t.Helper()
+	first := dialJSON(t, "tcp", x.devices)
+	first.connect(id)
+	start := time.Now()
+	prev := first
+	for i := range rounds {
+		on := y
+		if i%2 == 1 {
+			on = x
+		}
+		d := dialJSON(t, "tcp", on.devices)
+		if code, _ := d.tryConnect(id); code != 0 {
+			t.Fatalf("takeover %d of %s: CONNACK %d", i, id, code)
+		}
+		if !prev.closed() {
+			t.Fatalf("takeover %d of %s: the previous device stayed open", i, id)
+		}
+		prev = d
+	}
+	return time.Since(start)
 }
