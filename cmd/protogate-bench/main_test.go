@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// TestQuickSuite builds the three binaries and runs the suite's echo, remote
-// and udp groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
+// TestQuickSuite builds the three binaries and runs the suite's echo, remote,
+// udp and cluster groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
 // case must complete with clean results. The numbers are not checked; they
 // mean nothing in a quick run on a loaded machine.
 func TestQuickSuite(t *testing.T) {
@@ -24,7 +24,7 @@ func TestQuickSuite(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out := t.TempDir()
-	cmd := exec.Command("go", "run", ".", "-bin", bin, "-out", out, "-quick", "-only", "echo,remote,udp")
+	cmd := exec.Command("go", "run", ".", "-bin", bin, "-out", out, "-quick", "-only", "echo,remote,udp,cluster")
 	b, err := cmd.CombinedOutput()
 	// Targets may be missed in a quick run (exit status 1), but the suite
 	// itself must work.
@@ -56,13 +56,14 @@ func TestQuickSuite(t *testing.T) {
 		}
 		seen[r.Case] = true
 	}
-	for _, c := range []string{"floor", "wasm-echo", "grpcfloor", "remote-unary", "remote-streaming", "floor-udp", "wasm-udp"} {
+	for _, c := range []string{"floor", "wasm-echo", "grpcfloor", "remote-unary", "remote-streaming", "floor-udp", "wasm-udp", "cluster-single", "cluster-cross"} {
 		if !seen[c] {
 			t.Errorf("no result for case %s\n%s", c, b)
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
-	if err != nil || !strings.Contains(string(md), "| echo via Wasm Go guest (builtin:echo) |") {
+	if err != nil || !strings.Contains(string(md), "| echo via Wasm Go guest (builtin:echo) |") ||
+		!strings.Contains(string(md), "| cross-node fan-out: device on node A of 3 to 50 devices on nodes B and C |") {
 		t.Errorf("results.md: %v\n%s", err, md)
 	}
 }

@@ -42,7 +42,7 @@ type row struct {
 	met                                     string // "yes", "NO" or "" (no target)
 }
 
-var groups = []string{"echo", "remote", "udp", "hold", "fanout", "long"}
+var groups = []string{"echo", "remote", "udp", "hold", "fanout", "cluster", "long"}
 
 func knownGroup(g string) bool {
 	for _, k := range groups {
@@ -88,6 +88,7 @@ func (s *suite) runAll(ctx context.Context) error {
 		{"udp", s.udpCases},
 		{"hold", s.holdCases},
 		{"fanout", s.fanoutCases},
+		{"cluster", s.clusterCases},
 		{"long", s.longCase},
 	}
 	for _, st := range steps {
@@ -125,11 +126,20 @@ func (s *suite) record(name string, r *loadstat.Result, mem *memResult) {
 // gateway writes a gateway config from body (YAML after the node, log and
 // adapter blocks) and starts protogate with it.
 func (s *suite) gateway(name, adapter, body string) (*proc, error) {
+	return s.gatewayNode(name, "", adapter, body)
+}
+
+// gatewayNode is gateway with a node.name ("": the default).
+func (s *suite) gatewayNode(name, node, adapter, body string) (*proc, error) {
 	dir := filepath.Join(s.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("protogate-bench: %w", err)
 	}
-	cfg := fmt.Sprintf("node:\n  data_dir: %s\nlog:\n  level: warn\nadapter:\n  bind: %s\n%s", filepath.Join(dir, "data"), adapter, body)
+	nodeName := ""
+	if node != "" {
+		nodeName = "  name: " + node + "\n"
+	}
+	cfg := fmt.Sprintf("node:\n%s  data_dir: %s\nlog:\n  level: warn\nadapter:\n  bind: %s\n%s", nodeName, filepath.Join(dir, "data"), adapter, body)
 	file := filepath.Join(dir, "protogate.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("protogate-bench: %w", err)
@@ -550,6 +560,7 @@ func (s *suite) derivedRows() []row {
 		rows = append(rows, row{name: fmt.Sprintf("fan-out to %d builtin:linepubsub conns", fg.Conns), measured: perf(fg), baseline: "plain NATS subscribers",
 			ratio: fmt.Sprintf("%.2f x deliveries/s", tp), target: ">= 0.5 x", met: yes(tp >= 0.5 && clean(fg))})
 	}
+	rows = append(rows, clusterRows(res)...)
 	if r := res["long"]; r != nil {
 		m := s.mem["long"]
 		rows = append(rows, row{name: fmt.Sprintf("%d messages through builtin:echo (100 conns, depth 4)", r.Msgs),

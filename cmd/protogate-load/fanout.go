@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,13 +20,20 @@ import (
 )
 
 const fanoutDoc = `
-Measures pub/sub fan-out: one publisher, a NATS client of -nats, publishes on
--topic, and -subs subscribers receive every message. With -gateway, each
-subscriber is a TCP connection to a gateway listener running the builtin
-linepubsub guest (it sends "SUB <topic>", waits for "OK", then reads
-"MSG <topic> <payload>" lines); without it, each is a plain NATS client of
--nats (its own connection) subscribed to the topic's NATS subject
-(bench/fanout is bench.fanout).
+Measures pub/sub fan-out: one publisher publishes on -topic, and -subs
+subscribers receive every message. With -gateway, each subscriber is a TCP
+connection to a gateway listener running the builtin linepubsub guest (it
+sends "SUB <topic>", waits for "OK", then reads "MSG <topic> <payload>"
+lines); -gateway may list several listeners, comma separated (the nodes of
+a cluster), and subscriber i connects to the (i mod n)th. Without it, each
+subscriber is a plain NATS client of -nats (its own connection) subscribed
+to the topic's NATS subject (bench/fanout is bench.fanout).
+
+The publisher is a NATS client of -nats, or with -pubgateway a device: a
+TCP connection to a linepubsub listener that writes "PUB <topic> <payload>"
+lines (it checks the listener with "PING" first). Every PUB must be
+answered "OK"; an "ERR" line, or a PUB still unanswered once the run is
+over, counts as an error.
 
 A payload is line-safe ASCII: its sequence number and publish time (unix
 nanoseconds) in hex, then a pattern, -size bytes in all (at least 32). Each
@@ -52,20 +60,23 @@ p99_us, p999_us, max_us, errors, mismatches, lost, published.
 
 // FanoutConfig configures runFanout.
 type FanoutConfig struct {
-	NATS     string // NATS URL of the publisher, and of plain subscribers
-	Gateway  string // host:port of a linepubsub listener; "" for plain NATS subscribers
-	Subs     int
-	Duration time.Duration
-	Warmup   time.Duration
-	Rate     float64 // messages per second; 0 for closed-loop
-	Messages uint64  // with > 0, stop after publishing this many measured messages
-	Window   int     // closed-loop: messages outstanding at most
-	Size     int
-	Topic    string
-	Timeout  time.Duration // dials, subscriptions, a closed-loop message, the final drain
-	Label    string
-	Progress time.Duration
-	Log      io.Writer
+	NATS    string // NATS URL of the publisher, and of plain subscribers
+	Gateway string // host:port of linepubsub listeners, comma separated; "" for plain NATS subscribers
+	// PubGateway is the host:port of a linepubsub listener the publisher
+	// connects to as a device; "" for a publisher that is a NATS client.
+	PubGateway string
+	Subs       int
+	Duration   time.Duration
+	Warmup     time.Duration
+	Rate       float64 // messages per second; 0 for closed-loop
+	Messages   uint64  // with > 0, stop after publishing this many measured messages
+	Window     int     // closed-loop: messages outstanding at most
+	Size       int
+	Topic      string
+	Timeout    time.Duration // dials, subscriptions, a closed-loop message, the final drain
+	Label      string
+	Progress   time.Duration
+	Log        io.Writer
 }
 
 // fanMinSize is the smallest payload: 16 hex digits of sequence number and
@@ -74,9 +85,10 @@ const fanMinSize = 32
 
 func cmdFanout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := FanoutConfig{Log: stderr}
-	fs := newFlags("fanout", "[-nats url] [-gateway host:port] [flags]", fanoutDoc, stderr)
-	fs.StringVar(&cfg.NATS, "nats", "nats://127.0.0.1:4222", "`URL` of the NATS server the publisher (and plain subscribers) connect to")
-	fs.StringVar(&cfg.Gateway, "gateway", "", "`host:port` of a gateway listener running builtin:linepubsub (default: plain NATS subscribers)")
+	fs := newFlags("fanout", "[-nats url] [-gateway host:port[,host:port...]] [-pubgateway host:port] [flags]", fanoutDoc, stderr)
+	fs.StringVar(&cfg.NATS, "nats", "nats://127.0.0.1:4222", "`URL` of the NATS server the publisher (without -pubgateway) and plain subscribers connect to")
+	fs.StringVar(&cfg.Gateway, "gateway", "", "`host:port` of a gateway listener running builtin:linepubsub, or several, comma separated, taken in turn by the subscribers (default: plain NATS subscribers)")
+	fs.StringVar(&cfg.PubGateway, "pubgateway", "", "`host:port` of a gateway listener running builtin:linepubsub: the publisher is a device there, writing PUB lines (default: a NATS client of -nats)")
 	fs.IntVar(&cfg.Subs, "subs", 1000, "number of subscribers")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run, unbounded unless given)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "time before measuring starts")
@@ -134,8 +146,9 @@ type fanRun struct {
 	runState
 	cfg      FanoutConfig
 	subject  string
-	prefix   []byte // "MSG <topic> "
-	fromWall int64  // unix nanos: messages published from then on are measured
+	gateways []string // the addresses of -gateway
+	prefix   []byte   // "MSG <topic> "
+	fromWall int64    // unix nanos: messages published from then on are measured
 	alive    atomic.Int64
 
 	// Closed loop: ring[seq%Window] holds seq<<countBits | subscribers
@@ -186,13 +199,26 @@ func runFanout(ctx context.Context, cfg FanoutConfig) (*loadstat.Result, []strin
 		r.ring = make([]atomic.Uint64, cfg.Window)
 		r.done = make(chan uint64, 4*cfg.Window)
 	}
+	if cfg.Gateway != "" {
+		for _, a := range strings.Split(cfg.Gateway, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				return nil, nil, fmt.Errorf("protogate-load: fanout: -gateway %q: an empty address", cfg.Gateway)
+			}
+			r.gateways = append(r.gateways, a)
+		}
+	}
 	target := firstOf(cfg.Label, firstOf(cfg.Gateway, cfg.NATS))
 
-	pub, err := nats.Connect(cfg.NATS, nats.Name("protogate-load publisher"), nats.Timeout(cfg.Timeout))
+	var pub fanPublisher
+	if cfg.PubGateway != "" {
+		pub, err = r.dialPublisher(ctx)
+	} else {
+		pub, err = natsPublisher(cfg.NATS, subject, cfg.Timeout)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("protogate-load: fanout: publisher: %w", err)
 	}
-	defer pub.Close()
+	defer pub.close()
 
 	subs := make([]*fanSub, cfg.Subs)
 	for i := range subs {
@@ -285,7 +311,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig) (*loadstat.Result, []strin
 		drain := time.NewTimer(cfg.Timeout)
 		tick := time.NewTicker(5 * time.Millisecond)
 	wait:
-		for received() < expected && r.alive.Load() > 0 {
+		for (received() < expected && r.alive.Load() > 0) || !pub.answered() {
 			select {
 			case <-drain.C:
 				break wait
@@ -308,6 +334,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig) (*loadstat.Result, []strin
 	close(quit)
 	<-progressDone
 	closeSubs()
+	pubNote := pub.close()
 	if pubErr != nil {
 		return nil, nil, pubErr
 	}
@@ -340,12 +367,16 @@ func runFanout(ctx context.Context, cfg FanoutConfig) (*loadstat.Result, []strin
 	if stalls > 0 {
 		note += fmt.Sprintf("; %d messages given up on after %v", stalls, cfg.Timeout)
 	}
-	return res, append([]string{note}, errs.lines()...), nil
+	notes := []string{note}
+	if pubNote != "" {
+		notes = append(notes, pubNote)
+	}
+	return res, append(notes, errs.lines()...), nil
 }
 
 // subscribeGateway connects s to the gateway and subscribes it.
 func (r *fanRun) subscribeGateway(ctx context.Context, s *fanSub) error {
-	d := dialer{addr: r.cfg.Gateway, timeout: r.cfg.Timeout}
+	d := dialer{addr: r.gateways[s.idx%len(r.gateways)], timeout: r.cfg.Timeout}
 	nc, err := d.dial(ctx)
 	if err != nil {
 		return err
@@ -532,7 +563,7 @@ func (r *fanRun) ack(seq uint64) {
 
 // publish publishes until end and returns the number of messages given up
 // on (closed loop).
-func (r *fanRun) publish(ctx context.Context, pc *nats.Conn, end time.Time, published *atomic.Uint64) (stalls uint64, err error) {
+func (r *fanRun) publish(ctx context.Context, pc fanPublisher, end time.Time, published *atomic.Uint64) (stalls uint64, err error) {
 	buf := make([]byte, r.cfg.Size)
 	window := uint64(len(r.ring))
 	pending := make([]int64, window) // seq outstanding in each slot, -1 for none
@@ -595,7 +626,7 @@ func (r *fanRun) publish(ctx context.Context, pc *nats.Conn, end time.Time, publ
 			r.ring[slot].Store((seq&seqMask)<<countBits | uint64(r.alive.Load()))
 			pending[slot] = int64(seq)
 		}
-		if err := pc.Publish(r.subject, buf); err != nil {
+		if err := pc.publish(buf); err != nil {
 			return stalls, fmt.Errorf("protogate-load: fanout: publish: %w", err)
 		}
 		if wall >= r.fromWall {

@@ -78,3 +78,32 @@ func TestGatewayFanoutWrongGuest(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The publisher as a linepubsub device (-pubgateway), and subscribers
+// spread over a list of listeners (-gateway a,b): here twice the same one.
+func TestGatewayFanoutDevicePublisher(t *testing.T) {
+	defer noLoadGoroutines(t)
+	gw := startGateway(t)
+	for _, subs := range []string{gw.line + "," + gw.line, ""} {
+		r, notes, err := runFanout(context.Background(), FanoutConfig{NATS: gw.nats, PubGateway: gw.line, Gateway: subs, Subs: 10, Messages: 100, Duration: time.Minute, Size: 64, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		complete(t, r)
+		if r.Published != 100 {
+			t.Fatalf("%+v", r)
+		}
+		if len(notes) != 2 || !strings.Contains(notes[1], "answered OK, 0 ERR") {
+			t.Fatalf("notes %q", notes)
+		}
+	}
+	// The echo guest answers PING with itself.
+	_, _, err := runFanout(context.Background(), FanoutConfig{NATS: gw.nats, PubGateway: gw.echo, Gateway: gw.line, Subs: 2, Duration: time.Second, Timeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "publisher") || !strings.Contains(err.Error(), "linepubsub") {
+		t.Fatalf("err = %v", err)
+	}
+	_, _, err = runFanout(context.Background(), FanoutConfig{NATS: gw.nats, Gateway: gw.line + ",", Subs: 2, Duration: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "empty address") {
+		t.Fatalf("err = %v", err)
+	}
+}
