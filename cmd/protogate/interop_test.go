@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,6 +361,50 @@ func TestInterop(t *testing.T) {
 	needMosquitto(t)
 	n := startInteropNode(t, "interop", nil)
 	runInterop(t, n, n)
+}
+
+// TestInteropCluster runs the same checks with the devices on one node of
+// a 3-node cluster and the MQTT and NATS clients on another.
+func TestInteropCluster(t *testing.T) {
+	needMosquitto(t)
+	start := time.Now()
+	listens := freeTCPPorts(t, 3)
+	var routes []string
+	for _, l := range listens {
+		routes = append(routes, "nats-route://"+l)
+	}
+	nodes := make([]*interopNode, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			nodes[i] = startInteropNode(t, "interop-"+strconv.Itoa(i), func(c *config.Config) {
+				c.Broker.Cluster = &config.BrokerCluster{Name: "interop", Listen: listens[i], Routes: routes}
+			})
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// MQTT needs JetStream's meta leader, and devices' logins the
+	// client-id registry (kv with 3 nodes).
+	deadline := time.Now().Add(startWait)
+	for _, n := range nodes {
+		for {
+			st := n.r.broker.Cluster()
+			reg := registryStatus(n.r.registryBackend, n.r.registry, n.r.server)()
+			if len(st.Peers) == 2 && st.JetStreamLeader != "" && reg.Available {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ready: %+v, registry %+v", st, reg)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("3 nodes ready in %v", time.Since(start))
+	runInterop(t, nodes[0], nodes[1])
+	t.Logf("checks done at %v", time.Since(start))
 }
 
 // runInterop checks the contract between devices of node dev and MQTT and

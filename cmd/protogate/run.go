@@ -35,6 +35,9 @@ import (
 	"github.com/protogate/protogate/wasmhost"
 )
 
+// cacheMu serializes making wasm compile caches (see handlerSet.add).
+var cacheMu sync.Mutex
+
 // shutdownGrace bounds the graceful part of a shutdown: handlers get this
 // long to see OnSocketClosed before calls are canceled.
 const shutdownGrace = 20 * time.Second
@@ -429,6 +432,11 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		wc.Path = w.Path
 	}
 	if hs.cache == nil {
+		// wazero reads its own version lazily, unsynchronized, when a
+		// cache is made: two gateways of one process (the cluster tests)
+		// must not make theirs at once.
+		cacheMu.Lock()
+		defer cacheMu.Unlock()
 		dir := filepath.Join(hs.dataDir, "wasm-cache")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			hs.log.Warn("protogate: no wasm compile cache", "dir", dir, "err", err)
