@@ -65,7 +65,8 @@ const (
 type Config struct {
 	// Node names the server (and Message.Node). Default: "protogate".
 	Node string
-	// DataDir holds JetStream data when MQTT is enabled. Default: "./data".
+	// DataDir holds JetStream data (under nats/) when MQTT is enabled or
+	// the node is clustered. Default: "./data".
 	DataDir string
 	// NATSListen opens the server to NATS clients on host:port ("" keeps
 	// it in-process only; port 0 picks a free port).
