@@ -407,6 +407,30 @@ func TestClusterRouteAuth(t *testing.T) {
 	}
 }
 
+// dialMQTTRetry connects as dialMQTT does, again and again until
+// mqttTimeout, as MQTT clients do: a node's first CONNECT waits for the
+// replicated MQTT streams, which a loaded machine may not give it within
+// nats-server's 5s (the JetStream API of a cluster that just formed).
+func dialMQTTRetry(t *testing.T, addr, clientID string) *mqttClient {
+	t.Helper()
+	deadline := time.Now().Add(mqttTimeout)
+	for {
+		c, code, err := connectMQTT(addr, clientID, mqttLogin{})
+		if err == nil && code == 0 {
+			c.t = t
+			t.Cleanup(func() { c.conn.Close() })
+			return c
+		}
+		if c != nil {
+			c.conn.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mqtt %s: no accepted CONNECT within %v: code %d, %v", clientID, mqttTimeout, code, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestClusterMQTT runs MQTT on three clustered nodes (JetStream clustered,
 // the MQTT streams replicated): an MQTT QoS 1 publish on node-a reaches a
 // QoS 1 MQTT subscriber on node-c and a gateway subscriber on node-b.
@@ -423,10 +447,10 @@ func TestClusterMQTT(t *testing.T) {
 	gs := newChanSub(t, "gateway-on-b")
 	subscribe(t, bs[1], "m/+", gs)
 	// The first CONNECT of a node creates the MQTT streams, replicated.
-	sub := dialMQTT(t, bs[2].MQTTAddr(), "sub-c")
+	sub := dialMQTTRetry(t, bs[2].MQTTAddr(), "sub-c")
 	defer sub.close()
 	sub.subscribe("m/+", 1)
-	pubc := dialMQTT(t, bs[0].MQTTAddr(), "pub-a")
+	pubc := dialMQTTRetry(t, bs[0].MQTTAddr(), "pub-a")
 	defer pubc.close()
 	waitInterest(t, bs[0], "m.x", 2)
 	pubc.publish("m/x", 1, []byte("over the cluster"))
