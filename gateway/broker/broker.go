@@ -15,6 +15,11 @@
 // uses internally are denied to them unless granted by name. The
 // gateway's own connection is in-process, with full rights and a login
 // that works nowhere else.
+//
+// Config.Cluster joins the server to other protogate nodes with NATS
+// routes, into one pub/sub space with clustered JetStream; Config.Leaf
+// joins it to an existing NATS as a leaf node. Broker.Cluster reports
+// what the node sees of both, and Broker.NodeCount the cluster's size.
 package broker
 
 import (
@@ -131,9 +136,11 @@ type Broker struct {
 	// key is the nkey the gateway's own connection logs in with, or nil
 	// when the server has no listener (and no authentication).
 	key nkeys.KeyPair
-	// routes are the configured route URLs, deduplicated; selfListed
-	// says whether this node's own is among them. Set by Start.
+	// routes are the configured route URLs, deduplicated; self[i] says
+	// whether routes[i] is this node's own, and selfListed whether one
+	// is. Set by Start.
 	routes     []*url.URL
+	self       []bool
 	selfListed bool
 	// probed caches the names route ports answered (see routeName).
 	probeMu sync.Mutex
@@ -296,7 +303,9 @@ func Start(cfg Config) (*Broker, error) {
 		quit:     make(chan struct{}),
 	}
 	for _, u := range routes {
-		b.selfListed = b.selfListed || b.isSelf(u)
+		own := b.isSelf(u)
+		b.self = append(b.self, own)
+		b.selfListed = b.selfListed || own
 	}
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {

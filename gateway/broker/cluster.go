@@ -378,8 +378,8 @@ func (b *Broker) Cluster() ClusterState {
 	}
 	slices.Sort(st.Peers)
 	missing := len(st.Peers) < st.Expected-1
-	for _, u := range b.routes {
-		if b.isSelf(u) {
+	for i, u := range b.routes {
+		if b.self[i] {
 			continue
 		}
 		st.Routes = append(st.Routes, u.Redacted())
