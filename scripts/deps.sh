@@ -22,7 +22,8 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
 command -v promtool >/dev/null || need+=(prometheus)
 # The NATS hub of the leaf node test in cmd/protogate.
-command -v nats-server >/dev/null || need+=(nats-server)
+# Debian installs it in /usr/sbin, which a user's PATH may lack.
+{ command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || need+=(nats-server)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

@@ -404,6 +404,13 @@ func TestClusterProcesses(t *testing.T) {
 	if got := publishUntil(t, pubA, onC, "chat/a", "still"); !strings.HasPrefix(got, "MSG chat/a still-") {
 		t.Fatalf("node-c device got %q after node-b died", got)
 	}
+	// protogate ctl cluster says the same.
+	out.Reset()
+	if code := protogate([]string{"ctl", "--addr", a.admin, "cluster"}, &out, &out); code != 0 ||
+		!strings.Contains(out.String(), "peers") || !strings.Contains(out.String(), "1 of 2") ||
+		!strings.Contains(out.String(), "nats-route://"+listens[1]) {
+		t.Errorf("ctl cluster without node-b: exit %d\n%s", code, out.String())
+	}
 	// /readyz stays ready, with the state.
 	resp, err := http.Get(a.admin + "/readyz")
 	if err != nil {

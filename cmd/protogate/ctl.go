@@ -74,6 +74,22 @@ type apiStatus struct {
 	Clients       int64    `json:"clients"`
 }
 
+// apiCluster is the answer of GET /api/v1/cluster.
+type apiCluster struct {
+	Name        string   `json:"name"`
+	Node        string   `json:"node"`
+	Listen      string   `json:"listen"`
+	Expected    int      `json:"expected"`
+	Peers       []string `json:"peers"`
+	Unreachable []string `json:"unreachable"`
+	Leafs       []struct {
+		Name string `json:"name"`
+		Addr string `json:"addr"`
+	} `json:"leafs"`
+	LeafRemotes     int    `json:"leaf_remotes"`
+	JetStreamLeader string `json:"jetstream_leader"`
+}
+
 // apiListener is one listener of GET /api/v1/listeners.
 type apiListener struct {
 	Name               string           `json:"name"`
@@ -296,6 +312,13 @@ func seg(s string) string { return url.PathEscape(s) }
 func (c *ctlClient) Status(ctx context.Context) (*apiStatus, []byte, error) {
 	var st apiStatus
 	raw, err := c.call(ctx, http.MethodGet, "/api/v1/status", nil, nil, &st)
+	return &st, raw, err
+}
+
+// Cluster calls GET /api/v1/cluster.
+func (c *ctlClient) Cluster(ctx context.Context) (*apiCluster, []byte, error) {
+	var st apiCluster
+	raw, err := c.call(ctx, http.MethodGet, "/api/v1/cluster", nil, nil, &st)
 	return &st, raw, err
 }
 
@@ -537,6 +560,8 @@ Calls the admin API of a running protogate (admin.bind).
 
 commands:
   status                          node, version, uptime, readiness, counts
+  cluster                         the cluster's peers, connected and expected,
+                                  unreachable routes, leaf node connections
   listeners                       the listeners and their counters
   clients [filters]               the connections, oldest first, a page at a time
       --clientid ID  --like-clientid S  --username U  --like-username S
@@ -658,7 +683,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	var tq traceQuery
 	nargs := 1
 	switch name {
-	case "status", "listeners", "handlers":
+	case "status", "cluster", "listeners", "handlers":
 		nargs = 0
 	case "clients":
 		nargs = 0
@@ -776,6 +801,10 @@ func ctlCall(ctx context.Context, c *ctlClient, name string, pos []string, q cli
 		var st *apiStatus
 		st, raw, err = c.Status(ctx)
 		human = func(w io.Writer) { printStatus(w, st) }
+	case "cluster":
+		var st *apiCluster
+		st, raw, err = c.Cluster(ctx)
+		human = func(w io.Writer) { printCluster(w, st) }
 	case "listeners":
 		var ls []apiListener
 		ls, raw, err = c.Listeners(ctx)
@@ -880,6 +909,27 @@ func printStatus(w io.Writer, st *apiStatus) {
 	}
 	fmt.Fprintf(tw, "connections\t%d\n", st.Connections)
 	fmt.Fprintf(tw, "clients\t%d\n", st.Clients)
+	tw.Flush()
+}
+
+func printCluster(w io.Writer, st *apiCluster) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "node\t%s\n", st.Node)
+	if st.Name != "" {
+		fmt.Fprintf(tw, "cluster\t%s\n", st.Name)
+		fmt.Fprintf(tw, "listen\t%s\n", orDash(st.Listen))
+		fmt.Fprintf(tw, "peers\t%d of %d\t%s\n", len(st.Peers), st.Expected-1, strings.Join(st.Peers, ", "))
+		for _, r := range st.Unreachable {
+			fmt.Fprintf(tw, "unreachable\t%s\n", r)
+		}
+		fmt.Fprintf(tw, "jetstream leader\t%s\n", orDash(st.JetStreamLeader))
+	}
+	if st.LeafRemotes > 0 {
+		fmt.Fprintf(tw, "leaf connections\t%d of %d\n", len(st.Leafs), st.LeafRemotes)
+		for _, l := range st.Leafs {
+			fmt.Fprintf(tw, "\t%s (%s)\n", l.Name, l.Addr)
+		}
+	}
 	tw.Flush()
 }
 

@@ -118,6 +118,12 @@ listeners:
 		t.Errorf("cluster state %+v", st)
 	}
 
+	var out strings.Builder
+	if code := protogate([]string{"ctl", "--addr", n.admin, "cluster"}, &out, &out); code != 0 ||
+		!strings.Contains(out.String(), "leaf connections") || !strings.Contains(out.String(), "1 of 1") || !strings.Contains(out.String(), "hub (") {
+		t.Errorf("ctl cluster: exit %d\n%s", code, out.String())
+	}
+
 	hub, err := nats.Connect("nats://"+hubClient, nats.Timeout(wait))
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@
 //	                             and key, exit 1 if there is one
 //	protogate config             print the embedded default config
 //	protogate ctl COMMAND        call the admin API of a running protogate:
-//	                             status, listeners, clients, client, kick,
+//	                             status, cluster, listeners, clients, client, kick,
 //	                             subscriptions, subscribe, unsubscribe,
 //	                             handlers, reload, trace (protogate ctl help)
 //	protogate version            print the version

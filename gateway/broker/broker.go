@@ -15,6 +15,11 @@
 // uses internally are denied to them unless granted by name. The
 // gateway's own connection is in-process, with full rights and a login
 // that works nowhere else.
+//
+// Config.Cluster joins the server to other protogate nodes with NATS
+// routes, into one pub/sub space with clustered JetStream; Config.Leaf
+// joins it to an existing NATS as a leaf node. Broker.Cluster reports
+// what the node sees of both, and Broker.NodeCount the cluster's size.
 package broker
 
 import (
@@ -67,7 +72,8 @@ const (
 type Config struct {
 	// Node names the server (and Message.Node). Default: "protogate".
 	Node string
-	// DataDir holds JetStream data when MQTT is enabled. Default: "./data".
+	// DataDir holds JetStream data (under nats/) when MQTT is enabled or
+	// the node is clustered. Default: "./data".
 	DataDir string
 	// NATSListen opens the server to NATS clients on host:port ("" keeps
 	// it in-process only; port 0 picks a free port).
@@ -132,9 +138,11 @@ type Broker struct {
 	// key is the nkey the gateway's own connection logs in with, or nil
 	// when the server has no listener (and no authentication).
 	key nkeys.KeyPair
-	// routes are the configured route URLs, deduplicated; selfListed
-	// says whether this node's own is among them. Set by Start.
+	// routes are the configured route URLs, deduplicated; self[i] says
+	// whether routes[i] is this node's own, and selfListed whether one
+	// is. Set by Start.
 	routes     []*url.URL
+	self       []bool
 	selfListed bool
 	// probed caches the names route ports answered (see routeName).
 	probeMu sync.Mutex
@@ -306,7 +314,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	b.bg, b.bgCancel = context.WithCancel(context.Background())
 	for _, u := range routes {
-		b.selfListed = b.selfListed || b.isSelf(u)
+		own := b.isSelf(u)
+		b.self = append(b.self, own)
+		b.selfListed = b.selfListed || own
 	}
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {

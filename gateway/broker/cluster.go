@@ -218,14 +218,17 @@ func clusterSetup(cfg *Config, opts *server.Options) (routes []*url.URL, err err
 				if err != nil {
 					return nil, fmt.Errorf("broker: leafnode remotes[%d]: %w", i, err)
 				}
-				pub, err := kp.PublicKey()
+				// nats-server signs the hub's nonce with the seed it
+				// is given (RemoteLeafOpts.Nkey holds a seed; a
+				// SignatureCB would send a JWT, which a hub without
+				// JWT auth refuses).
+				seed, err := kp.Seed()
+				if err == nil {
+					ro.Nkey = string(seed) // a copy: Wipe clears seed
+				}
+				kp.Wipe()
 				if err != nil {
 					return nil, fmt.Errorf("broker: leafnode remotes[%d]: %w", i, err)
-				}
-				ro.Nkey = pub
-				ro.SignatureCB = func(nonce []byte) (string, []byte, error) {
-					sig, err := kp.Sign(nonce)
-					return "", sig, err
 				}
 			}
 			if r.TLS != nil {
@@ -375,8 +378,8 @@ func (b *Broker) Cluster() ClusterState {
 	}
 	slices.Sort(st.Peers)
 	missing := len(st.Peers) < st.Expected-1
-	for _, u := range b.routes {
-		if b.isSelf(u) {
+	for i, u := range b.routes {
+		if b.self[i] {
 			continue
 		}
 		st.Routes = append(st.Routes, u.Redacted())

@@ -77,6 +77,26 @@ func waitPeers(t *testing.T, b *broker.Broker, want int) broker.ClusterState {
 	}
 }
 
+// waitJetStreamLeader polls until every node names the same JetStream
+// meta leader.
+func waitJetStreamLeader(t *testing.T, bs []*broker.Broker) string {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var ls []string
+		for _, b := range bs {
+			ls = append(ls, b.Cluster().JetStreamLeader)
+		}
+		if ls[0] != "" && len(slices.Compact(slices.Clone(ls))) == 1 {
+			return ls[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no JetStream meta leader all nodes agree on within %v: %q", waitTimeout, ls)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitInterest polls until b's server knows of at least want
 // subscriptions (local or from routes, queue groups included) matching
 // the literal subject.
@@ -111,18 +131,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("node-a peers %v", got)
 	}
 	// JetStream is clustered: the nodes elect one meta leader.
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		l := a.Cluster().JetStreamLeader
-		if l != "" && b.Cluster().JetStreamLeader == l && c.Cluster().JetStreamLeader == l {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no JetStream meta leader all nodes agree on within %v: %q %q %q", waitTimeout,
-				l, b.Cluster().JetStreamLeader, c.Cluster().JetStreamLeader)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitJetStreamLeader(t, bs)
 
 	t.Run("PublishReachesOtherNode", func(t *testing.T) {
 		s := newChanSub(t, "on-c")
@@ -395,5 +404,60 @@ func TestClusterRouteAuth(t *testing.T) {
 	}
 	if p := bs[0].Cluster().Peers; !slices.Equal(p, []string{"node-b"}) {
 		t.Errorf("node-a peers %v, want node-b only", p)
+	}
+}
+
+// dialMQTTRetry connects as dialMQTT does, again and again until
+// mqttTimeout, as MQTT clients do: a node's first CONNECT waits for the
+// replicated MQTT streams, which a loaded machine may not give it within
+// nats-server's 5s (the JetStream API of a cluster that just formed).
+func dialMQTTRetry(t *testing.T, addr, clientID string) *mqttClient {
+	t.Helper()
+	deadline := time.Now().Add(mqttTimeout)
+	for {
+		c, code, err := connectMQTT(addr, clientID, mqttLogin{})
+		if err == nil && code == 0 {
+			c.t = t
+			t.Cleanup(func() { c.conn.Close() })
+			return c
+		}
+		if c != nil {
+			c.conn.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mqtt %s: no accepted CONNECT within %v: code %d, %v", clientID, mqttTimeout, code, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClusterMQTT runs MQTT on three clustered nodes (JetStream clustered,
+// the MQTT streams replicated): an MQTT QoS 1 publish on node-a reaches a
+// QoS 1 MQTT subscriber on node-c and a gateway subscriber on node-b.
+func TestClusterMQTT(t *testing.T) {
+	bs := startCluster(t, 3, func(i int, c *broker.Config) {
+		c.MQTTListen = "127.0.0.1:0"
+	})
+	for _, n := range bs {
+		waitPeers(t, n, 2)
+	}
+	// MQTT clients are refused until JetStream has a meta leader (a few
+	// seconds after the nodes start).
+	waitJetStreamLeader(t, bs)
+	gs := newChanSub(t, "gateway-on-b")
+	subscribe(t, bs[1], "m/+", gs)
+	// The first CONNECT of a node creates the MQTT streams, replicated.
+	sub := dialMQTTRetry(t, bs[2].MQTTAddr(), "sub-c")
+	defer sub.close()
+	sub.subscribe("m/+", 1)
+	pubc := dialMQTTRetry(t, bs[0].MQTTAddr(), "pub-a")
+	defer pubc.close()
+	waitInterest(t, bs[0], "m.x", 2)
+	pubc.publish("m/x", 1, []byte("over the cluster"))
+	if p := sub.readPublish(); p.topic != "m/x" || string(p.payload) != "over the cluster" || p.qos != 1 {
+		t.Errorf("MQTT subscriber on node-c got %q %q QoS %d", p.topic, p.payload, p.qos)
+	}
+	if m := gs.next(t); m.Topic != "m/x" || string(m.Payload) != "over the cluster" || m.QoS != 1 {
+		t.Errorf("gateway subscriber on node-b got %+v", m)
 	}
 }
