@@ -148,9 +148,12 @@ func (r *KV) Ready() bool {
 // cluster may still be forming), then keeps this node's liveness key,
 // watches claims and claims what was allowed locally.
 func (r *KV) bind() {
-	backoff := 250 * time.Millisecond
+	// A request to JetStream's API waits, unanswered, while the cluster
+	// elects its meta leader: short tries, longer as they fail, find the
+	// leader soon after it is there.
+	backoff, try := 250*time.Millisecond, time.Second
 	for {
-		err := r.bindOnce()
+		err := r.bindOnce(try)
 		if err == nil {
 			break
 		}
@@ -160,7 +163,7 @@ func (r *KV) bind() {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
+		backoff, try = min(2*backoff, time.Second), min(2*try, 5*time.Second)
 	}
 	close(r.ready)
 	r.cfg.Logger.Info("registry: client id registry ready", "bucket", ClientsBucket, "replicas", r.cfg.Replicas)
@@ -178,8 +181,8 @@ func (r *KV) bind() {
 	}
 }
 
-func (r *KV) bindOnce() error {
-	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+func (r *KV) bindOnce(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	defer cancel()
 	// The clients bucket is the stream a KV bucket is, made here rather
 	// than by CreateOrUpdateKeyValue for one setting: no direct gets. A
