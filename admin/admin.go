@@ -188,8 +188,11 @@ type RegistryStatus struct {
 	// Backend is local, kv or notices.
 	Backend string `json:"backend"`
 	// Available is false while the registry cannot take claims (kv: its
-	// buckets are not bound yet).
+	// buckets are not bound yet); the node is then not ready when
+	// OnUnavailable is reject.
 	Available bool `json:"available"`
+	// OnUnavailable is registry.on_unavailable: reject or local.
+	OnUnavailable string `json:"on_unavailable"`
 	// Claims counts claims that succeeded cluster-wide; Takeovers those
 	// that discarded a connection on another node; Discarded this node's
 	// connections discarded by another node's claim; Unavailable claims

@@ -57,6 +57,13 @@ func (s *Server) notReady() []string {
 			reasons = append(reasons, "broker: "+err.Error())
 		}
 	}
+	if s.cfg.Registry != nil {
+		// Until a kv registry has its buckets (a cluster forming, a node
+		// starting), every login would be refused under reject.
+		if rs := s.cfg.Registry(); !rs.Available && rs.OnUnavailable == "reject" {
+			reasons = append(reasons, "registry: client id registry ("+rs.Backend+") not available yet, and registry.on_unavailable is reject")
+		}
+	}
 	for i := range s.cfg.Handlers {
 		if why := handlerProblem(&s.cfg.Handlers[i]); why != "" {
 			reasons = append(reasons, fmt.Sprintf("handler %s: %s", s.cfg.Handlers[i].Name, why))

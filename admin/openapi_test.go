@@ -295,6 +295,7 @@ var openAPISchemaOf = map[reflect.Type]string{
 	reflect.TypeFor[traceEventJSON]():   "TraceEvent",
 	reflect.TypeFor[ClusterStatus]():    "Cluster",
 	reflect.TypeFor[ClusterLeaf]():      "ClusterLeaf",
+	reflect.TypeFor[RegistryStatus]():   "RegistryStatus",
 }
 
 // checkSchemaOfStruct checks that schema describes the JSON encoding of rt: the

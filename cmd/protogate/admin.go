@@ -40,7 +40,7 @@ func startAdmin(cfg *config.Config, srv *gateway.Server, br *broker.Broker, hs *
 	)
 	if cfg.Broker.Cluster != nil || cfg.Broker.LeafNode != nil {
 		cluster = brokerView{br}.ClusterStatus
-		regst = registryStatus(r.registryBackend, r.registry, srv)
+		regst = registryStatus(r.registryBackend, cfg.Registry.OnUnavailable, r.registry, srv)
 	}
 	if r.registry != nil {
 		kicker = r.registry

@@ -160,6 +160,26 @@ func (n *node) cluster(ok func(admin.ClusterStatus) bool) admin.ClusterStatus {
 	}
 }
 
+// ready polls the node's /readyz until it answers 200: its listeners,
+// handlers and, in a cluster, its client-id registry are up.
+func (n *node) ready() {
+	n.t.Helper()
+	deadline := time.Now().Add(startWait)
+	for {
+		resp, err := http.Get(n.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s: not ready within %v (last: %v)", n.name, startWait, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // peers waits until the node has want peers.
 func (n *node) peers(want int) admin.ClusterStatus {
 	n.t.Helper()
@@ -332,6 +352,7 @@ func TestClusterProcesses(t *testing.T) {
 		if st.Name != "itest" || st.Expected != 3 || len(st.Unreachable) != 0 {
 			t.Errorf("%s: %+v", n.name, st)
 		}
+		n.ready() // the client-id registry too: devices log in
 	}
 	t.Logf("3 nodes up and joined in %v", time.Since(start))
 	// JetStream is clustered across the processes: a meta leader.
@@ -432,6 +453,7 @@ func TestClusterProcesses(t *testing.T) {
 	for _, n := range []*node{a, b, c} {
 		n.peers(2)
 	}
+	b.ready()
 	t.Logf("node-b rejoined %v after its restart", time.Since(restart))
 	onB := subscriber(t, b.devices, "chat/#")
 	if got := publishUntil(t, pubA, onB, "chat/a", "back"); !strings.HasPrefix(got, "MSG chat/a back-") {

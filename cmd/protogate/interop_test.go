@@ -392,7 +392,7 @@ func TestInteropCluster(t *testing.T) {
 	for _, n := range nodes {
 		for {
 			st := n.r.broker.Cluster()
-			reg := registryStatus(n.r.registryBackend, n.r.registry, n.r.server)()
+			reg := registryStatus(n.r.registryBackend, "reject", n.r.registry, n.r.server)()
 			if len(st.Peers) == 2 && st.JetStreamLeader != "" && reg.Available {
 				break
 			}

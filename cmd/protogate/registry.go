@@ -83,9 +83,9 @@ func (c closingConn) Close() {
 }
 
 // registryStatus shows the registry to the admin API.
-func registryStatus(backend string, reg clusterRegistry, srv *gateway.Server) func() admin.RegistryStatus {
+func registryStatus(backend, onUnavailable string, reg clusterRegistry, srv *gateway.Server) func() admin.RegistryStatus {
 	return func() admin.RegistryStatus {
-		st := admin.RegistryStatus{Backend: backend, Available: true, Jailed: srv.Jailed()}
+		st := admin.RegistryStatus{Backend: backend, Available: true, OnUnavailable: onUnavailable, Jailed: srv.Jailed()}
 		if reg == nil {
 			return st
 		}

@@ -229,8 +229,12 @@ func TestClusterNameMismatch(t *testing.T) {
 	b := startBroker(t, broker.Config{Node: "node-b", Cluster: &broker.ClusterConfig{Name: "two", Listen: fmt.Sprintf("127.0.0.1:%d", ports[1]), Routes: routes}})
 	logA.wait(t, "Cluster Name Conflict")
 	logA.wait(t, "hint=\"the peer has another broker.cluster.name")
-	if p := a.Cluster().Peers; len(p) != 0 {
-		t.Errorf("node-a joined %v", p)
+	deadline := time.Now().Add(waitTimeout)
+	for p := a.Cluster().Peers; len(p) != 0; p = a.Cluster().Peers {
+		if time.Now().After(deadline) {
+			t.Fatalf("node-a joined %v", p)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, n := range []*broker.Broker{a, b} {
 		servesLocally(t, n)
@@ -268,9 +272,14 @@ func TestClusterDuplicateName(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The refused route may still be listed for a moment while it
+	// closes (and again while a retry is refused): wait for none.
 	for _, n := range bs {
-		if p := n.Cluster().Peers; len(p) != 0 {
-			t.Errorf("joined %v", p)
+		for p := n.Cluster().Peers; len(p) != 0; p = n.Cluster().Peers {
+			if time.Now().After(deadline) {
+				t.Fatalf("joined %v", p)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		servesLocally(t, n)
 	}
@@ -295,9 +304,14 @@ func TestClusterTLSMismatch(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The refused route may still be listed for a moment while it
+	// closes (and again while a retry is refused): wait for none.
 	for _, n := range bs {
-		if p := n.Cluster().Peers; len(p) != 0 {
-			t.Errorf("joined %v", p)
+		for p := n.Cluster().Peers; len(p) != 0; p = n.Cluster().Peers {
+			if time.Now().After(deadline) {
+				t.Fatalf("joined %v", p)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		servesLocally(t, n)
 	}
