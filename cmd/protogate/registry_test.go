@@ -393,3 +393,64 @@ func flap(t *testing.T, x, y *node, id string, rounds int) time.Duration {
 	}
 	return time.Since(start)
 }
+
+// TestLeafClientIDs: two protogate nodes joined as leaf nodes to one
+// nats-server hub (Debian's 2.9) keep one connection per client id with
+// the notices registry, whose requests cross the hub.
+func TestLeafClientIDs(t *testing.T) {
+	_, hubLeaf := startHub(t)
+	bin := protogateBinary(t)
+	dir := t.TempDir()
+	nodes := make([]*node, 2)
+	var wg sync.WaitGroup
+	for i, name := range []string{"leaf-a", "leaf-b"} {
+		cfg := filepath.Join(dir, name+".yaml")
+		os.WriteFile(cfg, []byte(`node: {name: `+name+`, data_dir: `+filepath.Join(dir, name)+`}
+log: {level: info, format: json}
+adapter: {bind: "127.0.0.1:0"}
+admin: {bind: "127.0.0.1:0"}
+broker:
+  leafnode:
+    remotes:
+      - {url: "nats-leaf://`+hubLeaf+`", user: leaf, password: s3cret}
+handlers:
+  json: {wasm: {path: "builtin:exproto-json", call_timeout: 5s}}
+listeners:
+  - {name: devices, type: tcp, bind: "127.0.0.1:0", handler: json}
+`), 0o644)
+		wg.Go(func() { nodes[i] = startNode(t, bin, name, cfg) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	a, b := nodes[0], nodes[1]
+	for _, n := range nodes {
+		n.cluster(func(st admin.ClusterStatus) bool { return len(st.Leafs) == 1 })
+		if st := n.registryState(func(admin.RegistryStatus) bool { return true }); st.Backend != "notices" {
+			t.Fatalf("%s: registry %+v, want notices", n.name, st)
+		}
+	}
+	// Until the leaves hear each other's hellos through the hub, a claim
+	// does not know the other node: retry with new ids.
+	deadline := time.Now().Add(wait)
+	for i := 0; ; i++ {
+		id := "leafdev-" + strconv.Itoa(i)
+		old := dialJSON(t, "tcp", a.devices)
+		old.connect(id)
+		cur := dialJSON(t, "tcp", b.devices)
+		if code, _ := cur.tryConnect(id); code != 0 {
+			t.Fatalf("takeover of %s on leaf-b: CONNACK %d", id, code)
+		}
+		if !a.hasClient(id) {
+			if !old.closed() {
+				t.Fatal("leaf-a's device socket stayed open")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("leaf-b's claims never discarded leaf-a's connection")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
