@@ -38,8 +38,18 @@ deps: ## Install the test peers (apt) when missing
 	@scripts/deps.sh
 
 .PHONY: test
-test: deps ## Run every test with the race detector
+test: deps sdk-guests ## Run every test with the race detector
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+# The guests of the other languages' SDKs (sdk/c, sdk/rust,
+# sdk/assemblyscript): echo-LANG.wasm and linepubsub-LANG.wasm under
+# .bin/guests/, checked by cmd/protogate's TestGuestLanguages. Each SDK adds
+# its target as a prerequisite of sdk-guests.
+SDK_GUESTS := $(BIN)/guests
+
+.PHONY: sdk-guests
+sdk-guests: ## Build the C, Rust and AssemblyScript SDKs' echo and linepubsub guests into .bin/guests/
+	@mkdir -p $(SDK_GUESTS)
 
 # The suite takes about 3 minutes on a 2-core machine; BENCH_FLAGS=-quick
 # checks it in under a minute (its numbers mean nothing).
