@@ -47,16 +47,7 @@ func guestPath(t *testing.T, p string) string {
 // on two TCP listeners.
 func startGuests(t *testing.T, l guestLanguage) (echoAddr, lineAddr string) {
 	t.Helper()
-	// The compile cache is shared by the tests of this package: each
-	// module is compiled once.
-	dir := t.TempDir()
-	cache := filepath.Join(sharedDataDir, "wasm-cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
-		t.Fatal(err)
-	}
+	dir := dataDirSharingCache(t)
 	cfg, err := config.Parse([]byte(`
 node: {data_dir: ` + dir + `}
 adapter: {bind: "127.0.0.1:0"}

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,14 +45,7 @@ type interopNode struct {
 // shares the compiled Wasm modules of the other tests.
 func startInteropNode(t *testing.T, name string, tweak func(*config.Config)) *interopNode {
 	t.Helper()
-	dir := t.TempDir()
-	cache := filepath.Join(sharedDataDir, "wasm-cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
-		t.Fatal(err)
-	}
+	dir := dataDirSharingCache(t)
 	cfg, err := config.Parse([]byte(`
 node: {name: ` + name + `, data_dir: ` + dir + `}
 adapter: {bind: "127.0.0.1:0"}

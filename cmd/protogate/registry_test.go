@@ -184,39 +184,7 @@ func TestClusterClientIDs(t *testing.T) {
 	t.Logf("Authenticate with a takeover on another node: p50 %v, max %v (30 rounds, CONNECT to CONNACK through a Wasm guest)", lat[len(lat)/2], lat[len(lat)-1])
 
 	// Racing claims of one id on two nodes leave exactly one connection.
-	const races = 10
-	type pair struct{ x, y *jsonDevice }
-	pairs := make([]pair, races)
-	for i := range races {
-		pairs[i] = pair{dialJSON(t, "tcp", a.devices), dialJSON(t, "tcp", c.devices)}
-	}
-	for i := range races {
-		id := "race-" + strconv.Itoa(i)
-		wg.Go(func() { pairs[i].x.race(id) })
-		wg.Go(func() { pairs[i].y.race(id) })
-	}
-	wg.Wait()
-	for i := range races {
-		id := "race-" + strconv.Itoa(i)
-		// Connections the registry discarded close; wait until only
-		// the survivor is listed.
-		deadline := time.Now().Add(wait)
-		for {
-			held := 0
-			for _, n := range nodes {
-				if n.hasClient(id) {
-					held++
-				}
-			}
-			if held == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s is held by %d connections", id, held)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	raceIDs(t, nodes, a, c, "race", 10)
 
 	// Kick through node c's admin API, for a client of node a.
 	k := dialJSON(t, "tcp", a.devices)
@@ -306,29 +274,8 @@ func TestClusterClientIDsTwoNodes(t *testing.T) {
 			t.Fatalf("%s: registry %+v, want notices", n.name, st)
 		}
 	}
-	// The nodes hear each other's hellos within a second or so: until
-	// then a claim does not know the other node. Retry the first takeover
-	// until it discards (each with a new id, out of any jail).
-	deadline := time.Now().Add(wait)
-	for i := 0; ; i++ {
-		id := "duo-" + strconv.Itoa(i)
-		old := dialJSON(t, "tcp", a.devices)
-		old.connect(id)
-		cur := dialJSON(t, "tcp", b.devices)
-		if code, _ := cur.tryConnect(id); code != 0 {
-			t.Fatalf("takeover of %s on node b: CONNACK %d", id, code)
-		}
-		if !a.hasClient(id) {
-			if !old.closed() {
-				t.Fatal("node a's device socket stayed open")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node b's claims never discarded node a's connection")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// The nodes hear each other's hellos within a second or so.
+	firstTakeover(t, a, b, "duo")
 	// Two devices fighting over one id across the nodes trade it once a
 	// second at most: the first takeover is free, each next one waits out
 	// the jail the one before started on the other node.
@@ -336,36 +283,7 @@ func TestClusterClientIDsTwoNodes(t *testing.T) {
 		t.Errorf("3 takeovers of one id across nodes took %v; the jail holds each for 1s", d)
 	}
 
-	const races = 10
-	xs, ys := make([]*jsonDevice, races), make([]*jsonDevice, races)
-	for i := range races {
-		xs[i], ys[i] = dialJSON(t, "tcp", a.devices), dialJSON(t, "tcp", b.devices)
-	}
-	for i := range races {
-		id := "duo-race-" + strconv.Itoa(i)
-		wg.Go(func() { xs[i].race(id) })
-		wg.Go(func() { ys[i].race(id) })
-	}
-	wg.Wait()
-	for i := range races {
-		id := "duo-race-" + strconv.Itoa(i)
-		deadline := time.Now().Add(wait)
-		for {
-			held := 0
-			for _, n := range nodes {
-				if n.hasClient(id) {
-					held++
-				}
-			}
-			if held == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s is held by %d connections", id, held)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	raceIDs(t, nodes, a, b, "duo-race", 10)
 }
 
 // flap has two devices share one client id on nodes x and y, each
@@ -431,26 +349,72 @@ listeners:
 			t.Fatalf("%s: registry %+v, want notices", n.name, st)
 		}
 	}
-	// Until the leaves hear each other's hellos through the hub, a claim
-	// does not know the other node: retry with new ids.
+	// The leaves hear each other's hellos through the hub.
+	firstTakeover(t, a, b, "leafdev")
+}
+
+// firstTakeover waits until a claim on node b discards a connection of
+// node a with the notices registry: until the nodes have heard each
+// other's hellos, a claim does not know the other node. Each try uses a new
+// id (out of any jail).
+func firstTakeover(t *testing.T, a, b *node, prefix string) {
+	t.Helper()
 	deadline := time.Now().Add(wait)
 	for i := 0; ; i++ {
-		id := "leafdev-" + strconv.Itoa(i)
+		id := prefix + "-" + strconv.Itoa(i)
 		old := dialJSON(t, "tcp", a.devices)
 		old.connect(id)
 		cur := dialJSON(t, "tcp", b.devices)
 		if code, _ := cur.tryConnect(id); code != 0 {
-			t.Fatalf("takeover of %s on leaf-b: CONNACK %d", id, code)
+			t.Fatalf("takeover of %s on %s: CONNACK %d", id, b.name, code)
 		}
 		if !a.hasClient(id) {
 			if !old.closed() {
-				t.Fatal("leaf-a's device socket stayed open")
+				t.Fatalf("%s's device socket stayed open", a.name)
 			}
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("leaf-b's claims never discarded leaf-a's connection")
+			t.Fatalf("%s's claims never discarded %s's connection", b.name, a.name)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// raceIDs has a device of node x and one of node y claim each of n ids at
+// once, and waits until exactly one connection in nodes holds each.
+func raceIDs(t *testing.T, nodes []*node, x, y *node, prefix string, n int) {
+	t.Helper()
+	xs, ys := make([]*jsonDevice, n), make([]*jsonDevice, n)
+	for i := range n {
+		xs[i], ys[i] = dialJSON(t, "tcp", x.devices), dialJSON(t, "tcp", y.devices)
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		id := prefix + "-" + strconv.Itoa(i)
+		wg.Go(func() { xs[i].race(id) })
+		wg.Go(func() { ys[i].race(id) })
+	}
+	wg.Wait()
+	for i := range n {
+		id := prefix + "-" + strconv.Itoa(i)
+		// Connections the registry discarded close; wait until only
+		// the survivor is listed.
+		deadline := time.Now().Add(wait)
+		for {
+			held := 0
+			for _, nd := range nodes {
+				if nd.hasClient(id) {
+					held++
+				}
+			}
+			if held == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is held by %d connections", id, held)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

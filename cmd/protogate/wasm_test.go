@@ -72,6 +72,22 @@ func freeAdmin(cfg *config.Config) {
 	}
 }
 
+// dataDirSharingCache returns a new node.data_dir of its own (a node's
+// JetStream state, say) whose wasm-cache is sharedDataDir's: each module is
+// compiled once by the tests of this package.
+func dataDirSharingCache(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cache := filepath.Join(sharedDataDir, "wasm-cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // lineClient is a linepubsub device.
 type lineClient struct {
 	t  *testing.T

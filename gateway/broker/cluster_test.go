@@ -229,13 +229,7 @@ func TestClusterNameMismatch(t *testing.T) {
 	b := startBroker(t, broker.Config{Node: "node-b", Cluster: &broker.ClusterConfig{Name: "two", Listen: fmt.Sprintf("127.0.0.1:%d", ports[1]), Routes: routes}})
 	logA.wait(t, "Cluster Name Conflict")
 	logA.wait(t, "hint=\"the peer has another broker.cluster.name")
-	deadline := time.Now().Add(waitTimeout)
-	for p := a.Cluster().Peers; len(p) != 0; p = a.Cluster().Peers {
-		if time.Now().After(deadline) {
-			t.Fatalf("node-a joined %v", p)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitNoPeers(t, a)
 	for _, n := range []*broker.Broker{a, b} {
 		servesLocally(t, n)
 	}
@@ -257,6 +251,20 @@ func servesLocally(t *testing.T, b *broker.Broker) {
 	}
 }
 
+// waitNoPeers waits until b lists no peer: a refused route may still be
+// listed for a moment while it closes (and again while a retry is
+// refused).
+func waitNoPeers(t *testing.T, b *broker.Broker) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for p := b.Cluster().Peers; len(p) != 0; p = b.Cluster().Peers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s joined %v", b.Cluster().Node, p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestClusterDuplicateName: a node whose name another node already has
 // is refused by it, and the log says so.
 func TestClusterDuplicateName(t *testing.T) {
@@ -272,15 +280,8 @@ func TestClusterDuplicateName(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The refused route may still be listed for a moment while it
-	// closes (and again while a retry is refused): wait for none.
 	for _, n := range bs {
-		for p := n.Cluster().Peers; len(p) != 0; p = n.Cluster().Peers {
-			if time.Now().After(deadline) {
-				t.Fatalf("joined %v", p)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitNoPeers(t, n)
 		servesLocally(t, n)
 	}
 	t.Logf("logs:\n%s\n%s", logs[0], logs[1])
@@ -304,15 +305,8 @@ func TestClusterTLSMismatch(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The refused route may still be listed for a moment while it
-	// closes (and again while a retry is refused): wait for none.
 	for _, n := range bs {
-		for p := n.Cluster().Peers; len(p) != 0; p = n.Cluster().Peers {
-			if time.Now().After(deadline) {
-				t.Fatalf("joined %v", p)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitNoPeers(t, n)
 		servesLocally(t, n)
 	}
 	t.Logf("logs:\n%s\n%s", logs[0], logs[1])

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,9 +50,7 @@ type KV struct {
 	subs     []*nats.Subscription
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	spawnMu  sync.Mutex
-	closing  bool // guarded by spawnMu
+	w        workers
 }
 
 var (
@@ -84,8 +81,8 @@ func StartKV(cfg Config) (*KV, error) {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for subject, fn := range map[string]nats.MsgHandler{
-		discardSubject(cfg.Node): func(m *nats.Msg) { r.spawn(func() { r.handleDiscard(m) }) },
-		kickSubject(cfg.Node):    func(m *nats.Msg) { r.spawn(func() { r.cs.handleKick(r.ctx, m) }) },
+		discardSubject(cfg.Node): func(m *nats.Msg) { r.w.spawn(func() { r.handleDiscard(m) }) },
+		kickSubject(cfg.Node):    func(m *nats.Msg) { r.w.spawn(func() { r.cs.handleKick(r.ctx, m) }) },
 	} {
 		s, err := r.nc.Subscribe(subject, fn)
 		if err != nil {
@@ -94,41 +91,20 @@ func StartKV(cfg Config) (*KV, error) {
 		}
 		r.subs = append(r.subs, s)
 	}
-	r.goLoop(r.bind)
-	r.goLoop(r.releaseLoop)
+	r.w.spawn(r.bind)
+	r.w.spawn(r.releaseLoop)
 	return r, nil
-}
-
-func (r *KV) goLoop(f func()) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f()
-	}()
-}
-
-// spawn runs a request on a goroutine of its own, since answering it can
-// wait for a connection to finish, unless the registry is closing.
-func (r *KV) spawn(f func()) {
-	r.spawnMu.Lock()
-	defer r.spawnMu.Unlock()
-	if r.closing {
-		return
-	}
-	r.goLoop(f)
 }
 
 // Close stops the registry. Claims of this node stay in the bucket until
 // other nodes claim their ids: a stale claim never blocks a claim.
 func (r *KV) Close() {
-	r.spawnMu.Lock()
-	r.closing = true
-	r.spawnMu.Unlock()
+	r.w.close()
 	r.cancel()
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
-	r.wg.Wait()
+	r.w.wait()
 }
 
 // Stats returns the registry's counters.
@@ -167,7 +143,7 @@ func (r *KV) bind() {
 	}
 	close(r.ready)
 	r.cfg.Logger.Info("registry: client id registry ready", "bucket", ClientsBucket, "replicas", r.cfg.Replicas)
-	r.goLoop(r.watch)
+	r.w.spawn(r.watch)
 	t := time.NewTicker(nodeHeartbeat)
 	defer t.Stop()
 	for {

@@ -76,12 +76,10 @@ type Notices struct {
 	respSeq    uint64
 	resp       map[string]chan claimReply
 
-	subs    []*nats.Subscription
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	spawnMu sync.Mutex
-	closing bool // guarded by spawnMu
+	subs   []*nats.Subscription
+	ctx    context.Context
+	cancel context.CancelFunc
+	w      workers
 }
 
 var (
@@ -100,9 +98,9 @@ func StartNotices(cfg Config) (*Notices, error) {
 		respPrefix: cfg.Conn.NewInbox() + ".", resp: make(map[string]chan claimReply)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for subject, fn := range map[string]nats.MsgHandler{
-		claimSubject:       func(m *nats.Msg) { r.spawn(func() { r.handleClaim(m) }) },
+		claimSubject:       func(m *nats.Msg) { r.w.spawn(func() { r.handleClaim(m) }) },
 		helloSubject:       r.handleHello,
-		kickAllSubject:     func(m *nats.Msg) { r.spawn(func() { r.handleKickAll(m) }) },
+		kickAllSubject:     func(m *nats.Msg) { r.w.spawn(func() { r.handleKickAll(m) }) },
 		r.respPrefix + "*": r.handleResponse,
 	} {
 		s, err := r.nc.Subscribe(subject, fn)
@@ -116,37 +114,18 @@ func StartNotices(cfg Config) (*Notices, error) {
 		r.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.heartbeat()
-	}()
+	r.w.spawn(r.heartbeat)
 	return r, nil
-}
-
-func (r *Notices) spawn(f func()) {
-	r.spawnMu.Lock()
-	defer r.spawnMu.Unlock()
-	if r.closing {
-		return
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f()
-	}()
 }
 
 // Close stops the registry.
 func (r *Notices) Close() {
-	r.spawnMu.Lock()
-	r.closing = true
-	r.spawnMu.Unlock()
+	r.w.close()
 	r.cancel()
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
-	r.wg.Wait()
+	r.w.wait()
 }
 
 // Stats returns the registry's counters.

@@ -260,6 +260,39 @@ func ask(ctx context.Context, nc *nats.Conn, subject string, req request) (reply
 	return r, nil
 }
 
+// workers owns the goroutines of a registry: its loops and the request
+// handlers, which may wait for a connection to finish and so do not run on
+// the NATS subscription's goroutine.
+type workers struct {
+	mu      sync.Mutex
+	closing bool // guarded by mu
+	wg      sync.WaitGroup
+}
+
+// spawn runs f on a goroutine of its own, unless the registry is closing.
+func (w *workers) spawn(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing {
+		return
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f()
+	}()
+}
+
+// close refuses new goroutines; wait waits for those running, which the
+// caller has told to stop.
+func (w *workers) close() {
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
+}
+
+func (w *workers) wait() { w.wg.Wait() }
+
 // claims is the bookkeeping both cluster registries share: this node's
 // claims by key.
 type claims struct {
