@@ -70,7 +70,7 @@ sdk-guests-c: $(C_GUESTS:%=$(SDK_GUESTS)/%-c.wasm) ## Build the C SDK's guests i
 
 .PHONY: sdk-c-test
 sdk-c-test: ## Run the C SDK's native tests (sdk/c/test, guests/c) with cc and the fake host
-	$(GO) test -count=1 -v ./sdk/c/
+	$(GO) test -count=1 -v ./sdk/c/ctest/
 
 # The suite takes about 3 minutes on a 2-core machine; BENCH_FLAGS=-quick
 # checks it in under a minute (its numbers mean nothing).
