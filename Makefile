@@ -57,7 +57,7 @@ sdk-guests: sdk-guests-c
 # clang, lld and wasi-libc (scripts/deps.sh). --strip-all drops the names and
 # debug sections, so the bytes depend only on the sources and the clang and
 # wasi-libc versions (no paths); make rebuilds only what changed.
-C_GUESTS := echo linepubsub
+C_GUESTS := echo linepubsub faulty
 C_SDK := sdk/c/protogate.c sdk/c/protogate.h sdk/c/protogate_abi.h
 CLANG_WASM := clang --target=wasm32-wasi -mexec-model=reactor -O2 -std=c11 -Wall -Wextra -Werror -Isdk/c -Wl,--strip-all
 
