@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>  /* for CHECK */
+#include <string.h> /* for CHECK_STR */
 
 #include "protogate.h"
 
