@@ -411,6 +411,8 @@ int32_t pg_host_subscribe(uint64_t conn, const void *topic, uint32_t topic_len, 
 		st = pubsub(f);
 	if (st != PG_SUCCESS)
 		return st;
+	if (!topic_len)
+		return failed(PG_REQUIRED_PARAMS_MISSED, "fakehost: topic is empty");
 	if (qos > 2)
 		return failed(PG_PARAMS_TYPE_ERROR, "fakehost: qos is not 0, 1 or 2");
 	if (!valid_filter(topic, topic_len, 0))
@@ -433,6 +435,8 @@ int32_t pg_host_unsubscribe(uint64_t conn, const void *topic, uint32_t topic_len
 		st = pubsub(f);
 	if (st != PG_SUCCESS)
 		return st;
+	if (!topic_len)
+		return failed(PG_REQUIRED_PARAMS_MISSED, "fakehost: topic is empty");
 	if (!valid_filter(topic, topic_len, 0))
 		return failed(PG_PARAMS_TYPE_ERROR, "fakehost: invalid topic filter");
 	for (size_t i = 0; i < f->nsubs; i++) {
