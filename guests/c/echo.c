@@ -13,4 +13,4 @@
 static pg_status on_received_bytes(pg_conn c, const uint8_t *buf, size_t len) { return pg_send(c, buf, len); }
 
 static const pg_handler echo = {.on_received_bytes = on_received_bytes};
-PG_REGISTER(echo)
+PG_REGISTER(echo);

@@ -71,4 +71,4 @@ static pg_status on_received_bytes(pg_conn c, const uint8_t *buf, size_t len) {
 }
 
 static const pg_handler faulty = {.on_received_bytes = on_received_bytes};
-PG_REGISTER(faulty)
+PG_REGISTER(faulty);

@@ -351,4 +351,4 @@ static const pg_handler linepubsub = {
     .on_received_messages = on_received_messages,
     .on_socket_closed = on_socket_closed,
 };
-PG_REGISTER(linepubsub)
+PG_REGISTER(linepubsub);

@@ -14,7 +14,7 @@
  *         return pg_send(c, b, n);
  *     }
  *     static const pg_handler echo = {.on_received_bytes = on_bytes};
- *     PG_REGISTER(echo)
+ *     PG_REGISTER(echo);
  *
  * Build it as a WASI reactor (Debian: apt-get install clang lld wasi-libc
  * libclang-rt-dev-wasm32):
@@ -92,7 +92,8 @@ typedef struct pg_str {
 	size_t len;
 } pg_str;
 
-/* PG_STR makes a pg_str of a string literal. */
+/* PG_STR makes a pg_str of a string literal (a compound literal: C, not
+ * C++). */
 #define PG_STR(lit) ((pg_str){(lit), sizeof(lit) - 1})
 
 /* pg_cstr makes a pg_str of a NUL-terminated string (NULL is empty). */
@@ -171,10 +172,12 @@ typedef struct pg_handler {
  */
 void pg_register(const pg_handler *h);
 
-/* PG_REGISTER(h) registers the pg_handler variable h when the module starts.
- * Use it once, at file scope. */
-#define PG_REGISTER(h) \
-	__attribute__((constructor)) static void pg_register_##h(void) { pg_register(&(h)); }
+/* PG_REGISTER(h); registers the pg_handler variable h when the module
+ * starts. Use it once, at file scope, with a semicolon (the extern
+ * declaration is there to take it). */
+#define PG_REGISTER(h)                                                                  \
+	__attribute__((constructor)) static void pg_register_##h(void) { pg_register(&(h)); } \
+	extern int pg_registered_##h
 
 /* pg_send writes len bytes to the connection; the host copies them before
  * it returns. It succeeds on a connection that is closing (the bytes are
