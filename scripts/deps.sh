@@ -8,7 +8,8 @@
 # a recommendation that --no-install-recommends leaves out) for the dashboard
 # tests in admin/, unless a Chromium or Chrome is there already; and prometheus
 # for promtool, which checks the /metrics scrape; and nats-server, the hub
-# a protogate leaf node joins in cmd/protogate's leaf test. It needs root
+# a protogate leaf node joins in cmd/protogate's leaf test; and clang, lld,
+# wasi-libc and libclang-rt-dev-wasm32, which build the C SDK's guests. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -24,6 +25,11 @@ command -v promtool >/dev/null || need+=(prometheus)
 # The NATS hub of the leaf node test in cmd/protogate.
 # Debian installs it in /usr/sbin, which a user's PATH may lack.
 { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || need+=(nats-server)
+# The C SDK's guests (make sdk-guests-c): clang for wasm32-wasi, its linker
+# and C library, and the compiler-rt builtins that wasm-ld links.
+{ command -v clang && command -v wasm-ld && test -e /usr/include/wasm32-wasi/stdlib.h &&
+	ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a; } >/dev/null 2>&1 ||
+	need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)
