@@ -24,6 +24,7 @@ type guestLanguage struct {
 // gateway and real sockets. Each SDK adds its row.
 var guestLanguages = []guestLanguage{
 	{lang: "go", echo: "builtin:echo", linepubsub: "builtin:linepubsub"},
+	{lang: "as", echo: ".bin/guests/echo-as.wasm", linepubsub: ".bin/guests/linepubsub-as.wasm"},
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must
