@@ -8,7 +8,9 @@
 # a recommendation that --no-install-recommends leaves out) for the dashboard
 # tests in admin/, unless a Chromium or Chrome is there already; and prometheus
 # for promtool, which checks the /metrics scrape; and nats-server, the hub
-# a protogate leaf node joins in cmd/protogate's leaf test. It needs root
+# a protogate leaf node joins in cmd/protogate's leaf test; and nodejs and
+# npm, which build the AssemblyScript SDK's guests (make sdk-guests-as) and
+# run its tests. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -24,6 +26,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 # The NATS hub of the leaf node test in cmd/protogate.
 # Debian installs it in /usr/sbin, which a user's PATH may lack.
 { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || need+=(nats-server)
+# The AssemblyScript compiler (sdk/assemblyscript, installed by npm ci).
+{ command -v node && command -v npm; } >/dev/null || need+=(nodejs npm)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

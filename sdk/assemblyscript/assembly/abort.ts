@@ -17,6 +17,10 @@ export function protogateAbort(message: string | null = null, fileName: string |
   if (fileName != null) {
     logRaw(" at ");
     logRaw(fileName);
+    logRaw(":");
+    logNum(line);
+    logRaw(":");
+    logNum(column);
   }
   flushAbort();
   unreachable();
@@ -34,6 +38,14 @@ function logRaw(s: string): void {
   for (let i: usize = 0; i < n && abortLen < ABORT_CAP; i++) {
     const c = load<u16>(p + (i << 1));
     store<u8>(abortBuf + abortLen++, c < 0x80 ? <u8>c : 0x3f);
+  }
+}
+
+function logNum(v: u32): void {
+  let div: u32 = 1;
+  while (v / div >= 10) div *= 10;
+  for (; div > 0 && abortLen < ABORT_CAP; div /= 10) {
+    store<u8>(abortBuf + abortLen++, <u8>(0x30 + (v / div) % 10));
   }
 }
 
