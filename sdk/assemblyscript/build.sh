@@ -14,18 +14,15 @@ if [[ ! -x "$here/node_modules/.bin/asc" ]]; then
 	(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 mkdir -p "$(dirname "$out")"
-# --use names the function by its internal path: the file relative to the
-# working directory, without .ts.
-abort="$(realpath --relative-to=. "$here/assembly/abort")/protogateAbort"
 # --runtime incremental: a collector frees garbage, so a guest that runs for
 # months does not grow. --exportStart _initialize: the top level (where the
 # handler registers) runs when the host calls _initialize, under its
 # init_timeout, like a Go reactor. --use abort=...: AssemblyScript's abort
-# would be imported from "env", which the host refuses; the SDK's logs the
-# message and traps.
+# would be imported from "env", which the host refuses; the SDK's
+# (assembly/abort.ts, a @global function) logs the message and traps.
 exec "$here/node_modules/.bin/asc" "$src" -o "$out" \
 	--runtime incremental \
 	--exportStart _initialize \
-	--use "abort=$abort" \
+	--use abort=protogateAbort \
 	-O3 \
 	"$@"

@@ -10,6 +10,7 @@ import * as host from "./imports";
  * message and where, then traps: a fault of the instance, which the host
  * discards, closing only its connections.
  */
+@global
 export function protogateAbort(message: string | null = null, fileName: string | null = null, line: u32 = 0, column: u32 = 0): void {
   // Nothing here may allocate: the abort may be for running out of memory.
   logRaw("abort: ");
