@@ -62,8 +62,12 @@ AS_SDK_SRC := $(AS_SDK)/build.sh $(AS_SDK)/package-lock.json $(wildcard $(AS_SDK
 .PHONY: sdk-guests-as
 sdk-guests-as: $(SDK_GUESTS)/echo-as.wasm $(SDK_GUESTS)/linepubsub-as.wasm $(SDK_GUESTS)/faulty-as.wasm ## Build the AssemblyScript guests into .bin/guests/
 
-$(SDK_GUESTS)/%-as.wasm: guests/assemblyscript/%.ts $(AS_SDK_SRC)
+$(SDK_GUESTS)/%-as.wasm: guests/assemblyscript/%.ts $(AS_SDK_SRC) | $(AS_SDK)/node_modules/.bin/asc
 	$(AS_SDK)/build.sh $< $@
+
+# Once, before the builds (make -j would have each build.sh run npm ci).
+$(AS_SDK)/node_modules/.bin/asc:
+	cd $(AS_SDK) && npm ci --no-audit --no-fund --loglevel=error
 
 # The suite takes about 3 minutes on a 2-core machine; BENCH_FLAGS=-quick
 # checks it in under a minute (its numbers mean nothing).

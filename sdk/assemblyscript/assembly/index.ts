@@ -289,6 +289,7 @@ export class Handler {
   /** data is a view of the inbox, valid only during the call. */
   onReceivedBytes(conn: Conn, data: Uint8Array): Status { return Status.Success; }
   onTimerTimeout(conn: Conn, type: i32): Status { return Status.Success; }
+  /** msgs and their byte views are reused after the call: copy what you keep. */
   onReceivedMessages(conn: Conn, msgs: Message[]): Status { return Status.Success; }
   onSocketClosed(conn: Conn, reason: string): Status { return Status.Success; }
   /** A timer armed with conn.setTimer fired. */
