@@ -8,8 +8,10 @@
 # a recommendation that --no-install-recommends leaves out) for the dashboard
 # tests in admin/, unless a Chromium or Chrome is there already; and prometheus
 # for promtool, which checks the /metrics scrape; and nats-server, the hub
-# a protogate leaf node joins in cmd/protogate's leaf test; and clang, lld,
-# wasi-libc and libclang-rt-dev-wasm32, which build the C SDK's guests. It needs root
+# a protogate leaf node joins in cmd/protogate's leaf test; clang, lld,
+# wasi-libc and libclang-rt-dev-wasm32, which build the C SDK's guests;
+# and nodejs and npm, which build the AssemblyScript SDK's guests (make
+# sdk-guests-as) and run its tests. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -30,6 +32,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 { command -v clang && command -v wasm-ld && test -e /usr/include/wasm32-wasi/stdlib.h &&
 	ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a; } >/dev/null 2>&1 ||
 	need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
+# The AssemblyScript compiler (sdk/assemblyscript, installed by npm ci).
+{ command -v node && command -v npm; } >/dev/null || need+=(nodejs npm)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

@@ -25,6 +25,7 @@ type guestLanguage struct {
 var guestLanguages = []guestLanguage{
 	{lang: "go", echo: "builtin:echo", linepubsub: "builtin:linepubsub"},
 	{lang: "c", echo: ".bin/guests/echo-c.wasm", linepubsub: ".bin/guests/linepubsub-c.wasm"},
+	{lang: "as", echo: ".bin/guests/echo-as.wasm", linepubsub: ".bin/guests/linepubsub-as.wasm"},
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must
