@@ -24,6 +24,7 @@ type guestLanguage struct {
 // gateway and real sockets. Each SDK adds its row.
 var guestLanguages = []guestLanguage{
 	{lang: "go", echo: "builtin:echo", linepubsub: "builtin:linepubsub"},
+	{lang: "rust", echo: ".bin/guests/echo-rust.wasm", linepubsub: ".bin/guests/linepubsub-rust.wasm"},
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must
