@@ -52,10 +52,13 @@ pub(crate) fn install(h: Option<Box<dyn Handler>>) {
 pub fn init(make: impl FnOnce() -> Box<dyn Handler>) -> i32 {
     let hook = STATE.with(|s| !std::mem::replace(&mut s.borrow_mut().hooked, true));
     if hook && cfg!(target_arch = "wasm32") {
-        // A panic aborts the instance (a trap); say why first, in the
-        // gateway's log rather than on stderr.
+        // A panic aborts the instance (a trap); say why first: in the
+        // gateway's log, and on stderr, which the host adds to the fault it
+        // reports (and to the close reasons of the instance's connections).
         std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("protogate: panic: {}", info));
+            let msg = format!("protogate: {}", info);
+            log(Level::Error, &msg);
+            eprintln!("{}", msg);
         }));
     }
     let h = make();
