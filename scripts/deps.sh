@@ -8,7 +8,8 @@
 # a recommendation that --no-install-recommends leaves out) for the dashboard
 # tests in admin/, unless a Chromium or Chrome is there already; and prometheus
 # for promtool, which checks the /metrics scrape; and nats-server, the hub
-# a protogate leaf node joins in cmd/protogate's leaf test. It needs root
+# a protogate leaf node joins in cmd/protogate's leaf test; and Debian's
+# rustc, cargo and libstd-rust-dev-wasm32 for the Rust SDK. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -24,6 +25,10 @@ command -v promtool >/dev/null || need+=(prometheus)
 # The NATS hub of the leaf node test in cmd/protogate.
 # Debian installs it in /usr/sbin, which a user's PATH may lack.
 { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || need+=(nats-server)
+# Debian's Rust toolchain for sdk/rust and guests/rust (make sdk-guests-rust,
+# sdk/rust's cargo test): always /usr/bin's, whatever else is on PATH.
+{ test -x /usr/bin/rustc && test -x /usr/bin/cargo; } || need+=(rustc cargo)
+test -d /usr/lib/rustlib/wasm32-wasi || need+=(libstd-rust-dev-wasm32)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)
