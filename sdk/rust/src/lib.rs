@@ -90,7 +90,7 @@ pub mod testing;
 
 /// The result of a callback or a host call. Its values equal
 /// `emqx.exproto.v1.ResultCode`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Status(pub i32);
 
 impl Status {
@@ -209,7 +209,7 @@ impl TimerType {
 }
 
 /// The id of a timer armed with [`Conn::set_timer`]; ids are positive.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Default)]
 pub struct Timer(pub i64);
 
 /// The transport of a connection (`emqx.exproto.v1.SocketType`).
@@ -309,8 +309,13 @@ pub const MAX_LOG_LINE: usize = 4096;
 pub const MAX_TIMER_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The handle of a connection: its 64-bit id, opaque (unguessable, not in
-/// creation order) and never reused. Call its methods only from a callback.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+/// creation order) and never reused; `Conn(0)` (the default) names no
+/// connection. Call its methods only from a callback.
+///
+/// Topics and filters are `impl AsRef<[u8]>`: a `&str` or `String`, or raw
+/// bytes from the wire, which the gateway checks (an MQTT topic must be
+/// UTF-8) rather than the SDK converting them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Default)]
 pub struct Conn(pub u64);
 
 impl Conn {
@@ -347,20 +352,20 @@ impl Conn {
 
     /// Publishes `payload` on `topic` as the connection's client (its
     /// mountpoint applied). Needs [`Conn::authenticate`] first.
-    pub fn publish(self, topic: &str, qos: u8, payload: &[u8]) -> Result<()> {
-        result(sys::publish(self.0, topic, u32::from(qos), payload))
+    pub fn publish(self, topic: impl AsRef<[u8]>, qos: u8, payload: &[u8]) -> Result<()> {
+        result(sys::publish(self.0, topic.as_ref(), u32::from(qos), payload))
     }
 
     /// Subscribes the connection to an MQTT topic filter; deliveries arrive
     /// as `on_received_messages`. Subscribing again updates the QoS. Needs
     /// [`Conn::authenticate`] first.
-    pub fn subscribe(self, filter: &str, qos: u8) -> Result<()> {
-        result(sys::subscribe(self.0, filter, u32::from(qos)))
+    pub fn subscribe(self, filter: impl AsRef<[u8]>, qos: u8) -> Result<()> {
+        result(sys::subscribe(self.0, filter.as_ref(), u32::from(qos)))
     }
 
     /// Removes a subscription; removing one that does not exist succeeds.
-    pub fn unsubscribe(self, filter: &str) -> Result<()> {
-        result(sys::unsubscribe(self.0, filter))
+    pub fn unsubscribe(self, filter: impl AsRef<[u8]>) -> Result<()> {
+        result(sys::unsubscribe(self.0, filter.as_ref()))
     }
 
     /// Arms a one-shot timer that fires after `delay`, rounded up to a whole
@@ -397,8 +402,8 @@ impl fmt::LowerHex for Conn {
 
 /// Publishes `payload` on `topic` as is: no mountpoint, no client (the
 /// message's from is "exproto"). Call it only from a callback.
-pub fn raw_publish(topic: &str, qos: u8, payload: &[u8]) -> Result<()> {
-    result(sys::raw_publish(topic, u32::from(qos), payload))
+pub fn raw_publish(topic: impl AsRef<[u8]>, qos: u8, payload: &[u8]) -> Result<()> {
+    result(sys::raw_publish(topic.as_ref(), u32::from(qos), payload))
 }
 
 /// Writes `msg` to the gateway's log at `level`, attributed to this module.

@@ -49,16 +49,16 @@ mod imp {
     pub fn start_timer(conn: u64, typ: i32, interval: u32) -> i32 {
         unsafe { pg_start_timer(conn, typ, interval) }
     }
-    pub fn publish(conn: u64, topic: &str, qos: u32, payload: &[u8]) -> i32 {
+    pub fn publish(conn: u64, topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
         unsafe { pg_publish(conn, topic.as_ptr(), topic.len() as u32, qos, payload.as_ptr(), payload.len() as u32) }
     }
-    pub fn raw_publish(topic: &str, qos: u32, payload: &[u8]) -> i32 {
+    pub fn raw_publish(topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
         unsafe { pg_raw_publish(topic.as_ptr(), topic.len() as u32, qos, payload.as_ptr(), payload.len() as u32) }
     }
-    pub fn subscribe(conn: u64, filter: &str, qos: u32) -> i32 {
+    pub fn subscribe(conn: u64, filter: &[u8], qos: u32) -> i32 {
         unsafe { pg_subscribe(conn, filter.as_ptr(), filter.len() as u32, qos) }
     }
-    pub fn unsubscribe(conn: u64, filter: &str) -> i32 {
+    pub fn unsubscribe(conn: u64, filter: &[u8]) -> i32 {
         unsafe { pg_unsubscribe(conn, filter.as_ptr(), filter.len() as u32) }
     }
     pub fn set_timer(conn: u64, delay_ms: u32) -> i64 {
@@ -86,10 +86,10 @@ mod imp {
         fn close(&mut self, conn: u64) -> i32;
         fn authenticate(&mut self, conn: u64, req: &[u8]) -> i32;
         fn start_timer(&mut self, conn: u64, typ: i32, interval: u32) -> i32;
-        fn publish(&mut self, conn: u64, topic: &str, qos: u32, payload: &[u8]) -> i32;
-        fn raw_publish(&mut self, topic: &str, qos: u32, payload: &[u8]) -> i32;
-        fn subscribe(&mut self, conn: u64, filter: &str, qos: u32) -> i32;
-        fn unsubscribe(&mut self, conn: u64, filter: &str) -> i32;
+        fn publish(&mut self, conn: u64, topic: &[u8], qos: u32, payload: &[u8]) -> i32;
+        fn raw_publish(&mut self, topic: &[u8], qos: u32, payload: &[u8]) -> i32;
+        fn subscribe(&mut self, conn: u64, filter: &[u8], qos: u32) -> i32;
+        fn unsubscribe(&mut self, conn: u64, filter: &[u8]) -> i32;
         fn set_timer(&mut self, conn: u64, delay_ms: u32) -> i64;
         fn cancel_timer(&mut self, conn: u64, timer: i64) -> i32;
         fn log(&mut self, level: i32, msg: &str);
@@ -125,16 +125,16 @@ mod imp {
     pub fn start_timer(conn: u64, typ: i32, interval: u32) -> i32 {
         with(|h| h.start_timer(conn, typ, interval), UNKNOWN)
     }
-    pub fn publish(conn: u64, topic: &str, qos: u32, payload: &[u8]) -> i32 {
+    pub fn publish(conn: u64, topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
         with(|h| h.publish(conn, topic, qos, payload), UNKNOWN)
     }
-    pub fn raw_publish(topic: &str, qos: u32, payload: &[u8]) -> i32 {
+    pub fn raw_publish(topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
         with(|h| h.raw_publish(topic, qos, payload), UNKNOWN)
     }
-    pub fn subscribe(conn: u64, filter: &str, qos: u32) -> i32 {
+    pub fn subscribe(conn: u64, filter: &[u8], qos: u32) -> i32 {
         with(|h| h.subscribe(conn, filter, qos), UNKNOWN)
     }
-    pub fn unsubscribe(conn: u64, filter: &str) -> i32 {
+    pub fn unsubscribe(conn: u64, filter: &[u8]) -> i32 {
         with(|h| h.unsubscribe(conn, filter), UNKNOWN)
     }
     pub fn set_timer(conn: u64, delay_ms: u32) -> i64 {

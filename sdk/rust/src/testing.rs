@@ -55,7 +55,8 @@ pub struct Call {
     pub status: Status,
     /// send: the bytes; publish, raw_publish: the payload.
     pub bytes: Vec<u8>,
-    /// publish, raw_publish: the topic; subscribe, unsubscribe: the filter.
+    /// publish, raw_publish: the topic; subscribe, unsubscribe: the filter
+    /// (invalid UTF-8 replaced).
     pub topic: String,
     pub qos: u8,
     /// authenticate.
@@ -70,22 +71,6 @@ pub struct Call {
     /// log.
     pub level: Option<Level>,
     pub msg: String,
-}
-
-impl Default for Conn {
-    fn default() -> Self {
-        Conn(0)
-    }
-}
-impl Default for Status {
-    fn default() -> Self {
-        Status::SUCCESS
-    }
-}
-impl Default for Timer {
-    fn default() -> Self {
-        Timer(0)
-    }
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -346,7 +331,11 @@ fn deny(status: Status, msg: &str) -> Check {
     Err(Error::new(status, msg))
 }
 
-fn check_topic(topic: &str, qos: u32, publish: bool) -> Check {
+fn check_topic(topic: &[u8], qos: u32, publish: bool) -> Check {
+    let topic = match std::str::from_utf8(topic) {
+        Ok(t) => t,
+        Err(_) => return deny(Status::PARAMS_TYPE_ERROR, "testing: topic is not valid UTF-8"),
+    };
     if topic.is_empty() {
         deny(Status::REQUIRED_PARAMS_MISSED, "testing: topic is empty")
     } else if qos > 2 {
@@ -458,8 +447,8 @@ impl HostCalls for Calls {
         .0
     }
 
-    fn publish(&mut self, conn: u64, topic: &str, qos: u32, payload: &[u8]) -> i32 {
-        let call = Call { op: "publish", topic: topic.into(), qos: qos as u8, bytes: payload.to_vec(), ..Call::default() };
+    fn publish(&mut self, conn: u64, topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
+        let call = Call { op: "publish", topic: String::from_utf8_lossy(topic).into_owned(), qos: qos as u8, bytes: payload.to_vec(), ..Call::default() };
         self.call(call, Some(conn), |st| {
             check_topic(topic, qos, true)?;
             pubsub(st.expect("conn"))
@@ -467,21 +456,21 @@ impl HostCalls for Calls {
         .0
     }
 
-    fn raw_publish(&mut self, topic: &str, qos: u32, payload: &[u8]) -> i32 {
-        let call = Call { op: "raw_publish", topic: topic.into(), qos: qos as u8, bytes: payload.to_vec(), ..Call::default() };
+    fn raw_publish(&mut self, topic: &[u8], qos: u32, payload: &[u8]) -> i32 {
+        let call = Call { op: "raw_publish", topic: String::from_utf8_lossy(topic).into_owned(), qos: qos as u8, bytes: payload.to_vec(), ..Call::default() };
         self.call(call, None, |_| check_topic(topic, qos, true)).0
     }
 
-    fn subscribe(&mut self, conn: u64, filter: &str, qos: u32) -> i32 {
-        self.call(Call { op: "subscribe", topic: filter.into(), qos: qos as u8, ..Call::default() }, Some(conn), |st| {
+    fn subscribe(&mut self, conn: u64, filter: &[u8], qos: u32) -> i32 {
+        self.call(Call { op: "subscribe", topic: String::from_utf8_lossy(filter).into_owned(), qos: qos as u8, ..Call::default() }, Some(conn), |st| {
             check_topic(filter, qos, false)?;
             pubsub(st.expect("conn"))
         })
         .0
     }
 
-    fn unsubscribe(&mut self, conn: u64, filter: &str) -> i32 {
-        self.call(Call { op: "unsubscribe", topic: filter.into(), ..Call::default() }, Some(conn), |st| {
+    fn unsubscribe(&mut self, conn: u64, filter: &[u8]) -> i32 {
+        self.call(Call { op: "unsubscribe", topic: String::from_utf8_lossy(filter).into_owned(), ..Call::default() }, Some(conn), |st| {
             if filter.is_empty() {
                 return deny(Status::REQUIRED_PARAMS_MISSED, "testing: topic is empty");
             }

@@ -84,12 +84,12 @@ impl LinePubSub {
         let r = if cmd.eq_ignore_ascii_case(b"PING") {
             return self.reply(c, b"PONG", b"");
         } else if cmd.eq_ignore_ascii_case(b"SUB") {
-            c.subscribe(&String::from_utf8_lossy(arg), 0)
+            c.subscribe(arg, 0)
         } else if cmd.eq_ignore_ascii_case(b"UNSUB") {
-            c.unsubscribe(&String::from_utf8_lossy(arg))
+            c.unsubscribe(arg)
         } else if cmd.eq_ignore_ascii_case(b"PUB") {
             let (topic, payload) = cut(arg);
-            c.publish(&String::from_utf8_lossy(topic), 0, payload)
+            c.publish(topic, 0, payload)
         } else {
             return self.reply(c, b"ERR unknown command", b"");
         };
@@ -220,8 +220,11 @@ mod tests {
         assert_eq!(cmd(&host, c, "NOPE x\n"), "ERR unknown command\n");
         assert_eq!(cmd(&host, c, "SUB t/+/x\nUNSUB t/+/x\n"), "OK\nOK\n");
         assert_eq!(cmd(&host, c, "SUB\n"), "ERR testing: topic is empty\n");
+        // Topics go to the host as they are, invalid UTF-8 included.
+        host.receive(c, b"PUB t/\xff x\n").unwrap();
+        assert_eq!(host.sent(c), b"ERR testing: topic is not valid UTF-8\n");
         assert_eq!(cmd(&host, c, "PUB t/1 hello  world \n"), "OK\n");
-        let pubs: Vec<_> = host.calls().into_iter().filter(|x| x.op == "publish").collect();
+        let pubs: Vec<_> = host.calls().into_iter().filter(|x| x.op == "publish" && x.status == Status::SUCCESS).collect();
         assert_eq!(pubs.len(), 1);
         assert_eq!((pubs[0].topic.as_str(), pubs[0].bytes.as_slice()), ("t/1", &b"hello  world "[..]));
         // A failure without a message reads as the status name.
