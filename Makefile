@@ -57,14 +57,19 @@ sdk-guests: sdk-guests-rust
 # toolchain only (rustc 1.63 with libstd-rust-dev-wasm32): a newer rustc on
 # PATH (~/.cargo/bin) has no wasm32-wasi std offline. No crate has a
 # dependency, so cargo never needs the network. The target directory is
-# .bin/cargo, shared by the SDK's tests and the guests.
+# .bin/cargo, shared by the SDK's tests and the guests. The checkout's
+# path, which the panic locations of sdk/rust would carry, is remapped out of
+# the modules. (They are the same bytes for the same checkout path only:
+# cargo hashes a path dependency's location into symbol names, which orders
+# the functions. Nothing commits these modules, so that is enough.)
 RUST_ENV := PATH=/usr/bin:$$PATH RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=$(BIN)/cargo
+RUST_GUEST_FLAGS := RUSTFLAGS='--remap-path-prefix=$(CURDIR)=protogate'
 RUST_GUESTS := echo linepubsub faulty
 
 .PHONY: sdk-guests-rust
 sdk-guests-rust: ## Build the Rust guests (guests/rust) into .bin/guests/*-rust.wasm
 	@mkdir -p $(SDK_GUESTS)
-	$(RUST_ENV) /usr/bin/cargo build --offline --quiet --release --target wasm32-wasi --manifest-path guests/rust/Cargo.toml
+	$(RUST_ENV) $(RUST_GUEST_FLAGS) /usr/bin/cargo build --offline --quiet --release --target wasm32-wasi --manifest-path guests/rust/Cargo.toml
 	@for g in $(RUST_GUESTS); do cp $(BIN)/cargo/wasm32-wasi/release/$${g}_rust.wasm $(SDK_GUESTS)/$$g-rust.wasm; done
 
 .PHONY: test-rust
