@@ -10,8 +10,9 @@
 # for promtool, which checks the /metrics scrape; and nats-server, the hub
 # a protogate leaf node joins in cmd/protogate's leaf test; clang, lld,
 # wasi-libc and libclang-rt-dev-wasm32, which build the C SDK's guests;
-# and nodejs and npm, which build the AssemblyScript SDK's guests (make
-# sdk-guests-as) and run its tests. It needs root
+# nodejs and npm, which build the AssemblyScript SDK's guests (make
+# sdk-guests-as) and run its tests; and Debian's rustc, cargo and
+# libstd-rust-dev-wasm32 for the Rust SDK. It needs root
 # for apt-get; without it, it only says what is missing.
 set -euo pipefail
 
@@ -34,6 +35,10 @@ command -v promtool >/dev/null || need+=(prometheus)
 	need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 # The AssemblyScript compiler (sdk/assemblyscript, installed by npm ci).
 { command -v node && command -v npm; } >/dev/null || need+=(nodejs npm)
+# Debian's Rust toolchain for sdk/rust and guests/rust (make sdk-guests-rust,
+# sdk/rust's cargo test): always /usr/bin's, whatever else is on PATH.
+{ test -x /usr/bin/rustc && test -x /usr/bin/cargo; } || need+=(rustc cargo)
+test -d /usr/lib/rustlib/wasm32-wasi || need+=(libstd-rust-dev-wasm32)
 # The names internal/browser.Find looks for.
 { command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null ||
 	need+=(chromium-headless-shell fonts-liberation)

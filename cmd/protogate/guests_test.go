@@ -26,6 +26,7 @@ var guestLanguages = []guestLanguage{
 	{lang: "go", echo: "builtin:echo", linepubsub: "builtin:linepubsub"},
 	{lang: "c", echo: ".bin/guests/echo-c.wasm", linepubsub: ".bin/guests/linepubsub-c.wasm"},
 	{lang: "as", echo: ".bin/guests/echo-as.wasm", linepubsub: ".bin/guests/linepubsub-as.wasm"},
+	{lang: "rust", echo: ".bin/guests/echo-rust.wasm", linepubsub: ".bin/guests/linepubsub-rust.wasm"},
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must
