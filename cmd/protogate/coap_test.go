@@ -1,0 +1,491 @@
+package main
+
+// CoAP interop: builtin:coap on a udp listener of a real gateway, against
+// go-coap v3 (plgd-dev/go-coap, in process), Debian's libcoap coap-client
+// (libcoap3-bin) and raw datagrams, with NATS and MQTT (mosquitto) clients
+// on the other side. Case numbers (U1, G2, ...) are those of
+// shared/reference/coap.md §7.3.
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/observation"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/protogate/protogate/cmd/protogate/internal/config"
+	"github.com/protogate/protogate/gateway/topic"
+)
+
+// coapNode is a gateway with NATS and MQTT listeners and builtin:coap on
+// a udp listener.
+type coapNode struct {
+	*interopNode
+	coap string // host:port of the udp listener
+}
+
+func startCoapNode(t *testing.T) *coapNode {
+	t.Helper()
+	dir := t.TempDir()
+	cache := filepath.Join(sharedDataDir, "wasm-cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(`
+node: {name: coap, data_dir: ` + dir + `}
+broker:
+  nats_listen: "127.0.0.1:0"
+  mqtt_listen: "127.0.0.1:0"
+handlers:
+  coap: {wasm: {path: "builtin:coap", call_timeout: 5s}}
+listeners:
+  - {name: coap, type: udp, bind: "127.0.0.1:0", handler: coap}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, cfg)
+	host, port, err := net.SplitHostPort(r.broker.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &coapNode{
+		interopNode: &interopNode{r: r, natsURL: "nats://" + r.broker.NATSAddr().String(), mqttHost: host, mqttPort: port},
+		coap:        r.listeners["coap"].String(),
+	}
+}
+
+// subjects returns the NATS subjects of an MQTT filter.
+func subjects(t *testing.T, filter string) []string {
+	t.Helper()
+	f, err := topic.ParseFilter(filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Subjects
+}
+
+// waitNoSubs waits until the server has no subscription on any of the
+// subjects of filter.
+func (n *coapNode) waitNoSubs(t *testing.T, filter string) {
+	t.Helper()
+	subs := subjects(t, filter)
+	deadline := time.Now().Add(wait)
+	for {
+		sz, err := n.r.broker.Server().Subsz(&server.SubszOptions{Subscriptions: true, Limit: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool { return slices.Contains(subs, d.Subject) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a subscription on %s is left", filter)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dialCoap(t *testing.T, addr string) *udpclient.Conn {
+	t.Helper()
+	co, err := udp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { co.Close() })
+	return co
+}
+
+func query(kv string) message.Option { return message.Option{ID: message.URIQuery, Value: []byte(kv)} }
+
+func checkCode(t *testing.T, what string, resp *pool.Message, err error, want codes.Code) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if resp.Code() != want {
+		body, _ := resp.ReadBody()
+		t.Fatalf("%s: %v %q, want %v", what, resp.Code(), body, want)
+	}
+}
+
+// TestCoAPGoClient: G1, G2, G6, G7, G8 and the MQTT/NATS bridges with
+// go-coap v3.
+func TestCoAPGoClient(t *testing.T) {
+	n := startCoapNode(t)
+	nc := n.natsConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	pub := dialCoap(t, n.coap)
+
+	// G1: Post and Put reach NATS and MQTT subscribers.
+	natsCh := natsSub(t, nc, "t.a")
+	mq := n.mqttSub(t, "coap-mq", 1, 2, "t/a")
+	resp, err := pub.Post(ctx, "/ps/t/a", message.TextPlain, bytes.NewReader([]byte("hello")), query("clientid=go-pub"))
+	checkCode(t, "post", resp, err, codes.Changed)
+	if m := natsNext(t, natsCh, "post"); string(m.Data) != "hello" {
+		t.Errorf("NATS got %q", m.Data)
+	}
+	if m := mq.next("post"); m.data != "hello" || m.topic != "t/a" {
+		t.Errorf("mosquitto_sub got %+v", m)
+	}
+	resp, err = pub.Put(ctx, "/ps/t/a", message.AppOctets, bytes.NewReader([]byte("put")))
+	checkCode(t, "put", resp, err, codes.Changed)
+	if m := natsNext(t, natsCh, "put"); string(m.Data) != "put" {
+		t.Errorf("NATS got %q", m.Data)
+	}
+	if m := mq.next("put"); m.data != "put" {
+		t.Errorf("mosquitto_sub got %+v", m)
+	}
+
+	// G7: ping.
+	if err := pub.Ping(ctx); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+
+	// G6: a 2000-byte body (go-coap sends Block1 by itself) is refused.
+	resp, err = pub.Post(ctx, "/ps/t/a", message.AppOctets, bytes.NewReader(bytes.Repeat([]byte("b"), 2000)))
+	checkCode(t, "large post", resp, err, codes.RequestEntityTooLarge)
+
+	// U8/U9 through go-coap: read without Observe, unknown path, DELETE.
+	resp, err = pub.Get(ctx, "/ps/t/a")
+	checkCode(t, "get", resp, err, codes.NotFound)
+	resp, err = pub.Get(ctx, "/nope")
+	checkCode(t, "unknown path", resp, err, codes.NotFound)
+	resp, err = pub.Delete(ctx, "/ps/t/a")
+	checkCode(t, "delete", resp, err, codes.MethodNotAllowed)
+	resp, err = pub.Get(ctx, "/.well-known/core")
+	checkCode(t, "well-known", resp, err, codes.Content)
+	if body, _ := resp.ReadBody(); string(body) != `</ps>;rt="core.ps"` {
+		t.Errorf("/.well-known/core: %q", body)
+	}
+
+	// G2/G8: an observer gets CoAP (QoS 1, CON), NATS (QoS 0, NON) and
+	// MQTT publishes in order, with valid sequence numbers.
+	sub := dialCoap(t, n.coap)
+	var mu sync.Mutex
+	var got []string
+	var seqs []uint32
+	notes := make(chan struct{}, 200)
+	obs, err := sub.Observe(ctx, "/ps/t/+", func(m *pool.Message) {
+		body, _ := m.ReadBody()
+		seq, _ := m.Observe()
+		mu.Lock()
+		got = append(got, string(body))
+		seqs = append(seqs, seq)
+		mu.Unlock()
+		notes <- struct{}{}
+	}, query("clientid=go-sub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-notes // the registration's 2.05
+	n.waitSubs(t, subjects(t, "t/+")...)
+	const count = 30
+	var want []string
+	for i := range count {
+		p := fmt.Sprintf("m%d", i)
+		want = append(want, p)
+		switch i % 3 {
+		case 0:
+			resp, err := pub.Post(ctx, "/ps/t/g", message.TextPlain, bytes.NewReader([]byte(p)))
+			checkCode(t, "publish "+p, resp, err, codes.Changed)
+		case 1:
+			if err := nc.Publish("t.g", []byte(p)); err != nil {
+				t.Fatal(err)
+			}
+			nc.Flush()
+		case 2:
+			n.mqttPub(t, 1, false, "t/g", p)
+		}
+		select {
+		case <-notes:
+		case <-time.After(wait):
+			t.Fatalf("no notification for %s", p)
+		}
+	}
+	mu.Lock()
+	if !slices.Equal(got[1:], want) {
+		t.Errorf("notifications %q, want %q", got[1:], want)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if !observation.ValidSequenceNumber(seqs[i-1], seqs[i], time.Now(), time.Now()) {
+			t.Errorf("sequence %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+	mu.Unlock()
+	if err := obs.Cancel(ctx); err != nil {
+		t.Errorf("cancel: %v", err)
+	}
+	n.waitNoSubs(t, "t/+")
+	resp, err = pub.Post(ctx, "/ps/t/g", message.TextPlain, bytes.NewReader([]byte("late")))
+	checkCode(t, "publish late", resp, err, codes.Changed)
+	select {
+	case <-notes:
+		t.Error("notification after Cancel")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// coapClient returns the path of a libcoap coap-client for plain UDP.
+func coapClient(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"coap-client", "coap-client-notls", "coap-client-gnutls", "coap-client-openssl"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no coap-client (Debian package libcoap3-bin; scripts/deps.sh installs it)"
+	if os.Getenv("PROTOGATE_SKIP_PEERS") == "1" {
+		t.Skip("PROTOGATE_SKIP_PEERS=1: " + msg)
+	}
+	t.Fatal(msg)
+	return ""
+}
+
+// libcoap is a coap-client run.
+type libcoap struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan error
+}
+
+// startLibcoap starts coap-client with args; the URI's base is the node's
+// listener (uri is a path, with an optional query).
+func (n *coapNode) startLibcoap(t *testing.T, uri string, args ...string) *libcoap {
+	t.Helper()
+	bin := coapClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	l := &libcoap{done: make(chan error, 1)}
+	l.cmd = exec.CommandContext(ctx, bin, append(args, "coap://"+n.coap+uri)...)
+	l.cmd.Stdout, l.cmd.Stderr = &l.stdout, &l.stderr
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.done <- l.cmd.Wait() }()
+	t.Cleanup(func() { cancel(); <-l.done; l.done <- nil })
+	return l
+}
+
+// wait waits for the run to end and returns its stdout and stderr (the
+// exit status says nothing: coap-client exits 0 on 4.xx and time-outs).
+func (l *libcoap) wait(t *testing.T) (string, string) {
+	t.Helper()
+	if err := <-l.done; err != nil {
+		t.Fatalf("%v: %v\nstderr: %s", l.cmd.Args, err, l.stderr.String())
+	}
+	l.done <- nil
+	return l.stdout.String(), strings.TrimSpace(l.stderr.String())
+}
+
+func (n *coapNode) libcoap(t *testing.T, uri string, args ...string) (string, string) {
+	t.Helper()
+	return n.startLibcoap(t, uri, args...).wait(t)
+}
+
+// TestCoAPLibcoap: U1, U2, U3, U4, U5, U8, U9, U10, U11, U13, U14, U17 with
+// Debian's coap-client.
+func TestCoAPLibcoap(t *testing.T) {
+	n := startCoapNode(t)
+	nc := n.natsConn(t)
+	ch := natsSub(t, nc, "t.a")
+
+	// U1: POST.
+	if out, errs := n.libcoap(t, "/ps/t/a", "-m", "post", "-e", "hello", "-t", "0"); out != "" || errs != "" {
+		t.Errorf("post: stdout %q stderr %q", out, errs)
+	}
+	if m := natsNext(t, ch, "U1"); string(m.Data) != "hello" {
+		t.Errorf("U1: NATS got %q", m.Data)
+	}
+	// U2: PUT, NON.
+	if out, errs := n.libcoap(t, "/ps/t/a", "-m", "put", "-N", "-e", "x"); out != "" || errs != "" {
+		t.Errorf("put: stdout %q stderr %q", out, errs)
+	}
+	if m := natsNext(t, ch, "U2"); string(m.Data) != "x" {
+		t.Errorf("U2: NATS got %q", m.Data)
+	}
+	// U3: short query names; U10: Uri-Host and Uri-Port.
+	_, port, _ := net.SplitHostPort(n.coap)
+	bin := coapClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-m", "post", "-e", "short", "coap://localhost:"+port+"/ps/t/a?c=dev1&q=1").CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Errorf("U3/U10: %v %q", err, out)
+	}
+	if m := natsNext(t, ch, "U3"); string(m.Data) != "short" {
+		t.Errorf("U3: NATS got %q", m.Data)
+	}
+
+	// U8, U9, U11: errors on stderr.
+	for _, tt := range []struct {
+		uri  string
+		args []string
+		want string
+	}{
+		{"/ps/t/a", nil, "4.04 no retained value"},
+		{"/nope", nil, "4.04 not found"},
+		{"/ps/t/a", []string{"-m", "delete"}, "4.05 method not allowed"},
+		{"/ps", []string{"-m", "post", "-e", "x"}, "4.00 invalid topic"},
+		{"/ps/t/a", []string{"-m", "post", "-e", strings.Repeat("z", 2000)}, "4.13 body too large"},
+	} {
+		if _, errs := n.libcoap(t, tt.uri, tt.args...); !strings.Contains(errs, tt.want) {
+			t.Errorf("%s %v: stderr %q, want %q", tt.uri, tt.args, errs, tt.want)
+		}
+	}
+
+	// U4: observe for 3 s; NON (NATS), CON (MQTT QoS 1) and CON (CoAP)
+	// notifications, one line each; then the deregistration removes the
+	// subscription.
+	obs := n.startLibcoap(t, "/ps/t/b", "-w", "-o", "-", "-B", "20", "-s", "3")
+	// U5: wildcards, %2B and %23 in the URI.
+	plus := n.startLibcoap(t, "/ps/t/%2B", "-w", "-o", "-", "-B", "20", "-s", "3")
+	hash := n.startLibcoap(t, "/ps/t/%23", "-w", "-o", "-", "-B", "20", "-s", "3")
+	n.waitSubs(t, append(append(subjects(t, "t/b"), subjects(t, "t/+")...), subjects(t, "t/#")...)...)
+	if err := nc.Publish("t.b", []byte("m1")); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	n.mqttPub(t, 1, false, "t/b", "m2")
+	if out, errs := n.libcoap(t, "/ps/t/b", "-m", "post", "-e", "m3"); out != "" || errs != "" {
+		t.Errorf("post m3: %q %q", out, errs)
+	}
+	for name, l := range map[string]*libcoap{"t/b": obs, "t/+": plus, "t/#": hash} {
+		out, errs := l.wait(t)
+		if out != "m1\nm2\nm3\n" {
+			t.Errorf("U4/U5 %s: stdout %q (stderr %q)", name, out, errs)
+		}
+	}
+	n.waitNoSubs(t, "t/b")
+	n.waitNoSubs(t, "t/+")
+	n.waitNoSubs(t, "t/#")
+
+	// U13: connection mode from a fixed source port.
+	lport := freeUDPPort(t)
+	tok, errs := n.libcoap(t, "/mqtt/connection?clientid=c1&username=u&password=p", "-m", "post", "-p", lport)
+	if tok == "" || errs != "" {
+		t.Fatalf("U13 create: stdout %q stderr %q", tok, errs)
+	}
+	tok = strings.TrimSpace(tok)
+	if out, errs := n.libcoap(t, "/mqtt/connection?clientid=c1&token="+tok, "-m", "put", "-p", lport); out != "" || errs != "" {
+		t.Errorf("U13 heartbeat: %q %q", out, errs)
+	}
+	if out, errs := n.libcoap(t, "/ps/t/a?clientid=c1&token="+tok, "-m", "post", "-e", "conn", "-p", lport); out != "" || errs != "" {
+		t.Errorf("U13 publish: %q %q", out, errs)
+	}
+	if m := natsNext(t, ch, "U13"); string(m.Data) != "conn" {
+		t.Errorf("U13: NATS got %q", m.Data)
+	}
+	// U14: the errors.
+	for _, tt := range []struct{ uri, method, want string }{
+		{"/ps/t/a?clientid=c1", "post", "4.00 Missing token or clientid in connection mode"},
+		{"/ps/t/a?clientid=c1&token=x" + tok, "post", "4.01 Invalid token or clientid in connection mode"},
+		{"/mqtt/connection?clientid=c1&username=u", "post", "4.00 client has connected"},
+	} {
+		if _, errs := n.libcoap(t, tt.uri, "-m", tt.method, "-e", "x", "-p", lport); !strings.Contains(errs, tt.want) {
+			t.Errorf("U14 %s: stderr %q, want %q", tt.uri, errs, tt.want)
+		}
+	}
+	if out, errs := n.libcoap(t, "/mqtt/connection?clientid=c1&token="+tok, "-m", "delete", "-p", lport); out != "" || errs != "" {
+		t.Errorf("U13 delete: %q %q", out, errs)
+	}
+	// The connection is gone: the next datagram from that port is a new,
+	// connectionless one.
+	if _, errs := n.libcoap(t, "/mqtt/connection?clientid=c1&token="+tok, "-m", "put", "-p", lport); !strings.Contains(errs, "4.01 Invalid token") {
+		t.Errorf("U13 after delete: stderr %q", errs)
+	}
+}
+
+// freeUDPPort returns a UDP port that was free a moment ago.
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
+	return port
+}
+
+// TestCoAPRawFrames: U15, U16, U17 with hand-made datagrams.
+func TestCoAPRawFrames(t *testing.T) {
+	n := startCoapNode(t)
+	nc := n.natsConn(t)
+	ch := natsSub(t, nc, "raw")
+	conn, err := net.Dial("udp", n.coap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exchange := func(in string) []byte {
+		t.Helper()
+		b, err := hex.DecodeString(strings.ReplaceAll(in, " ", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 2048)
+		k, err := conn.Read(buf)
+		if err != nil {
+			return nil
+		}
+		return buf[:k]
+	}
+	// U16: the same CON POST twice: two identical ACKs, one publish.
+	post := "42 02 12 34 ab cd b2 70 73 03 72 61 77 ff 6f 6e 63 65" // POST /ps/raw "once", token abcd
+	first := exchange(post)
+	again := exchange(post)
+	if hex.EncodeToString(first) != "62441234abcd" {
+		t.Errorf("POST reply %x", first)
+	}
+	if !bytes.Equal(first, again) {
+		t.Errorf("duplicate reply %x, first %x", again, first)
+	}
+	if m := natsNext(t, ch, "U16"); string(m.Data) != "once" {
+		t.Errorf("NATS got %q", m.Data)
+	}
+	select {
+	case m := <-ch:
+		t.Errorf("published twice: %q", m.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// U15 and U17.
+	for _, tt := range []struct{ name, in, want string }{
+		{"version 2", "81 01 00 01 01", ""},
+		{"TKL 9", "49 01 00 02 010203040506070809", "70000002"},
+		{"marker without payload", "40 02 00 03 ff", "70000003"},
+		{"empty CON with data", "40 00 00 04 ff 61", "70000004"},
+		{"unknown critical option 9", "41 01 00 05 07 91 01", "6182000507" + hex.EncodeToString([]byte("\xffbad option 9"))},
+		{"code 0.31", "41 1f 00 06 07", "6185000607" + hex.EncodeToString([]byte("\xffmethod not allowed"))},
+		{"reserved class in a NON", "50 20 00 07", ""},
+		{"ping", "40 00 00 08", "70000008"},
+	} {
+		if got := hex.EncodeToString(exchange(tt.in)); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
