@@ -9,7 +9,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +30,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	piondtls "github.com/pion/dtls/v3"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -37,7 +47,8 @@ import (
 // a udp listener.
 type coapNode struct {
 	*interopNode
-	coap string // host:port of the udp listener
+	coap string // host:port of the udp listener (dtls: of the PSK listener)
+	pki  string // dtls: host:port of the certificate listener
 }
 
 func startCoapNode(t *testing.T) *coapNode {
@@ -487,5 +498,265 @@ func TestCoAPRawFrames(t *testing.T) {
 		if got := hex.EncodeToString(exchange(tt.in)); got != tt.want {
 			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// coapPKI is a CA, a server certificate for 127.0.0.1 and a client
+// certificate with CN "cert-dev", as PEM files.
+type coapPKI struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+	caPool                                           *x509.CertPool
+}
+
+func newCoapPKI(t *testing.T) *coapPKI {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newKey := func() (*ecdsa.PrivateKey, []byte) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, der
+	}
+	caKey, _ := newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "coap test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ip bool) ([]byte, []byte) {
+		k, kder := newKey()
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		if ip {
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+			tmpl.DNSNames = []string{"localhost"}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, kder
+	}
+	sDER, sKey := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, true)
+	cDER, cKey := leaf(3, "cert-dev", x509.ExtKeyUsageClientAuth, false)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &coapPKI{
+		ca:         write("ca.pem", "CERTIFICATE", caDER),
+		serverCert: write("server.pem", "CERTIFICATE", sDER),
+		serverKey:  write("server.key", "EC PRIVATE KEY", sKey),
+		clientCert: write("client.pem", "CERTIFICATE", cDER),
+		clientKey:  write("client.key", "EC PRIVATE KEY", cKey),
+		caPool:     pool,
+	}
+}
+
+// The PSK of the DTLS tests: libcoap's -k takes text.
+const (
+	coapPSKIdentity = "dev1"
+	coapPSK         = "coap-secret-key-1"
+)
+
+// startCoapDTLSNode starts a gateway with builtin:coap on two dtls
+// listeners: "psk" (identity dev1) and "pki" (certificates; client
+// certificates verified against the test CA when presented). The PSK
+// listener sets an identity hint: without one, GnuTLS fails the handshake
+// when it negotiates TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 with pion/dtls/v2
+// ("Error decoding the received TLS packet" on the ServerKeyExchange).
+func startCoapDTLSNode(t *testing.T, pki *coapPKI) *coapNode {
+	t.Helper()
+	dir := t.TempDir()
+	cache := filepath.Join(sharedDataDir, "wasm-cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(`
+node: {name: coaps, data_dir: ` + dir + `}
+broker:
+  nats_listen: "127.0.0.1:0"
+  mqtt_listen: "127.0.0.1:0"
+handlers:
+  coap: {wasm: {path: "builtin:coap", call_timeout: 5s}}
+listeners:
+  - name: psk
+    type: dtls
+    bind: "127.0.0.1:0"
+    handler: coap
+    psk: {identities: {` + coapPSKIdentity + `: "` + hex.EncodeToString([]byte(coapPSK)) + `"}, identity_hint: protogate}
+  - name: pki
+    type: dtls
+    bind: "127.0.0.1:0"
+    handler: coap
+    tls: {cert_file: "` + pki.serverCert + `", key_file: "` + pki.serverKey + `", ca_file: "` + pki.ca + `"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, cfg)
+	host, port, err := net.SplitHostPort(r.broker.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &coapNode{
+		interopNode: &interopNode{r: r, natsURL: "nats://" + r.broker.NATSAddr().String(), mqttHost: host, mqttPort: port},
+		coap:        r.listeners["psk"].String(),
+		pki:         r.listeners["pki"].String(),
+	}
+}
+
+// coapsRun runs a DTLS coap-client (bin) against the node.
+func (n *coapNode) coapsRun(t *testing.T, bin, uri string, args ...string) (string, string) {
+	t.Helper()
+	return n.coapsRunAt(t, n.coap, bin, uri, args...)
+}
+
+func (n *coapNode) coapsRunAt(t *testing.T, addr, bin, uri string, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(args, "coaps://"+addr+uri)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %v\nstderr: %s", cmd.Args, err, stderr.String())
+	}
+	return stdout.String(), strings.TrimSpace(stderr.String())
+}
+
+// TestCoAPDTLS: D1, D2 (client side), D4, D5, D6 with coap-client-gnutls
+// and coap-client-openssl, and G4 with go-coap.
+func TestCoAPDTLS(t *testing.T) {
+	pki := newCoapPKI(t)
+	n := startCoapDTLSNode(t, pki)
+	nc := n.natsConn(t)
+	ch := natsSub(t, nc, "d.>")
+	for _, name := range []string{"coap-client-gnutls", "coap-client-openssl"} {
+		bin, err := exec.LookPath(name)
+		if err != nil {
+			if os.Getenv("PROTOGATE_SKIP_PEERS") == "1" {
+				t.Skipf("PROTOGATE_SKIP_PEERS=1: no %s", name)
+			}
+			t.Fatalf("no %s (Debian package libcoap3-bin; scripts/deps.sh installs it)", name)
+		}
+		t.Run(name, func(t *testing.T) {
+			psk := []string{"-k", coapPSK, "-u", coapPSKIdentity}
+			// D1: PSK; the identity is the client id.
+			if out, errs := n.coapsRun(t, bin, "/ps/d/psk", append(psk, "-m", "post", "-e", "psk-"+name)...); out != "" || errs != "" {
+				t.Errorf("D1: stdout %q stderr %q", out, errs)
+			}
+			if m := natsNext(t, ch, "D1"); string(m.Data) != "psk-"+name || m.Subject != "d.psk" {
+				t.Errorf("D1: NATS got %s %q", m.Subject, m.Data)
+			}
+			if _, errs := n.coapsRun(t, bin, "/ps/d/psk?clientid=other", append(psk, "-m", "post", "-e", "x")...); !strings.Contains(errs, "4.01 clientid differs from the DTLS identity") {
+				t.Errorf("D1: another clientid: stderr %q", errs)
+			}
+			// D4: the server certificate verified against the CA.
+			if out, errs := n.coapsRunAt(t, n.pki, bin, "/ps/d/pki", "-C", pki.ca, "-m", "post", "-e", "pki-"+name); out != "" || errs != "" {
+				t.Errorf("D4: stdout %q stderr %q", out, errs)
+			}
+			if m := natsNext(t, ch, "D4"); string(m.Data) != "pki-"+name {
+				t.Errorf("D4: NATS got %q", m.Data)
+			}
+			// D5: a client certificate: its CN is the client id.
+			cert := []string{"-c", pki.clientCert, "-j", pki.clientKey, "-C", pki.ca}
+			if out, errs := n.coapsRunAt(t, n.pki, bin, "/ps/d/cert?clientid=cert-dev", append(cert, "-m", "post", "-e", "cert-"+name)...); out != "" || errs != "" {
+				t.Errorf("D5: stdout %q stderr %q", out, errs)
+			}
+			if m := natsNext(t, ch, "D5"); string(m.Data) != "cert-"+name {
+				t.Errorf("D5: NATS got %q", m.Data)
+			}
+			// D6: observe over DTLS.
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			obs := exec.CommandContext(ctx, bin, append(psk, "-w", "-o", "-", "-B", "20", "-s", "3", "coaps://"+n.coap+"/ps/d/obs")...)
+			var stdout, stderr bytes.Buffer
+			obs.Stdout, obs.Stderr = &stdout, &stderr
+			if err := obs.Start(); err != nil {
+				t.Fatal(err)
+			}
+			n.waitSubs(t, subjects(t, "d/obs")...)
+			n.mqttPub(t, 1, false, "d/obs", "o1")
+			nc.Publish("d.obs", []byte("o2"))
+			nc.Flush()
+			natsNext(t, ch, "D6")
+			natsNext(t, ch, "D6")
+			if err := obs.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if stdout.String() != "o1\no2\n" {
+				t.Errorf("D6: stdout %q stderr %q", stdout.String(), stderr.String())
+			}
+			n.waitNoSubs(t, "d/obs")
+		})
+	}
+
+	// G4: go-coap over DTLS, PSK with TLS_PSK_WITH_AES_128_CCM_8 only, then
+	// certificates.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	co, err := coapdtls.Dial(n.coap, &piondtls.Config{
+		PSK:             func([]byte) ([]byte, error) { return []byte(coapPSK), nil },
+		PSKIdentityHint: []byte(coapPSKIdentity),
+		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	resp, err := co.Post(ctx, "/ps/d/go", message.TextPlain, bytes.NewReader([]byte("ccm8")))
+	checkCode(t, "G4 psk post", resp, err, codes.Changed)
+	if m := natsNext(t, ch, "G4"); string(m.Data) != "ccm8" {
+		t.Errorf("G4: NATS got %q", m.Data)
+	}
+	cert, err := tls.LoadX509KeyPair(pki.clientCert, pki.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := coapdtls.Dial(n.pki, &piondtls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	notes := make(chan string, 8)
+	obs, err := cc.Observe(ctx, "/ps/d/gobs", func(m *pool.Message) {
+		body, _ := m.ReadBody()
+		notes <- string(body)
+	}, query("clientid=cert-dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-notes
+	n.waitSubs(t, subjects(t, "d/gobs")...)
+	resp, err = co.Post(ctx, "/ps/d/gobs", message.TextPlain, bytes.NewReader([]byte("to-cert")))
+	checkCode(t, "G4 post", resp, err, codes.Changed)
+	select {
+	case got := <-notes:
+		if got != "to-cert" {
+			t.Errorf("G4: notification %q", got)
+		}
+	case <-time.After(wait):
+		t.Fatal("G4: no notification")
+	}
+	if err := obs.Cancel(ctx); err != nil {
+		t.Errorf("G4 cancel: %v", err)
 	}
 }

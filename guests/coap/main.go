@@ -14,7 +14,9 @@
 // Each UDP peer (or DTLS session) is one connection. Without
 // /mqtt/connection the connection is connectionless: its first /ps request
 // authenticates it, with clientid (or c) from the query, or
-// "coap-<random>", and username/password (u/p). Later requests reuse that
+// "coap-<random>", and username/password (u/p). On DTLS the client id is
+// the session's identity (the certificate's CN, or the PSK identity), and a
+// different clientid in the query is answered 4.01. Later requests reuse that
 // identity; a different clientid is answered 4.01. After /mqtt/connection,
 // every request must carry clientid and the token (4.00 if missing, 4.01 if
 // wrong).
@@ -81,6 +83,7 @@ type conn struct {
 	connMode bool   // created with POST /mqtt/connection
 	token    string // connection mode's token
 	closed   bool
+	dtlsID   string // the DTLS identity (certificate CN or PSK identity), or ""
 
 	nextMID uint16
 	dedup   []dedupEntry // ring, oldest first when full
@@ -129,8 +132,14 @@ func init() { protogate.Register(newGuest()) }
 func main() {}
 
 // OnSocketCreated creates the connection's state.
-func (g *guest) OnSocketCreated(c protogate.Conn, _ protogate.ConnInfo) error {
-	g.conns[c] = &conn{nextMID: uint16(rand.Uint32())}
+// On DTLS, the certificate's CN, or the PSK identity (which the host
+// passes as the CN), is the connection's client id.
+func (g *guest) OnSocketCreated(c protogate.Conn, info protogate.ConnInfo) error {
+	st := &conn{nextMID: uint16(rand.Uint32())}
+	if info.SockType == protogate.DTLS && info.PeerCert != nil {
+		st.dtlsID = info.PeerCert.CN
+	}
+	g.conns[c] = st
 	return nil
 }
 
@@ -404,7 +413,12 @@ func (g *guest) identify(c protogate.Conn, st *conn, r *req) (uint8, string) {
 		}
 		return 0, ""
 	}
-	if !hasCID || cid == "" {
+	if st.dtlsID != "" {
+		if hasCID && cid != st.dtlsID {
+			return CodeUnauthorized, "clientid differs from the DTLS identity"
+		}
+		cid = st.dtlsID
+	} else if !hasCID || cid == "" {
 		cid = "coap-" + strconv.FormatUint(rand.Uint64(), 16)
 	}
 	user, _ := queryValue(r.query, "username", "u")
@@ -592,6 +606,12 @@ func (g *guest) connection(c protogate.Conn, st *conn, m *Message, r *req) []byt
 	switch m.Code {
 	case CodePOST:
 		cid, _ := queryValue(r.query, "clientid", "c")
+		if st.dtlsID != "" {
+			if cid != "" && cid != st.dtlsID {
+				return g.reply(st, m, CodeUnauthorized, nil, "clientid differs from the DTLS identity")
+			}
+			cid = st.dtlsID
+		}
 		if cid == "" {
 			return g.reply(st, m, CodeBadRequest, nil, "Login Failed: clientid is required")
 		}

@@ -558,3 +558,27 @@ func FuzzReceive(f *testing.F) {
 		split(t, h)
 	})
 }
+
+func TestDTLSIdentity(t *testing.T) {
+	h := sdktest.New(t)
+	protogate.Register(newGuest())
+	c := h.Connect(protogate.ConnInfo{SockType: protogate.DTLS, PeerCert: &protogate.CertInfo{CN: "dev1"}})
+	h.Receive(c, request(CON, CodePOST, 1, "", "/ps/t?clientid=other", "x"))
+	m, other := one(t, h)
+	expect(t, m, ACK, CodeUnauthorized, 1, "", "clientid differs from the DTLS identity")
+	if len(other) != 0 {
+		t.Errorf("calls %q", other)
+	}
+	h.Receive(c, request(CON, CodePOST, 2, "", "/ps/t", "x"))
+	m, other = one(t, h)
+	expect(t, m, ACK, CodeChanged, 2, "", "")
+	checkCalls(t, other, []string{`authenticate 1 {ProtoName:coap ProtoVer:1 ClientID:dev1 Username:} ""`, "start_timer 1 type0 90s", `publish 1 t qos1 "x"`}, c)
+
+	c2 := h.Connect(protogate.ConnInfo{SockType: protogate.DTLS, PeerCert: &protogate.CertInfo{CN: "dev2"}})
+	h.Receive(c2, request(CON, CodePOST, 1, "", "/mqtt/connection", ""))
+	m, other = one(t, h)
+	if m.Code != CodeCreated {
+		t.Errorf("create: %s %q", CodeString(m.Code), m.Payload)
+	}
+	checkCalls(t, other, []string{`authenticate 1 {ProtoName:coap ProtoVer:1 ClientID:dev2 Username:} ""`, "start_timer 1 type0 90s"}, c2)
+}
