@@ -713,11 +713,11 @@ func TestCoAPDTLS(t *testing.T) {
 	// certificates.
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	co, err := coapdtls.Dial(n.coap, &piondtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return []byte(coapPSK), nil },
-		PSKIdentityHint: []byte(coapPSKIdentity),
-		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
+	co, err := coapdtls.Dial(n.coap, coapdtls.NewDTLSClientOptions(
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return []byte(coapPSK), nil }),
+		piondtls.WithPSKIdentityHint([]byte(coapPSKIdentity)),
+		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8),
+	))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -731,7 +731,8 @@ func TestCoAPDTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := coapdtls.Dial(n.pki, &piondtls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+	cc, err := coapdtls.Dial(n.pki, coapdtls.NewDTLSClientOptions(
+		piondtls.WithCertificates(cert), piondtls.WithRootCAs(pki.caPool), piondtls.WithServerName("127.0.0.1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -758,5 +759,58 @@ func TestCoAPDTLS(t *testing.T) {
 	}
 	if err := obs.Cancel(ctx); err != nil {
 		t.Errorf("G4 cancel: %v", err)
+	}
+}
+
+// TestCoAPObserveReliability: U6, U7, U12 and U17 with coap-client.
+func TestCoAPObserveReliability(t *testing.T) {
+	n := startCoapNode(t)
+
+	// U6 and U12: -l 2 drops the client's second datagram, the ACK of the
+	// first CON notification, so the guest retransmits it (-v 7 logs each
+	// PDU received); the client prints it once. libcoap 4.3.1 does not
+	// acknowledge the retransmissions, so the notification stays in flight
+	// until the deregistration ends it. A 1500-byte message before it is
+	// dropped by the guest, and the observation lives on.
+	// (With -v, coap-client logs to stdout; the bodies go to a file.)
+	bodies := filepath.Join(t.TempDir(), "bodies")
+	obs := n.startLibcoap(t, "/ps/r/a", "-v", "7", "-w", "-o", bodies, "-B", "20", "-s", "6", "-l", "2")
+	n.waitSubs(t, subjects(t, "r/a")...)
+	n.mqttPub(t, 1, false, "r/a", strings.Repeat("L", 1500))
+	n.mqttPub(t, 1, false, "r/a", "r1")
+	log, _ := obs.wait(t)
+	if out, err := os.ReadFile(bodies); string(out) != "r1\n" {
+		t.Errorf("U6/U12: bodies %q (%v)", out, err)
+	}
+	if k := strings.Count(log, ":: 'r1'"); k < 2 {
+		t.Errorf("U6: r1 received %d times, want a retransmission\n%s", k, log)
+	}
+	n.waitNoSubs(t, "r/a")
+
+	// U7: an observer killed; its CON notification is retransmitted to a
+	// new client on the same port, which answers RST (unknown token): the
+	// observation ends and its subscription with it.
+	port := freeUDPPort(t)
+	dead := n.startLibcoap(t, "/ps/r/k", "-p", port, "-w", "-o", "-", "-B", "20", "-s", "15")
+	n.waitSubs(t, subjects(t, "r/k")...)
+	dead.cmd.Process.Kill()
+	<-dead.done
+	dead.done <- nil
+	n.mqttPub(t, 1, false, "r/k", "lost")
+	// -T: libcoap's default token is 01 in every run, which would match.
+	next := n.startLibcoap(t, "/ps/r/other", "-p", port, "-T", "new", "-w", "-o", "-", "-B", "20", "-s", "6")
+	n.waitNoSubs(t, "r/k")
+	if out, errs := next.wait(t); out != "" {
+		t.Errorf("U7: the new client printed %q (stderr %q)", out, errs)
+	}
+
+	// U17: keepalive pings (-K 1) are answered with RST, and the
+	// observation is not affected.
+	ping := n.startLibcoap(t, "/ps/r/p", "-K", "1", "-w", "-o", "-", "-B", "20", "-s", "4")
+	n.waitSubs(t, subjects(t, "r/p")...)
+	time.Sleep(2500 * time.Millisecond) // two pings
+	n.mqttPub(t, 0, false, "r/p", "after-pings")
+	if out, errs := ping.wait(t); out != "after-pings\n" {
+		t.Errorf("U17: stdout %q, stderr %q", out, errs)
 	}
 }

@@ -571,8 +571,8 @@ func (st *conn) find(token string) *observation {
 }
 
 // deregister ends the observation of token, if any: it unsubscribes its
-// filter unless another observation uses it, and drops its queued
-// notifications.
+// filter unless another observation uses it, drops its queued
+// notifications and stops retransmitting its notification in flight.
 func (g *guest) deregister(c protogate.Conn, st *conn, token string) {
 	var gone *observation
 	for i, o := range st.obs {
@@ -593,11 +593,13 @@ func (g *guest) deregister(c protogate.Conn, st *conn, token string) {
 	}
 	clear(st.queue[len(q):])
 	st.queue = q
-	if st.observed(gone.filter) {
-		return
+	if !st.observed(gone.filter) {
+		if err := c.Unsubscribe(gone.filter); err != nil && !errors.Is(err, abi.StatusNotAlive) {
+			protogate.Log(protogate.LevelWarn, "coap: unsubscribe: "+err.Error())
+		}
 	}
-	if err := c.Unsubscribe(gone.filter); err != nil && !errors.Is(err, abi.StatusNotAlive) {
-		protogate.Log(protogate.LevelWarn, "coap: unsubscribe: "+err.Error())
+	if st.inflight != nil && st.inflight.obs == gone {
+		g.next(c, st) // stop retransmitting it
 	}
 }
 
@@ -774,8 +776,7 @@ func (g *guest) acked(c protogate.Conn, st *conn, mid uint16) {
 // notification it answers.
 func (g *guest) reset(c protogate.Conn, st *conn, mid uint16) {
 	if p := st.inflight; p != nil && p.mid == mid {
-		g.deregister(c, st, p.obs.token)
-		g.next(c, st)
+		g.deregister(c, st, p.obs.token) // and sends the next
 		return
 	}
 	for i, n := range st.nonMIDs {
@@ -800,8 +801,7 @@ func (g *guest) OnTimer(c protogate.Conn, t protogate.Timer) error {
 	if p.attempts >= MaxRetransmit {
 		protogate.Log(protogate.LevelInfo, "coap: notification not acknowledged; observation of "+p.obs.filter+" removed")
 		st.timer = 0
-		g.deregister(c, st, p.obs.token)
-		g.next(c, st)
+		g.deregister(c, st, p.obs.token) // and sends the next
 		return nil
 	}
 	p.attempts++

@@ -582,3 +582,24 @@ func TestDTLSIdentity(t *testing.T) {
 	}
 	checkCalls(t, other, []string{`authenticate 1 {ProtoName:coap ProtoVer:1 ClientID:dev2 Username:} ""`, "start_timer 1 type0 90s"}, c2)
 }
+
+// Deregistration stops the retransmission of the observation's CON
+// notification in flight, and the next one (of another observation) goes.
+func TestDeregisterStopsRetransmission(t *testing.T) {
+	h, g, c := setup(t)
+	h.Receive(c, request(CON, CodeGET, 1, "a", "/ps/a", "", observe(0)))
+	h.Receive(c, request(CON, CodeGET, 2, "b", "/ps/b", "", observe(0)))
+	h.Deliver(c, protogate.Message{Topic: "a", QoS: 1, Payload: []byte("1")}, protogate.Message{Topic: "a", QoS: 1, Payload: []byte("2")},
+		protogate.Message{Topic: "b", QoS: 1, Payload: []byte("3")})
+	split(t, h)
+	h.Receive(c, request(CON, CodeGET, 3, "a", "/ps/a", "", observe(1)))
+	sent, _ := split(t, h)
+	// The next notification goes out while the request runs, before its
+	// reply.
+	if len(sent) != 2 || sent[1].Type != ACK || string(sent[0].Payload) != "3" || string(sent[0].Token) != "b" {
+		t.Fatalf("sent %+v", sent)
+	}
+	if p := g.conns[c].inflight; p == nil || p.obs.token != "b" || len(h.Timers(c)) != 1 {
+		t.Errorf("in flight %+v, timers %v", p, h.Timers(c))
+	}
+}
