@@ -439,7 +439,7 @@ func freeUDPPort(t *testing.T) string {
 	return port
 }
 
-// TestCoAPRawFrames: U15, U16, U17 with hand-made datagrams.
+// TestCoAPRawFrames: U15, U16, U17 and G3 with hand-made datagrams.
 func TestCoAPRawFrames(t *testing.T) {
 	n := startCoapNode(t)
 	nc := n.natsConn(t)
@@ -455,8 +455,10 @@ func TestCoAPRawFrames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Write(b); err != nil {
-			t.Fatal(err)
+		if len(b) > 0 {
+			if _, err := conn.Write(b); err != nil {
+				t.Fatal(err)
+			}
 		}
 		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		buf := make([]byte, 2048)
@@ -483,6 +485,25 @@ func TestCoAPRawFrames(t *testing.T) {
 	case m := <-ch:
 		t.Errorf("published twice: %q", m.Data)
 	case <-time.After(300 * time.Millisecond):
+	}
+	// G3: a re-registration with the same token keeps one subscription:
+	// one notification per message.
+	reg := "42 01 22 00 0b 0b 60 52 70 73 03 6f 62 73" // GET /ps/obs Observe:0, token 0b0b
+	for i, mid := range []string{"22 00", "22 01"} {
+		got := exchange(strings.Replace(reg, "22 00", mid, 1))
+		if len(got) < 6 || got[0] != 0x62 || got[1] != 0x45 || got[4] != 0x0b || got[6] != 0x61 {
+			t.Fatalf("registration %d: %x", i, got)
+		}
+	}
+	n.waitSubs(t, "obs")
+	if err := nc.Publish("obs", []byte("n1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := exchange(""); !bytes.HasSuffix(got, []byte("\xffn1")) || got[0] != 0x52 {
+		t.Errorf("notification %x", got)
+	}
+	if got := exchange(""); got != nil {
+		t.Errorf("a second notification %x", got)
 	}
 	// U15 and U17.
 	for _, tt := range []struct{ name, in, want string }{
@@ -642,8 +663,9 @@ func (n *coapNode) coapsRunAt(t *testing.T, addr, bin, uri string, args ...strin
 	return stdout.String(), strings.TrimSpace(stderr.String())
 }
 
-// TestCoAPDTLS: D1, D2 (client side), D4, D5, D6 with coap-client-gnutls
-// and coap-client-openssl, and G4 with go-coap.
+// TestCoAPDTLS: D1, D2 (the clients offering only
+// TLS_PSK_WITH_AES_128_CCM_8: GnuTLS and go-coap), D4, D5, D6 with
+// coap-client-gnutls and coap-client-openssl, G4 and D7 with go-coap.
 func TestCoAPDTLS(t *testing.T) {
 	pki := newCoapPKI(t)
 	n := startCoapDTLSNode(t, pki)
@@ -668,6 +690,26 @@ func TestCoAPDTLS(t *testing.T) {
 			}
 			if _, errs := n.coapsRun(t, bin, "/ps/d/psk?clientid=other", append(psk, "-m", "post", "-e", "x")...); !strings.Contains(errs, "4.01 clientid differs from the DTLS identity") {
 				t.Errorf("D1: another clientid: stderr %q", errs)
+			}
+			if name == "coap-client-gnutls" {
+				// D2: GnuTLS offering only TLS_PSK_WITH_AES_128_CCM_8 (a
+				// system priority file's overrides; coap-client has no
+				// option for suites).
+				f := filepath.Join(t.TempDir(), "gnutls-priority.conf")
+				if err := os.WriteFile(f, []byte(gnutlsCCM8Only), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, append(psk, "-v", "9", "-m", "post", "-e", "ccm8", "coaps://"+n.coap+"/ps/d/ccm8")...)
+				cmd.Env = append(os.Environ(), "GNUTLS_SYSTEM_PRIORITY_FILE="+f)
+				log, err := cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(log), "Selected cipher suite: GNUTLS_PSK_AES_128_CCM_8") {
+					t.Errorf("D2: %v\n%s", err, log)
+				}
+				if m := natsNext(t, ch, "D2"); string(m.Data) != "ccm8" {
+					t.Errorf("D2: NATS got %q", m.Data)
+				}
 			}
 			// D4: the server certificate verified against the CA.
 			if out, errs := n.coapsRunAt(t, n.pki, bin, "/ps/d/pki", "-C", pki.ca, "-m", "post", "-e", "pki-"+name); out != "" || errs != "" {
@@ -760,6 +802,16 @@ func TestCoAPDTLS(t *testing.T) {
 	if err := obs.Cancel(ctx); err != nil {
 		t.Errorf("G4 cancel: %v", err)
 	}
+	n.waitNoSubs(t, "d/gobs")
+
+	// D7: a client that closes its session (close_notify) loses its
+	// observations at once, not at the keepalive.
+	if _, err := cc.Observe(ctx, "/ps/d/close", func(*pool.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	n.waitSubs(t, subjects(t, "d/close")...)
+	cc.Close()
+	n.waitNoSubs(t, "d/close")
 }
 
 // TestCoAPObserveReliability: U6, U7, U12 and U17 with coap-client.
@@ -814,3 +866,25 @@ func TestCoAPObserveReliability(t *testing.T) {
 		t.Errorf("U17: stdout %q, stderr %q", out, errs)
 	}
 }
+
+// gnutlsCCM8Only is a GnuTLS system priority file (GNUTLS_SYSTEM_PRIORITY_FILE)
+// whose overrides disable every PSK cipher suite libcoap offers but
+// TLS_PSK_WITH_AES_128_CCM_8 (as in gateway/listener's interop tests).
+const gnutlsCCM8Only = `[overrides]
+tls-disabled-kx = ECDHE-PSK
+tls-disabled-kx = DHE-PSK
+tls-disabled-kx = RSA-PSK
+tls-disabled-cipher = AES-128-CBC
+tls-disabled-cipher = AES-256-CBC
+tls-disabled-cipher = AES-128-GCM
+tls-disabled-cipher = AES-256-GCM
+tls-disabled-cipher = AES-128-CCM
+tls-disabled-cipher = AES-256-CCM
+tls-disabled-cipher = AES-256-CCM-8
+tls-disabled-cipher = CHACHA20-POLY1305
+tls-disabled-cipher = CAMELLIA-128-CBC
+tls-disabled-cipher = CAMELLIA-256-CBC
+tls-disabled-cipher = CAMELLIA-128-GCM
+tls-disabled-cipher = CAMELLIA-256-GCM
+tls-disabled-cipher = 3DES-CBC
+`
