@@ -667,7 +667,7 @@ func (n *coapNode) coapsRunAt(t *testing.T, addr, bin, uri string, args ...strin
 // TLS_PSK_WITH_AES_128_CCM_8: GnuTLS and go-coap), D4, D5, D6 with
 // coap-client-gnutls and coap-client-openssl, G4 and D7 with go-coap.
 func TestCoAPDTLS(t *testing.T) {
-	pki := newCoapPKI(t)
+	pki, otherCA := newCoapPKI(t), newCoapPKI(t)
 	n := startCoapDTLSNode(t, pki)
 	nc := n.natsConn(t)
 	ch := natsSub(t, nc, "d.>")
@@ -717,6 +717,11 @@ func TestCoAPDTLS(t *testing.T) {
 			}
 			if m := natsNext(t, ch, "D4"); string(m.Data) != "pki-"+name {
 				t.Errorf("D4: NATS got %q", m.Data)
+			}
+			// D4: a CA that did not sign the server's certificate.
+			// (coap-client logs its errors to stdout.)
+			if out, errs := n.coapsRunAt(t, n.pki, bin, "/ps/d/pki", "-B", "3", "-C", otherCA.ca, "-m", "post", "-e", "bad-ca"); !strings.Contains(out+errs, "cannot send CoAP pdu") {
+				t.Errorf("D4: another CA: stdout %q stderr %q", out, errs)
 			}
 			// D5: a client certificate: its CN is the client id.
 			cert := []string{"-c", pki.clientCert, "-j", pki.clientKey, "-C", pki.ca}

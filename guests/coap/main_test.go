@@ -603,3 +603,11 @@ func TestDeregisterStopsRetransmission(t *testing.T) {
 		t.Errorf("in flight %+v, timers %v", p, h.Timers(c))
 	}
 }
+
+func TestConnectionModeLoginFailed(t *testing.T) {
+	h, _, c := setup(t)
+	h.Fail(abi.ImportAuthenticate, abi.StatusPermissionDeny, "bad password")
+	h.Receive(c, request(CON, CodePOST, 1, "", "/mqtt/connection?clientid=c1&password=x", ""))
+	m, _ := one(t, h)
+	expect(t, m, ACK, CodeBadRequest, 1, "", "Login Failed: bad password")
+}
