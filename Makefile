@@ -144,7 +144,7 @@ bench-observe: ## Wasm echo throughput while /metrics is scraped every second an
 # The Wasm guests are built reproducibly: the same bytes on every machine
 # with the same Go version (no paths, VCS stamps or build ids in the module,
 # and none of the caller's GOFLAGS, GOWASM or GOEXPERIMENT).
-GUESTS := echo linepubsub exproto-json
+GUESTS := echo linepubsub exproto-json coap
 GUEST_ENV := GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOFLAGS= GOWASM= GOEXPERIMENT=
 GUEST_BUILD := $(GUEST_ENV) $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 

@@ -1,6 +1,6 @@
 // Package builtin holds the reference guests, built to WebAssembly, that
-// protogate ships inside its binary: "echo", "linepubsub" and
-// "exproto-json" (sources in guests/<name>). The gateway's configuration
+// protogate ships inside its binary: "echo", "linepubsub", "exproto-json"
+// and "coap" (sources in guests/<name>). The gateway's configuration
 // names them as builtin:<name>.
 package builtin
 
@@ -18,7 +18,7 @@ import (
 //
 // `make check` fails if they are stale.
 //
-//go:embed echo.wasm linepubsub.wasm exproto-json.wasm
+//go:embed echo.wasm linepubsub.wasm exproto-json.wasm coap.wasm
 var modules embed.FS
 
 // Lookup returns a copy of the module of the builtin guest called name,

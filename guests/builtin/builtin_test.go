@@ -9,7 +9,7 @@ import (
 )
 
 func TestNames(t *testing.T) {
-	if got, want := Names(), []string{"echo", "exproto-json", "linepubsub"}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{"coap", "echo", "exproto-json", "linepubsub"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
 }
