@@ -597,9 +597,8 @@ const (
 // startCoapDTLSNode starts a gateway with builtin:coap on two dtls
 // listeners: "psk" (identity dev1) and "pki" (certificates; client
 // certificates verified against the test CA when presented). The PSK
-// listener sets an identity hint: without one, GnuTLS fails the handshake
-// when it negotiates TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 with pion/dtls/v2
-// ("Error decoding the received TLS packet" on the ServerKeyExchange).
+// listener sets an identity hint, so that ECDHE-PSK is offered too (without
+// one the listener leaves it out: gateway/listener's dtls.go says why).
 func startCoapDTLSNode(t *testing.T, pki *coapPKI) *coapNode {
 	t.Helper()
 	dir := t.TempDir()

@@ -172,9 +172,20 @@ func NewDTLS(cfg DTLSConfig) (*DTLS, error) {
 			}
 			d.psk[id] = append([]byte(nil), key...)
 		}
-		b.CipherSuites = append(b.CipherSuites, pskSuites...)
 		if cfg.PSKIdentityHint != "" {
+			b.CipherSuites = append(b.CipherSuites, pskSuites...)
 			b.PSKIdentityHint = []byte(cfg.PSKIdentityHint)
+		} else {
+			// Without a hint, pion/dtls v2 writes an ECDHE-PSK
+			// ServerKeyExchange without the (empty) hint's length
+			// field, which GnuTLS cannot decode: coap-client-gnutls,
+			// which prefers that suite, failed every handshake. The
+			// plain PSK suites carry no hint there.
+			for _, s := range pskSuites {
+				if s != dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 {
+					b.CipherSuites = append(b.CipherSuites, s)
+				}
+			}
 		}
 		// A placeholder: Handshake installs a per-handshake callback. pion
 		// needs PSK non-nil here to validate a PSK-only configuration.
