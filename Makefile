@@ -123,7 +123,7 @@ BENCH_FLAGS ?=
 GOBENCH_PKGS := ./gateway/... ./wasmhost/ ./abi/ ./sdk/go/
 
 .PHONY: bench
-bench: build ## Run the benchmark suite (table on stdout and in bench/results/), then the Go benchmarks of the hot paths
+bench: build sdk-guests ## Run the benchmark suite (table on stdout and in bench/results/), then the Go benchmarks of the hot paths
 	$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS)
 	$(MAKE) bench-go | tee $(BENCH_OUT)/gobench.txt
 	$(MAKE) bench-observe | tee $(BENCH_OUT)/observe.txt
