@@ -9,12 +9,13 @@
 //	protogate-bench [-bin .bin] [-out bench/results] [-quick] [-only CASES]
 //
 // -bin is the directory holding the protogate, protogate-load and
-// exproto-echo-handler binaries. The suite writes, under -out, results.md
+// exproto-echo-handler binaries, and (for the langs group) guests/ with the
+// C, Rust and AssemblyScript echo guests that make sdk-guests builds. The suite writes, under -out, results.md
 // (the table), results.jsonl (every load run's JSON line, with the gateway's
 // memory samples) and one log file per process. -quick runs every case
 // briefly, to check the suite itself; its numbers mean nothing. -only runs
-// the named groups (comma separated: echo, remote, udp, hold, fanout, cluster,
-// long).
+// the named groups (comma separated: echo, langs, remote, udp, hold, fanout,
+// cluster, long).
 //
 // Every process of a case shares the machine's cores with the load tool, as
 // they would in the targets' definition; cases run one at a time, and a
@@ -42,7 +43,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", ".bin", "directory with the protogate, protogate-load and exproto-echo-handler binaries")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for results.md, results.jsonl and the process logs")
 	flag.BoolVar(&o.quick, "quick", false, "run every case briefly (checks the suite; the numbers mean nothing)")
-	only := flag.String("only", "", "comma-separated groups to run: echo, remote, udp, hold, fanout, cluster, long (default all)")
+	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, fanout, cluster, long (default all)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: protogate-bench [flags]\n\nRuns protogate's benchmark suite and prints the table of results.\n\n")
 		flag.PrintDefaults()

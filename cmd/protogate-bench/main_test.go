@@ -13,7 +13,9 @@ import (
 // TestQuickSuite builds the three binaries and runs the suite's echo, remote,
 // udp and cluster groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
 // case must complete with clean results. The numbers are not checked; they
-// mean nothing in a quick run on a loaded machine.
+// mean nothing in a quick run on a loaded machine. The langs group is left
+// out: its quick run takes about 18 s (12 gateway starts) and needs make
+// sdk-guests; langs_test.go checks what it can without them.
 func TestQuickSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs servers")

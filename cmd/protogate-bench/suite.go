@@ -34,6 +34,12 @@ type memResult struct {
 	PerConnKB float64 `json:"per_conn_kib,omitempty"`
 	At1MKiB   float64 `json:"at_1m_kib,omitempty"`
 	GrowthMiB float64 `json:"growth_after_1m_mib,omitempty"`
+	// The langs group: the idle gateway's RSS with 1 and with 9 instances
+	// of the module, the difference per instance, and the module's size.
+	RSS1KiB     float64 `json:"rss_1_instance_kib,omitempty"`
+	RSS9KiB     float64 `json:"rss_9_instances_kib,omitempty"`
+	PerInstKiB  float64 `json:"per_instance_kib,omitempty"`
+	ModuleBytes int64   `json:"module_bytes,omitempty"`
 }
 
 // row is one line of the table.
@@ -42,7 +48,7 @@ type row struct {
 	met                                     string // "yes", "NO" or "" (no target)
 }
 
-var groups = []string{"echo", "remote", "udp", "hold", "fanout", "cluster", "long"}
+var groups = []string{"echo", "langs", "remote", "udp", "hold", "fanout", "cluster", "long"}
 
 func knownGroup(g string) bool {
 	for _, k := range groups {
@@ -84,6 +90,7 @@ func (s *suite) runAll(ctx context.Context) error {
 		run   func(context.Context) error
 	}{
 		{"echo", s.echoCases},
+		{"langs", s.langCases},
 		{"remote", s.remoteCases},
 		{"udp", s.udpCases},
 		{"hold", s.holdCases},
@@ -192,8 +199,8 @@ func (s *suite) echoArgs(addr string, extra ...string) []string {
 	return append(a, extra...)
 }
 
-// echoCases: the plain Go echo server, then builtin:echo on the gateway.
-func (s *suite) echoCases(ctx context.Context) error {
+// echoFloor measures the plain Go echo server (the case "floor").
+func (s *suite) echoFloor(ctx context.Context) error {
 	plain, err := s.start("floor-echo", s.binPath("protogate-load"), "serve-echo", "-listen", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -206,7 +213,12 @@ func (s *suite) echoCases(ctx context.Context) error {
 		}
 	}
 	plain.stop(10 * time.Second)
-	if err != nil {
+	return err
+}
+
+// echoCases: the plain Go echo server, then builtin:echo on the gateway.
+func (s *suite) echoCases(ctx context.Context) error {
+	if err := s.echoFloor(ctx); err != nil {
 		return err
 	}
 	ports, err := freePorts(1, false)
@@ -506,6 +518,7 @@ func (s *suite) derivedRows() []row {
 			ratio: fmt.Sprintf("%.2f x msgs/s, %.2f x p99", tp, lat), target: ">= 0.8 x msgs/s, <= 1.5 x p99",
 			met: yes(tp >= 0.8 && lat <= 1.5 && clean(r))})
 	}
+	rows = append(rows, langRows(res, s.mem)...)
 	gf := res["grpcfloor"]
 	if gf != nil {
 		rows = append(rows, row{name: "floor: bare grpc-go loop (OnReceivedBytes out, Send back), 100 callers", measured: perf(gf), met: yes(clean(gf))})
