@@ -53,14 +53,7 @@ type coapNode struct {
 
 func startCoapNode(t *testing.T) *coapNode {
 	t.Helper()
-	dir := t.TempDir()
-	cache := filepath.Join(sharedDataDir, "wasm-cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
-		t.Fatal(err)
-	}
+	dir := dataDirSharingCache(t)
 	cfg, err := config.Parse([]byte(`
 node: {name: coap, data_dir: ` + dir + `}
 broker:
@@ -601,14 +594,7 @@ const (
 // one the listener leaves it out: gateway/listener's dtls.go says why).
 func startCoapDTLSNode(t *testing.T, pki *coapPKI) *coapNode {
 	t.Helper()
-	dir := t.TempDir()
-	cache := filepath.Join(sharedDataDir, "wasm-cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cache, filepath.Join(dir, "wasm-cache")); err != nil {
-		t.Fatal(err)
-	}
+	dir := dataDirSharingCache(t)
 	cfg, err := config.Parse([]byte(`
 node: {name: coaps, data_dir: ` + dir + `}
 broker:
