@@ -733,11 +733,7 @@ func TestReservedMQTTSubjectsCovered(t *testing.T) {
 	body.WriteString("kept")
 	pubc.write(mqttPUBLISH<<4|1<<1|1, body.Bytes())
 	pubc.await(mqttPUBACK, time.Now().Add(mqttTimeout))
-	late := dialMQTTAs(t, b.MQTTAddr(), "reserved-late", login)
-	late.subscribe("r/retained", 1)
-	if p := late.readPublish(); p.topic != "r/retained" {
-		t.Fatalf("retained: got %q", p.topic)
-	}
+	late := awaitRetained(t, b.MQTTAddr(), "reserved-late", login, "r/retained")
 	if p := sub.readPublish(); p.topic != "r/retained" {
 		t.Fatalf("got %q", p.topic)
 	}

@@ -601,6 +601,42 @@ func (c *mqttClient) publishRetained(topic string, payload []byte) {
 	c.await(mqttPUBACK, time.Now().Add(mqttTimeout))
 }
 
+// awaitRetained connects as clientID and subscribes to topic until its
+// retained message arrives, and returns the client that got it. One try is
+// not enough: nats-server answers PUBACK once the retained message is stored
+// in its stream, but adds it to the map a SUBSCRIBE reads from only when its
+// own consumer delivers it back, so a subscriber right after the PUBACK may
+// be answered from the map before the message is in it.
+func awaitRetained(t *testing.T, addr, clientID string, l mqttLogin, topic string) *mqttClient {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for try := time.Duration(1); ; try++ {
+		c := dialMQTTAs(t, addr, clientID, l)
+		c.subscribe(topic, 1)
+		if len(c.pending) > 0 {
+			if p := c.readPublish(); p.topic != topic {
+				t.Fatalf("mqtt %s: retained: got %q, want %q", clientID, p.topic, topic)
+			}
+			return c
+		}
+		typ, flags, body, err := c.readPacket(min(try*200*time.Millisecond, time.Until(deadline)))
+		if err == nil {
+			if typ != mqttPUBLISH {
+				t.Fatalf("mqtt %s: got packet type %d while waiting for the retained message", clientID, typ)
+			}
+			if p := c.decodePublish(flags, body); p.topic != topic {
+				t.Fatalf("mqtt %s: retained: got %q, want %q", clientID, p.topic, topic)
+			}
+			return c
+		}
+		if !time.Now().Before(deadline) {
+			t.Fatalf("mqtt %s: no retained message on %q: %v", clientID, topic, err)
+		}
+		c.close()
+		t.Logf("mqtt %s: no retained message on %q yet, subscribing again", clientID, topic)
+	}
+}
+
 // TestMQTTRetainedReachesGateway: the retained messages of MQTT clients
 // reach a gateway subscriber that subscribes later, one per topic, the
 // latest, with its QoS; a cleared one does not, and neither does a shared
