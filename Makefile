@@ -164,12 +164,12 @@ $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 .PHONY: proto
-proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate proto/exprotov1 from proto/exproto.proto
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate proto/exprotov1 and proto/protogatev1 from proto/*.proto
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler" >&2; exit 1; }
 	protoc -I proto \
 		--go_out=. --go_opt=module=github.com/protogate/protogate \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/protogate/protogate \
-		proto/exproto.proto
+		proto/exproto.proto proto/protogate.proto
 
 # staticcheck is pinned like the generators, and run with go run: nothing
 # to install by hand.

@@ -6,9 +6,14 @@
 // the handler protogate's remote benchmarks use, and a starting point for
 // handlers of your own; it works unchanged against EMQX's ExProto gateway.
 //
+// With -service stream it serves protogate's fast lane instead
+// (protogate.v1.StreamHandler, see package sdk/go/serve): the echo is an
+// sdk/go Handler, its Send travels back on the stream that brought the
+// bytes, and there is no adapter to call.
+//
 // Usage:
 //
-//	exproto-echo-handler [-listen 127.0.0.1:9001] [-adapter http://127.0.0.1:9100]
+//	exproto-echo-handler [-service exproto|stream] [-listen 127.0.0.1:9001] [-adapter http://127.0.0.1:9100]
 //	                     [-adapter-ca ca.pem] [-authenticate]
 //	                     [-stream-concurrency 64] [-log-level info]
 //
@@ -79,8 +84,14 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(net.Ad
 	streamConc := fs.Int("stream-concurrency", echohandler.DefaultStreamConcurrency,
 		"streaming service: connections of one stream handled at once (each connection's requests stay in order; 1: the whole stream in order)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	service := fs.String("service", "exproto", "exproto: ExProto's two handler services, calling the adapter; stream: protogate's fast lane (protogate.v1.StreamHandler), no adapter")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *service {
+	case "exproto", "stream":
+	default:
+		return fmt.Errorf("-service %q: want exproto or stream", *service)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -94,6 +105,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(net.Ad
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	if *service == "stream" {
+		return runStream(ctx, *listen, *authenticate, log, ready)
+	}
 
 	target, creds, err := adaptertarget.Parse(*adapter, *adapterCA)
 	if err != nil {

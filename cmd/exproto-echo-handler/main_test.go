@@ -98,6 +98,9 @@ func newRig(t *testing.T, service string, auth gateway.Authenticator, args ...st
 	readyc := make(chan net.Addr, 1)
 	runErr := make(chan error, 1)
 	args = append([]string{"-listen", "127.0.0.1:0", "-adapter", "http://" + aln.Addr().String()}, args...)
+	if service == remote.ServiceLane {
+		args = append(args, "-service", "stream")
+	}
 	go func() { runErr <- run(ctx, args, logs, func(a net.Addr) { readyc <- a }) }()
 	var haddr net.Addr
 	select {
@@ -174,7 +177,7 @@ func pingPong(nc net.Conn, msg []byte) error {
 }
 
 func TestEcho(t *testing.T) {
-	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming} {
+	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming, remote.ServiceLane} {
 		t.Run(svc, func(t *testing.T) {
 			r := newRig(t, svc, nil)
 			if !strings.Contains(r.logs.String(), "listening") {
@@ -216,6 +219,7 @@ func TestEchoInOrder(t *testing.T) {
 		{remote.ServiceUnary, nil},
 		{remote.ServiceStreaming, nil},
 		{remote.ServiceStreaming, []string{"-stream-concurrency", "1"}},
+		{remote.ServiceLane, nil},
 	} {
 		t.Run(tc.svc+strings.Join(tc.args, ""), func(t *testing.T) {
 			r := newRig(t, tc.svc, nil, tc.args...)
@@ -252,20 +256,25 @@ func TestEchoInOrder(t *testing.T) {
 }
 
 func TestAuthenticate(t *testing.T) {
-	r := newRig(t, remote.ServiceUnary, nil, "-authenticate")
-	nc := r.dial(t)
-	var c *gateway.Conn
-	select {
-	case c = <-r.rec.created:
-	case <-time.After(wait):
-		t.Fatal("OnSocketCreated not seen")
-	}
-	// Unary callbacks return after the handler's adapter calls.
-	if got := c.ClientID(); got != c.Handle() {
-		t.Errorf("client id = %q, want the conn handle %q", got, c.Handle())
-	}
-	if err := pingPong(nc, []byte("authenticated")); err != nil {
-		t.Fatal(err)
+	for _, svc := range []string{remote.ServiceUnary, remote.ServiceLane} {
+		t.Run(svc, func(t *testing.T) {
+			r := newRig(t, svc, nil, "-authenticate")
+			nc := r.dial(t)
+			var c *gateway.Conn
+			select {
+			case c = <-r.rec.created:
+			case <-time.After(wait):
+				t.Fatal("OnSocketCreated not seen")
+			}
+			// Unary and fast-lane callbacks return after the
+			// handler's calls.
+			if got := c.ClientID(); got != c.Handle() {
+				t.Errorf("client id = %q, want the conn handle %q", got, c.Handle())
+			}
+			if err := pingPong(nc, []byte("authenticated")); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -293,14 +302,18 @@ func TestAuthenticateStreaming(t *testing.T) {
 }
 
 func TestAuthenticateRefusedCloses(t *testing.T) {
-	r := newRig(t, remote.ServiceUnary, denyAll{}, "-authenticate")
-	nc := r.dial(t)
-	if err := nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := nc.Read(make([]byte, 1))
-	if n != 0 || !errors.Is(err, io.EOF) {
-		t.Fatalf("read = %d, %v; want the gateway to close the connection", n, err)
+	for _, svc := range []string{remote.ServiceUnary, remote.ServiceLane} {
+		t.Run(svc, func(t *testing.T) {
+			r := newRig(t, svc, denyAll{}, "-authenticate")
+			nc := r.dial(t)
+			if err := nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := nc.Read(make([]byte, 1))
+			if n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("read = %d, %v; want the gateway to close the connection", n, err)
+			}
+		})
 	}
 }
 
@@ -315,6 +328,8 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"-listen", "256.0.0.1:0"}, "listen"},
 		{[]string{"-nosuchflag"}, "not defined"},
 		{[]string{"-stream-concurrency", "0"}, "-stream-concurrency"},
+		{[]string{"-service", "fast"}, "want exproto or stream"},
+		{[]string{"-service", "stream", "-listen", "256.0.0.1:0"}, "listen"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package remote is protogate's gRPC back end: Handler calls a handler
 // service written for EMQX's ExProto (emqx.exproto.v1.ConnectionUnaryHandler
 // or the legacy streaming ConnectionHandler), and Adapter serves the
-// ConnectionAdapter that such handlers call back.
+// ConnectionAdapter that such handlers call back; or Handler drives
+// protogate's own fast lane, protogate.v1.StreamHandler, where one stream
+// carries callbacks and calls both ways in batches.
 package remote
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/internal/hostname"
 	pb "github.com/protogate/protogate/proto/exprotov1"
+	lpb "github.com/protogate/protogate/proto/protogatev1"
 )
 
 // Service names accepted in Config.ServiceName.
@@ -42,7 +45,8 @@ type Config struct {
 	// Address is the handler's URL, http://host:port or https://host:port
 	// (host names allowed; see ParseAddress).
 	Address string
-	// ServiceName selects ServiceUnary (default) or ServiceStreaming.
+	// ServiceName selects ServiceUnary (default), ServiceStreaming or
+	// ServiceLane.
 	ServiceName string
 	// Timeout bounds each callback. EMQX had none; a handler that hangs
 	// then closes only the connection whose callback hung. Default: 30s.
@@ -75,7 +79,8 @@ type Handler struct {
 	tokenSum [sha256.Size]byte // of cfg.AdapterToken, if set
 	cc       *grpc.ClientConn
 	unary    pb.ConnectionUnaryHandlerClient
-	stream   *streams // nil for the unary service
+	stream   *streams // only for ServiceStreaming
+	lane     *lane    // only for ServiceLane
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -85,8 +90,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.ServiceName == "" {
 		cfg.ServiceName = ServiceUnary
 	}
-	if cfg.ServiceName != ServiceUnary && cfg.ServiceName != ServiceStreaming {
-		return nil, fmt.Errorf("remote: unknown service_name %q (want %s or %s)", cfg.ServiceName, ServiceUnary, ServiceStreaming)
+	switch cfg.ServiceName {
+	case ServiceUnary, ServiceStreaming, ServiceLane:
+	default:
+		return nil, fmt.Errorf("remote: unknown service_name %q (want %s, %s or %s)", cfg.ServiceName, ServiceUnary, ServiceStreaming, ServiceLane)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -132,6 +139,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.ServiceName == ServiceStreaming {
 		h.stream = newStreams(pb.NewConnectionHandlerClient(cc), cfg.Timeout, cfg.Logger)
+	}
+	if cfg.ServiceName == ServiceLane {
+		h.lane = newLane(lpb.NewStreamHandlerClient(cc), h)
 	}
 	return h, nil
 }
@@ -266,6 +276,9 @@ func (h *Handler) Close() error {
 	if h.stream != nil {
 		h.stream.close()
 	}
+	if h.lane != nil {
+		h.lane.close()
+	}
 	return h.cc.Close()
 }
 
@@ -311,6 +324,9 @@ func (h *Handler) ServiceName() string { return h.cfg.ServiceName }
 // marked.
 func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *gateway.ConnInfo) error {
 	c.SetServedBy(h)
+	if h.lane != nil {
+		return h.lane.onSocketCreated(ctx, c, info)
+	}
 	req := &pb.SocketCreatedRequest{Conn: c.Handle(), Conninfo: ConnInfo(info)}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindCreated, req)
@@ -320,6 +336,9 @@ func (h *Handler) OnSocketCreated(ctx context.Context, c *gateway.Conn, info *ga
 
 // OnReceivedBytes implements gateway.Handler.
 func (h *Handler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte) error {
+	if h.lane != nil {
+		return h.lane.onReceivedBytes(ctx, c, b)
+	}
 	req := &pb.ReceivedBytesRequest{Conn: c.Handle(), Bytes: b}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindBytes, req)
@@ -329,6 +348,9 @@ func (h *Handler) OnReceivedBytes(ctx context.Context, c *gateway.Conn, b []byte
 
 // OnTimerTimeout implements gateway.Handler.
 func (h *Handler) OnTimerTimeout(ctx context.Context, c *gateway.Conn, t gateway.TimerType) error {
+	if h.lane != nil {
+		return h.lane.onTimerTimeout(ctx, c, t)
+	}
 	req := &pb.TimerTimeoutRequest{Conn: c.Handle(), Type: pb.TimerType(t)}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindTimeout, req)
@@ -338,6 +360,9 @@ func (h *Handler) OnTimerTimeout(ctx context.Context, c *gateway.Conn, t gateway
 
 // OnReceivedMessages implements gateway.Handler.
 func (h *Handler) OnReceivedMessages(ctx context.Context, c *gateway.Conn, msgs []*gateway.Message) error {
+	if h.lane != nil {
+		return h.lane.onReceivedMessages(ctx, c, msgs)
+	}
 	req := &pb.ReceivedMessagesRequest{Conn: c.Handle(), Messages: Messages(msgs)}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindMessages, req)
@@ -347,6 +372,9 @@ func (h *Handler) OnReceivedMessages(ctx context.Context, c *gateway.Conn, msgs 
 
 // OnSocketClosed implements gateway.Handler.
 func (h *Handler) OnSocketClosed(ctx context.Context, c *gateway.Conn, reason string) error {
+	if h.lane != nil {
+		return h.lane.onSocketClosed(ctx, c, reason)
+	}
 	req := &pb.SocketClosedRequest{Conn: c.Handle(), Reason: reason}
 	if h.stream != nil {
 		return h.stream.send(c.ID(), kindClosed, req)

@@ -20,4 +20,3 @@ func (echo) OnReceivedBytes(c protogate.Conn, b []byte) error {
 
 func init() { protogate.Register(echo{}) }
 
-func main() {}

@@ -51,7 +51,6 @@ func newGuest() *guest {
 
 func init() { protogate.Register(newGuest()) }
 
-func main() {}
 
 // ClientID returns the client id a connection authenticates with.
 func ClientID(c protogate.Conn) string {

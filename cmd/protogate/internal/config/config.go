@@ -102,6 +102,9 @@ const (
 	// ServiceStream is the streaming ExProto handler service
 	// (emqx.exproto.v1.ConnectionHandler).
 	ServiceStream = remote.ServiceStreaming
+	// ServiceLane is protogate's own fast lane
+	// (protogate.v1.StreamHandler, proto/protogate.proto).
+	ServiceLane = remote.ServiceLane
 )
 
 // Authentication user id types (Authentication.UserIDType).
@@ -726,7 +729,10 @@ type GRPCHandler struct {
 	// Required. Default: "".
 	Address string `yaml:"address"`
 	// ServiceName is the gRPC service called: ConnectionUnaryHandler or
-	// ConnectionHandler (streaming). Default: "ConnectionUnaryHandler".
+	// ConnectionHandler (streaming), ExProto's, or protogate.v1.StreamHandler,
+	// protogate's fast lane (one stream carries every connection's
+	// callbacks and the handler's calls in batches; no ConnectionAdapter).
+	// Default: "ConnectionUnaryHandler".
 	ServiceName string `yaml:"service_name"`
 	// Timeout is the deadline of each callback, > 0. Default: 30s.
 	Timeout Duration `yaml:"timeout"`

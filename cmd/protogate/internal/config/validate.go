@@ -778,9 +778,9 @@ func (v *validator) handler(p, name string, h Handler) {
 			v.errf(gp+".address", "%s", reason(err))
 		}
 		switch g.ServiceName {
-		case ServiceUnary, ServiceStream:
+		case ServiceUnary, ServiceStream, ServiceLane:
 		default:
-			v.errf(gp+".service_name", "unknown service %q (want ConnectionUnaryHandler or ConnectionHandler)", g.ServiceName)
+			v.errf(gp+".service_name", "unknown service %q (want ConnectionUnaryHandler, ConnectionHandler or protogate.v1.StreamHandler)", g.ServiceName)
 		}
 		v.duration(gp+".timeout", g.Timeout, true)
 		if g.AdapterToken != "" {
