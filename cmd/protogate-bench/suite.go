@@ -236,8 +236,15 @@ func (s *suite) echoCases(ctx context.Context) error {
 }
 
 // remoteCases: the bare grpc-go loop, then the gateway with the remote echo
-// handler over unary and streaming gRPC.
+// handler over unary and streaming gRPC, and over the fast lane (whose
+// baseline is the plain echo floor, measured here if the echo group did
+// not run).
 func (s *suite) remoteCases(ctx context.Context) error {
+	if s.results["floor"] == nil {
+		if err := s.echoFloor(ctx); err != nil {
+			return err
+		}
+	}
 	ports, err := freePorts(3, false)
 	if err != nil {
 		return err
@@ -264,12 +271,17 @@ func (s *suite) remoteCases(ctx context.Context) error {
 	}
 	s.record("grpcfloor", r, nil)
 
-	for _, mode := range []string{"unary", "streaming"} {
+	for _, mode := range []string{"unary", "streaming", "lane"} {
 		service := "ConnectionUnaryHandler"
-		if mode == "streaming" {
+		args := []string{"-listen", handlerAddr, "-adapter", "http://" + adapterAddr}
+		switch mode {
+		case "streaming":
 			service = "ConnectionHandler"
+		case "lane":
+			service = "protogate.v1.StreamHandler"
+			args = append(args, "-service", "stream")
 		}
-		h, err := s.start("remote-"+mode+"-handler", s.binPath("exproto-echo-handler"), "-listen", handlerAddr, "-adapter", "http://"+adapterAddr)
+		h, err := s.start("remote-"+mode+"-handler", s.binPath("exproto-echo-handler"), args...)
 		if err != nil {
 			return err
 		}
@@ -537,6 +549,12 @@ func (s *suite) derivedRows() []row {
 			rows = append(rows, row{name: "echo via remote gRPC handler, streaming", measured: perf(st), baseline: "grpc loop; unary",
 				ratio: fmt.Sprintf("%.2f x; %.2f x unary", tp, vs), target: ">= 0.7 x; >= unary (within 5% noise)", met: yes(tp >= 0.7 && vs >= 0.95 && clean(st))})
 		}
+	}
+	if r := res["remote-lane"]; r != nil && floor != nil {
+		tp, lat := r.MsgsPerS/floor.MsgsPerS, r.P99us/floor.P99us
+		rows = append(rows, row{name: "echo via the fast lane (protogate.v1.StreamHandler), 100 conns x 64 B", measured: perf(r), baseline: "floor",
+			ratio: fmt.Sprintf("%.2f x msgs/s, %.2f x p99", tp, lat), target: ">= 0.5 x msgs/s, <= 3 x p99",
+			met: yes(tp >= 0.5 && lat <= 3 && clean(r))})
 	}
 	if fu, r := res["floor-udp"], res["wasm-udp"]; fu != nil && r != nil {
 		rows = append(rows, row{name: "floor: plain Go UDP echo, 100 peers x 64 B", measured: perf(fu)})

@@ -72,6 +72,7 @@ type lane struct {
 	backoff time.Duration
 	lastErr error // why the last stream broke or did not open
 
+	opened      atomic.Uint64 // streams opened
 	unknownDone atomic.Uint64 // EventResults with an id not in flight
 	callFails   atomic.Uint64 // calls without an id that failed
 	failLog     atomic.Int64  // when one of those was last logged, Unix nanoseconds
@@ -133,10 +134,35 @@ func (l *lane) stream() (*laneStream, error) {
 		pending: make(map[uint64]chan string),
 	}
 	l.cur = s
+	l.opened.Add(1)
 	l.wg.Add(2)
 	go s.writeLoop()
 	go s.readLoop()
 	return s, nil
+}
+
+// LaneStats counts what happened on a Handler's fast lane.
+type LaneStats struct {
+	// Streams is how many streams were opened.
+	Streams uint64
+	// UnknownResults counts EventResults whose id named no callback in
+	// flight: late answers to callbacks that timed out, or a handler's
+	// bug. They are dropped.
+	UnknownResults uint64
+	// FailedCalls counts calls without an id that failed.
+	FailedCalls uint64
+}
+
+// LaneStats returns the fast lane's counts; zero for the ExProto services.
+func (h *Handler) LaneStats() LaneStats {
+	if h.lane == nil {
+		return LaneStats{}
+	}
+	return LaneStats{
+		Streams:        h.lane.opened.Load(),
+		UnknownResults: h.lane.unknownDone.Load(),
+		FailedCalls:    h.lane.callFails.Load(),
+	}
 }
 
 // brokeLocked records a failed stream and sets the backoff. l.mu is held.
