@@ -23,11 +23,19 @@ import (
 // cores shared with the load.
 const coapHandler = "handlers:\n  coap:\n    wasm:\n      path: builtin:coap\n      call_timeout: 1s\n"
 
-// coapBody is a gateway config with builtin:coap on a udp listener and the
-// embedded NATS server open on natsPort.
-func coapBody(udpPort, natsPort int) string {
-	return fmt.Sprintf("broker:\n  nats_listen: 127.0.0.1:%d\n%slisteners:\n%s", natsPort, coapHandler, listener("udp", udpPort, "coap"))
+// coapBody is a gateway config with builtin:coap on a udp listener (with
+// the extra listener YAML), the embedded NATS server open on natsPort and
+// the admin API on adminPort (not on its default port, which another
+// protogate on the machine may hold).
+func coapBody(udpPort, natsPort, adminPort int, extra string) string {
+	return fmt.Sprintf("admin:\n  bind: 127.0.0.1:%d\nbroker:\n  nats_listen: 127.0.0.1:%d\n%slisteners:\n%s%s",
+		adminPort, natsPort, coapHandler, listener("udp", udpPort, "coap"), extra)
 }
+
+// smallPackets caps a udp listener's datagrams at CoAP's 1152 bytes (RFC
+// 7252 §4.6): the gateway gives each peer a read buffer of
+// max_packet_size + 1 bytes, 64 KiB by default.
+const smallPackets = "    max_packet_size: 1152\n"
 
 // self is this binary, which runs the group's server and load as hidden
 // subcommands.
@@ -78,12 +86,12 @@ func (s *suite) coapCases(ctx context.Context) error {
 		}
 	}
 
-	ports, err := freePorts(2, true)
+	ports, err := freePorts(3, true)
 	if err != nil {
 		return err
 	}
 	nats := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	err = s.withGateway("gw-coap", coapBody(ports[0], ports[1]), 0, func(g *proc) error {
+	err = s.withGateway("gw-coap", coapBody(ports[0], ports[1], ports[2], ""), 0, func(g *proc) error {
 		if err := waitCoap(fmt.Sprintf("127.0.0.1:%d", ports[0]), g, 20*time.Second); err != nil {
 			return err
 		}
@@ -100,16 +108,25 @@ func (s *suite) coapCases(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("protogate-bench: %w", err)
 	}
-	return s.coapObserve(exe)
+	// The observers with the listener's defaults, then with datagrams
+	// capped at 1152 bytes.
+	if err := s.coapObserve("coap-observe", exe, ""); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("protogate-bench: %w", err)
+	}
+	return s.coapObserve("coap-observe-1152", exe, smallPackets)
 }
 
-// coapObserve starts a gateway, takes its idle RSS, registers the
-// observers (coap-observe), takes the RSS again with all of them held, then
-// has one message published and counts the observers it reaches.
-func (s *suite) coapObserve(exe string) error {
+// coapObserve starts a gateway (its udp listener with the extra YAML),
+// takes its idle RSS, registers the observers (coap-observe), takes the RSS
+// again with all of them held, then has one message published and counts
+// the observers it reaches. The result is recorded as case name.
+func (s *suite) coapObserve(name, exe, extra string) error {
 	peers := s.n(10000, 200)
 	n, _ := strconv.Atoi(peers)
-	ports, err := freePorts(2, true)
+	ports, err := freePorts(3, true)
 	if err != nil {
 		return err
 	}
@@ -117,7 +134,7 @@ func (s *suite) coapObserve(exe string) error {
 	if s.opts.quick {
 		settle = 200 * time.Millisecond
 	}
-	return s.withGateway("gw-coap-observe", coapBody(ports[0], ports[1]), 0, func(g *proc) error {
+	return s.withGateway("gw-"+name, coapBody(ports[0], ports[1], ports[2], extra), 0, func(g *proc) error {
 		if err := waitCoap(fmt.Sprintf("127.0.0.1:%d", ports[0]), g, 20*time.Second); err != nil {
 			return err
 		}
@@ -125,12 +142,12 @@ func (s *suite) coapObserve(exe string) error {
 		if err != nil {
 			return err
 		}
-		obs, err := s.startStdin("load-coap-observe", exe, "coap-observe", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		obs, err := s.startStdin("load-"+name, exe, "coap-observe", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 			"-peers", peers, "-deadline", "10s")
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "  load-coap-observe: %d observers\n", n)
+		fmt.Fprintf(os.Stderr, "  load-%s: %d observers\n", name, n)
 		defer obs.stop(10 * time.Second)
 		if _, err := obs.waitLine("registered ", 5*time.Minute); err != nil {
 			return err
@@ -140,25 +157,25 @@ func (s *suite) coapObserve(exe string) error {
 			return err
 		}
 		if _, err := obs.stdin.Write([]byte("publish\n")); err != nil {
-			return fmt.Errorf("protogate-bench: load-coap-observe: %w", err)
+			return fmt.Errorf("protogate-bench: load-%s: %w", name, err)
 		}
 		select {
 		case <-obs.done:
 		case <-time.After(2 * time.Minute):
-			return fmt.Errorf("protogate-bench: load-coap-observe did not end within 2m of the publish")
+			return fmt.Errorf("protogate-bench: load-%s did not end within 2m of the publish", name)
 		}
 		if obs.err != nil {
-			return fmt.Errorf("protogate-bench: load-coap-observe: %w", obs.err)
+			return fmt.Errorf("protogate-bench: load-%s: %w", name, obs.err)
 		}
 		var r loadstat.Result
 		if err := json.Unmarshal([]byte(obs.lastLine()), &r); err != nil {
-			return fmt.Errorf("protogate-bench: load-coap-observe: reading its result: %w", err)
+			return fmt.Errorf("protogate-bench: load-%s: reading its result: %w", name, err)
 		}
 		m := memResult{BaseKiB: base, PeakKiB: held}
 		if r.Held > 0 {
 			m.PerConnKB = (held - base) / float64(r.Held)
 		}
-		s.record("coap-observe", &r, &m)
+		s.record(name, &r, &m)
 		return nil
 	})
 }
@@ -238,9 +255,20 @@ func coapRows(res map[string]*loadstat.Result, mem map[string]memResult) []row {
 			baseline: "plain go-coap server", ratio: fmt.Sprintf("%.2f x msgs/s, %.2f x p99%s", tp, r.P99us/fl.P99us, vsRaw),
 			target: ">= 0.5 x msgs/s", met: yes(tp >= 0.5 && clean(r))})
 	}
-	if r := res["coap-observe"]; r != nil {
-		m := mem["coap-observe"]
-		rows = append(rows, row{name: fmt.Sprintf("%d CoAP observers (GET /ps/{topic} Observe:0) held by builtin:coap", r.Conns),
+	for _, c := range []struct{ name, what string }{
+		{"coap-observe", ""},
+		{"coap-observe-1152", ", listener max_packet_size: 1152"},
+	} {
+		r := res[c.name]
+		if r == nil {
+			continue
+		}
+		m := mem[c.name]
+		var base, ratio string
+		if d, ok := mem["coap-observe"]; ok && c.name != "coap-observe" && d.PerConnKB > 0 {
+			base, ratio = "listener defaults", fmt.Sprintf("%.2f x KiB/peer", m.PerConnKB/d.PerConnKB)
+		}
+		rows = append(rows, row{name: fmt.Sprintf("%d CoAP observers (GET /ps/{topic} Observe:0) held by builtin:coap%s", r.Conns, c.what), baseline: base, ratio: ratio,
 			measured: fmt.Sprintf("%.1f KiB/peer (idle RSS %.0f -> %.0f MiB), %d registered at %.0f/s; 1 publish reached %d within 10 s, p50 %.0f p99 %.0f µs",
 				m.PerConnKB, m.BaseKiB/1024, m.PeakKiB/1024, r.Held, r.AcceptPS, r.Msgs, r.P50us, r.P99us),
 			target: "all registered and notified", met: yes(r.Held == r.Conns && r.Msgs == uint64(r.Held) && r.Mismatch == 0)})

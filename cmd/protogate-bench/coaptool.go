@@ -355,8 +355,10 @@ func cmdCoapObserve(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "coap-observe: %d of %d registered at %.0f/s; the publish reached %d within %v, p50 %.0f p99 %.0f µs\n",
-		r.Held, r.Conns, r.AcceptPS, r.Msgs, c.deadline, r.P50us, r.P99us)
+	fmt.Fprintf(stderr, "coap-observe: %d of %d registered at %.0f/s\n", r.Held, r.Conns, r.AcceptPS)
+	if r.Published > 0 {
+		fmt.Fprintf(stderr, "coap-observe: the publish reached %d within %v, p50 %.0f p99 %.0f µs\n", r.Msgs, c.deadline, r.P50us, r.P99us)
+	}
 	return r.WriteJSON(stdout)
 }
 

@@ -59,7 +59,7 @@ func TestQuickSuite(t *testing.T) {
 		seen[r.Case] = true
 	}
 	for _, c := range []string{"floor", "wasm-echo", "grpcfloor", "remote-unary", "remote-streaming", "floor-udp", "wasm-udp", "cluster-single", "cluster-cross",
-		"floor-coap-raw", "floor-coap", "wasm-coap", "coap-observe"} {
+		"floor-coap-raw", "floor-coap", "wasm-coap", "coap-observe", "coap-observe-1152"} {
 		if !seen[c] {
 			t.Errorf("no result for case %s\n%s", c, b)
 		}
