@@ -150,97 +150,154 @@ func serveCoapRaw(ctx context.Context, listen string, stdout io.Writer) error {
 
 // coapLoadConfig configures runCoapLoad.
 type coapLoadConfig struct {
-	addr, label, topic, nats string
-	conns, size              int
-	duration, warmup         time.Duration
-	timeout                  time.Duration // one request's deadline
+	addrs, labels, nats []string // per target; nats[i] "" for none
+	topic               string
+	conns, size, rounds int
+	duration, warmup    time.Duration // per round
+	timeout             time.Duration // one request's deadline
 }
 
 func cmdCoapLoad(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var c coapLoadConfig
+	var addrs, labels, natsURLs string
 	fs := flag.NewFlagSet("coap-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.addr, "addr", "", "UDP `host:port` of the CoAP server (required)")
-	fs.StringVar(&c.label, "label", "", "name of what is measured (default -addr)")
+	fs.StringVar(&addrs, "addr", "", "UDP `host:port` of each CoAP server measured, comma separated (required)")
+	fs.StringVar(&labels, "label", "", "comma-separated names of the servers, the results' targets (default -addr)")
+	fs.StringVar(&natsURLs, "nats", "", "comma-separated NATS `URL`s, one per server or empty: before the run, check that a POST arrives there")
 	fs.StringVar(&c.topic, "topic", "bench/coap/load", "the topic: requests are POST /ps/TOPIC")
-	fs.StringVar(&c.nats, "nats", "", "NATS `URL` of the gateway's broker: before the run, check that a POST arrives there")
-	fs.IntVar(&c.conns, "conns", 100, "go-coap clients, each with its own socket")
+	fs.IntVar(&c.conns, "conns", 100, "go-coap clients per server, each with its own socket")
 	fs.IntVar(&c.size, "size", 64, "payload `bytes`")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time after the warm-up")
-	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "time before measuring starts")
+	fs.IntVar(&c.rounds, "rounds", 1, "rounds: in each, every server in turn gets -warmup then -duration of load")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per server and round")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "time before measuring starts, per server and round")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "a request not answered within this time is an error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.addr == "" || c.conns <= 0 || c.size < 0 || c.duration <= 0 || c.timeout <= 0 {
-		return errors.New("protogate-bench: coap-load: -addr, and positive -conns, -duration and -timeout, are required")
+	c.addrs = strings.Split(addrs, ",")
+	c.labels, c.nats = c.addrs, make([]string, len(c.addrs))
+	if labels != "" {
+		c.labels = strings.Split(labels, ",")
 	}
-	if c.label == "" {
-		c.label = c.addr
+	if natsURLs != "" {
+		c.nats = strings.Split(natsURLs, ",")
 	}
-	r, err := runCoapLoad(ctx, c)
+	if addrs == "" || len(c.labels) != len(c.addrs) || len(c.nats) != len(c.addrs) {
+		return errors.New("protogate-bench: coap-load: -addr is required, and -label and -nats, when given, name as many as it")
+	}
+	if c.conns <= 0 || c.size < 0 || c.rounds <= 0 || c.duration <= 0 || c.warmup < 0 || c.timeout <= 0 {
+		return errors.New("protogate-bench: coap-load: -conns, -rounds, -duration and -timeout must be positive")
+	}
+	rs, err := runCoapLoad(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stderr, r.Summary())
-	return r.WriteJSON(stdout)
+	for _, r := range rs {
+		fmt.Fprintln(stderr, r.Summary())
+		if err := r.WriteJSON(stdout); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// runCoapLoad dials the clients, checks each gets a 2.04 (and, with nats,
-// that a POST arrives on the broker), then runs the closed loop.
-func runCoapLoad(ctx context.Context, c coapLoadConfig) (*loadstat.Result, error) {
+// coapTarget is one server of a coap-load run and what it measured.
+type coapTarget struct {
+	addr, label string
+	clients     []*udpclient.Conn // nil: failed its probe
+	h           loadstat.Histogram
+	r           loadstat.Result
+}
+
+// runCoapLoad dials the clients of every server and checks each gets a
+// 2.04 (and, with a NATS URL, that a POST arrives on the broker), then
+// loads the servers one after the other, round after round, so that what
+// else the machine does weighs on each about alike. It returns a result
+// per server, in order.
+func runCoapLoad(ctx context.Context, c coapLoadConfig, stderr io.Writer) ([]*loadstat.Result, error) {
 	path := "/ps/" + c.topic
 	payload := bytes.Repeat([]byte("c"), c.size)
-	var probeErrs atomic.Uint64
-	var firstErr atomic.Pointer[string]
-	clients := make([]*udpclient.Conn, c.conns)
-	var wg sync.WaitGroup
-	for i := range clients {
-		co, err := udp.Dial(c.addr)
-		if err != nil {
-			return nil, fmt.Errorf("protogate-bench: coap-load: %w", err)
-		}
-		defer co.Close()
-		clients[i] = co
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// The first request of a client, answered however late (the
-			// server may still be starting: go-coap retransmits it).
-			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			resp, err := co.Post(pctx, path, message.AppOctets, bytes.NewReader(payload))
-			if err != nil || resp.Code() != codes.Changed {
-				what := fmt.Sprint(err)
-				if err == nil {
-					what = resp.Code().String()
-				}
-				firstErr.CompareAndSwap(nil, &what)
-				probeErrs.Add(1)
-				clients[i] = nil
-				return
+	ts := make([]*coapTarget, len(c.addrs))
+	for i, addr := range c.addrs {
+		t := &coapTarget{addr: addr, label: c.labels[i], clients: make([]*udpclient.Conn, c.conns)}
+		t.r = loadstat.Result{Scenario: "coap", Target: t.label, Conns: c.conns, Size: c.size, Depth: 1}
+		ts[i] = t
+		var probeErrs atomic.Uint64
+		var firstErr atomic.Pointer[string]
+		var wg sync.WaitGroup
+		for j := range t.clients {
+			co, err := udp.Dial(addr)
+			if err != nil {
+				return nil, fmt.Errorf("protogate-bench: coap-load: %w", err)
 			}
-			co.ReleaseMessage(resp)
-		}()
-	}
-	wg.Wait()
-	if int(probeErrs.Load()) == c.conns {
-		return nil, fmt.Errorf("protogate-bench: coap-load: no client got 2.04 Changed from %s: %s", c.addr, *firstErr.Load())
-	}
-	if c.nats != "" {
-		if err := checkNATS(ctx, c.nats, c.topic, slices.DeleteFunc(slices.Clone(clients), func(co *udpclient.Conn) bool { return co == nil })[0], path); err != nil {
-			return nil, err
+			defer co.Close()
+			t.clients[j] = co
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// The first request of a client, answered however late
+				// (go-coap retransmits it).
+				pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				resp, err := co.Post(pctx, path, message.AppOctets, bytes.NewReader(payload))
+				if err != nil || resp.Code() != codes.Changed {
+					what := fmt.Sprint(err)
+					if err == nil {
+						what = resp.Code().String()
+					}
+					firstErr.CompareAndSwap(nil, &what)
+					probeErrs.Add(1)
+					t.clients[j] = nil
+					return
+				}
+				co.ReleaseMessage(resp)
+			}()
+		}
+		wg.Wait()
+		t.r.Errors = probeErrs.Load()
+		if int(t.r.Errors) == c.conns {
+			return nil, fmt.Errorf("protogate-bench: coap-load: no client got 2.04 Changed from %s: %s", addr, *firstErr.Load())
+		}
+		if c.nats[i] != "" {
+			ok := slices.DeleteFunc(slices.Clone(t.clients), func(co *udpclient.Conn) bool { return co == nil })
+			if err := checkNATS(ctx, c.nats[i], c.topic, ok[0], path); err != nil {
+				return nil, err
+			}
 		}
 	}
+	for round := range c.rounds {
+		for _, t := range ts {
+			if err := ctx.Err(); err != nil {
+				break
+			}
+			t.phase(ctx, c, path, payload)
+			fmt.Fprintf(stderr, "coap-load: round %d/%d, %s: %d msgs so far\n", round+1, c.rounds, t.label, t.r.Msgs)
+		}
+	}
+	rs := make([]*loadstat.Result, len(ts))
+	for i, t := range ts {
+		if t.r.Seconds > 0 {
+			t.r.MsgsPerS = float64(t.r.Msgs) / t.r.Seconds
+		}
+		t.r.SetLatency(&t.h)
+		rs[i] = &t.r
+	}
+	return rs, nil
+}
 
+// phase runs the closed loop of t's clients for c.warmup, then measures
+// for c.duration: a request counts when it started and ended within it.
+func (t *coapTarget) phase(ctx context.Context, c coapLoadConfig, path string, payload []byte) {
 	start := time.Now()
 	from, end := start.Add(c.warmup), start.Add(c.warmup+c.duration)
 	type worker struct {
 		h              loadstat.Histogram
 		n, errs, wrong uint64
 	}
-	ws := make([]worker, c.conns)
-	for i, co := range clients {
+	ws := make([]worker, len(t.clients))
+	var wg sync.WaitGroup
+	for i, co := range t.clients {
 		if co == nil {
 			continue
 		}
@@ -277,21 +334,17 @@ func runCoapLoad(ctx context.Context, c coapLoadConfig) (*loadstat.Result, error
 		}()
 	}
 	wg.Wait()
-	r := &loadstat.Result{Scenario: "coap", Target: c.label, Conns: c.conns, Size: c.size, Depth: 1,
-		Seconds: c.duration.Seconds(), Errors: probeErrs.Load()}
-	var h loadstat.Histogram
 	for i := range ws {
-		h.Merge(&ws[i].h)
-		r.Msgs += ws[i].n
-		r.Errors += ws[i].errs
-		r.Mismatch += ws[i].wrong
+		t.h.Merge(&ws[i].h)
+		t.r.Msgs += ws[i].n
+		t.r.Errors += ws[i].errs
+		t.r.Mismatch += ws[i].wrong
 	}
-	if el := time.Since(from); el < c.duration {
-		r.Seconds = max(el.Seconds(), 0.001) // cut short by a signal
+	measured := c.duration
+	if el := time.Since(from); el < measured {
+		measured = max(el, time.Millisecond) // cut short by a signal
 	}
-	r.MsgsPerS = float64(r.Msgs) / r.Seconds
-	r.SetLatency(&h)
-	return r, nil
+	t.r.Seconds += measured.Seconds()
 }
 
 // checkNATS subscribes to topic's subject on the broker at url and POSTs

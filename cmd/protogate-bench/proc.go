@@ -257,6 +257,16 @@ func (s *suite) load(ctx context.Context, name string, args ...string) (*loadsta
 // loadBin is load with another load tool: one that prints its result as
 // the last line of its stdout, as protogate-load does.
 func (s *suite) loadBin(ctx context.Context, name, bin string, args ...string) (*loadstat.Result, error) {
+	rs, err := s.loadResults(ctx, name, bin, 1, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// loadResults runs a load tool that prints n results, the last n lines of
+// its stdout, and returns them in order.
+func (s *suite) loadResults(ctx context.Context, name, bin string, n int, args ...string) ([]*loadstat.Result, error) {
 	log, err := s.logFile(name)
 	if err != nil {
 		return nil, err
@@ -273,12 +283,18 @@ func (s *suite) loadBin(ctx context.Context, name, bin string, args ...string) (
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("protogate-bench: %s: %s %s: %w", name, tool, args[0], err)
 	}
-	var r loadstat.Result
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return nil, fmt.Errorf("protogate-bench: %s: reading the result of %s: %w", name, tool, err)
+	if len(lines) < n {
+		return nil, fmt.Errorf("protogate-bench: %s: %s printed %d lines, not %d results", name, tool, len(lines), n)
 	}
-	return &r, nil
+	rs := make([]*loadstat.Result, n)
+	for i, l := range lines[len(lines)-n:] {
+		rs[i] = new(loadstat.Result)
+		if err := json.Unmarshal([]byte(l), rs[i]); err != nil {
+			return nil, fmt.Errorf("protogate-bench: %s: reading the result of %s: %w", name, tool, err)
+		}
+	}
+	return rs, nil
 }
 
 // waitTCP waits until addr accepts TCP connections.
