@@ -468,7 +468,7 @@ func (s *suite) table() string {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.name, r.measured, r.baseline, r.ratio, r.target, r.met)
 	}
-	b.WriteString("\nmsgs/s: round trips (echo, udp), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
+	b.WriteString("\nmsgs/s: round trips (echo, udp), requests answered (coap), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
 	return b.String()
 }
 
