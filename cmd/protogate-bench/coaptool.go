@@ -429,9 +429,8 @@ type observer struct {
 // topic and waits for the observers to get it; anything else, or EOF, ends
 // the run without a publish. Observers are held until it returns.
 func runCoapObserve(ctx context.Context, c observeConfig, stdin io.Reader, stdout, stderr io.Writer) (*loadstat.Result, error) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && uint64(c.peers)+64 > rl.Cur {
-		return nil, fmt.Errorf("protogate-bench: coap-observe: %d sockets do not fit in the limit of %d open files", c.peers, rl.Cur)
+	if limit, ok := fileLimit(); ok && uint64(c.peers)+64 > limit {
+		return nil, fmt.Errorf("protogate-bench: coap-observe: %d sockets do not fit in the limit of %d open files", c.peers, limit)
 	}
 	raddr, err := net.ResolveUDPAddr("udp", c.addr)
 	if err != nil {
