@@ -39,14 +39,16 @@ import (
 //	coap-serve    the baseline: a plain go-coap v3 UDP server answering
 //	              POST|PUT /ps/... with 2.04 Changed; with -raw, the
 //	              floor: one goroutine answering the same by hand
-//	coap-load     N go-coap v3 UDP clients, each a CON POST and its
-//	              piggybacked reply after the other, for a fixed time
+//	coap-load     N go-coap v3 UDP clients per server, each a CON POST and
+//	              its piggybacked reply after the other, for a fixed time;
+//	              with several servers, each loaded in turn, round after
+//	              round
 //	coap-observe  N raw UDP sockets each observing one topic (GET
 //	              Observe:0); on "publish" from stdin, one CON POST to the
 //	              topic and how many observers are notified
 //
-// coap-load and coap-observe print one JSON line (internal/loadstat.Result)
-// on stdout when they end.
+// coap-load prints one JSON line (internal/loadstat.Result) per server on
+// stdout when it ends, coap-observe one.
 
 // hiddenCommands are the subcommands main runs instead of the suite.
 var hiddenCommands = map[string]func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error{
