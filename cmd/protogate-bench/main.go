@@ -15,7 +15,9 @@
 // memory samples) and one log file per process. -quick runs every case
 // briefly, to check the suite itself; its numbers mean nothing. -only runs
 // the named groups (comma separated: echo, langs, remote, udp, hold, fanout,
-// cluster, long).
+// cluster, coap, long).
+// The coap group's plain server and load run as hidden subcommands of this
+// binary (coap-serve, coap-load, coap-observe; see coaptool.go).
 //
 // Every process of a case shares the machine's cores with the load tool, as
 // they would in the targets' definition; cases run one at a time, and a
@@ -39,11 +41,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && hiddenCommands[os.Args[1]] != nil {
+		os.Exit(runHidden(os.Args[1], os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.bin, "bin", ".bin", "directory with the protogate, protogate-load and exproto-echo-handler binaries")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for results.md, results.jsonl and the process logs")
 	flag.BoolVar(&o.quick, "quick", false, "run every case briefly (checks the suite; the numbers mean nothing)")
-	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, fanout, cluster, long (default all)")
+	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, fanout, cluster, coap, long (default all)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: protogate-bench [flags]\n\nRuns protogate's benchmark suite and prints the table of results.\n\n")
 		flag.PrintDefaults()

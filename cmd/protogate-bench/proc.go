@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,11 +24,12 @@ import (
 // proc is a server process of the suite (a gateway, a plain echo server, a
 // handler). Its stdout and stderr go to its log file.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  io.WriteCloser
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
+	name  string
+	cmd   *exec.Cmd
+	log   io.WriteCloser
+	stdin io.WriteCloser // nil unless started by startStdin
+	done  chan struct{}  // closed when the process has exited
+	err   error          // its exit status, once done is closed
 
 	mu    sync.Mutex
 	lines []string // stdout lines, for "listening <addr>"
@@ -37,6 +39,15 @@ type proc struct {
 // start runs a server process. Its lifetime is bounded by stop, never by ctx:
 // the suite stops it itself, gracefully, so that a shutdown problem shows up.
 func (s *suite) start(name, bin string, args ...string) (*proc, error) {
+	return s.startProc(name, bin, false, args...)
+}
+
+// startStdin is start with a pipe to the process's standard input.
+func (s *suite) startStdin(name, bin string, args ...string) (*proc, error) {
+	return s.startProc(name, bin, true, args...)
+}
+
+func (s *suite) startProc(name, bin string, stdin bool, args ...string) (*proc, error) {
 	log, err := s.logFile(name)
 	if err != nil {
 		return nil, err
@@ -49,12 +60,19 @@ func (s *suite) start(name, bin string, args ...string) (*proc, error) {
 		log.Close()
 		return nil, fmt.Errorf("protogate-bench: %s: %w", name, err)
 	}
+	var in io.WriteCloser
+	if stdin {
+		if in, err = cmd.StdinPipe(); err != nil {
+			log.Close()
+			return nil, fmt.Errorf("protogate-bench: %s: %w", name, err)
+		}
+	}
 	cmd.Dir = s.tmp
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("protogate-bench: %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: log, done: make(chan struct{}), seen: make(chan struct{}, 1)}
+	p := &proc{name: name, cmd: cmd, log: log, stdin: in, done: make(chan struct{}), seen: make(chan struct{}, 1)}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -77,31 +95,54 @@ func (s *suite) start(name, bin string, args ...string) (*proc, error) {
 // listening waits for the process to print "listening <addr>" and returns
 // the address.
 func (p *proc) listening(timeout time.Duration) (string, error) {
+	a, err := p.waitLine("listening ", timeout)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(a), nil
+}
+
+// waitLine waits for the process to print a line starting with prefix and
+// returns the rest of it.
+func (p *proc) waitLine(prefix string, timeout time.Duration) (string, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		p.mu.Lock()
 		for _, l := range p.lines {
-			if a, ok := strings.CutPrefix(l, "listening "); ok {
+			if a, ok := strings.CutPrefix(l, prefix); ok {
 				p.mu.Unlock()
-				return strings.TrimSpace(a), nil
+				return a, nil
 			}
 		}
 		p.mu.Unlock()
 		select {
 		case <-p.seen:
 		case <-p.done:
-			return "", fmt.Errorf("protogate-bench: %s exited before listening: %v", p.name, p.err)
+			return "", fmt.Errorf("protogate-bench: %s exited before printing %q: %v", p.name, prefix, p.err)
 		case <-t.C:
-			return "", fmt.Errorf("protogate-bench: %s did not print its address within %v", p.name, timeout)
+			return "", fmt.Errorf("protogate-bench: %s did not print %q within %v", p.name, prefix, timeout)
 		}
 	}
+}
+
+// lastLine is the last line the process printed on stdout.
+func (p *proc) lastLine() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.lines) == 0 {
+		return ""
+	}
+	return p.lines[len(p.lines)-1]
 }
 
 // stop ends the process with SIGTERM, waits for it to exit gracefully and
 // kills it after timeout.
 func (p *proc) stop(timeout time.Duration) error {
 	defer p.log.Close()
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
 	select {
 	case <-p.done:
 		return fmt.Errorf("protogate-bench: %s had exited: %v", p.name, p.err)
@@ -210,28 +251,50 @@ func atKiB(samples [][2]float64, at float64) float64 {
 // load runs protogate-load with args and returns its JSON result. Its
 // stderr (the human summary and progress) goes to the terminal and to a log.
 func (s *suite) load(ctx context.Context, name string, args ...string) (*loadstat.Result, error) {
+	return s.loadBin(ctx, name, s.binPath("protogate-load"), args...)
+}
+
+// loadBin is load with another load tool: one that prints its result as
+// the last line of its stdout, as protogate-load does.
+func (s *suite) loadBin(ctx context.Context, name, bin string, args ...string) (*loadstat.Result, error) {
+	rs, err := s.loadResults(ctx, name, bin, 1, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// loadResults runs a load tool that prints n results, the last n lines of
+// its stdout, and returns them in order.
+func (s *suite) loadResults(ctx context.Context, name, bin string, n int, args ...string) ([]*loadstat.Result, error) {
 	log, err := s.logFile(name)
 	if err != nil {
 		return nil, err
 	}
 	defer log.Close()
-	bin := s.binPath("protogate-load")
+	tool := filepath.Base(bin)
 	fmt.Fprintf(log, "$ %s %s\n", bin, strings.Join(args, " "))
-	fmt.Fprintf(os.Stderr, "  %s: protogate-load %s\n", name, strings.Join(args, " "))
+	fmt.Fprintf(os.Stderr, "  %s: %s %s\n", name, tool, strings.Join(args, " "))
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout = io.MultiWriter(&out, log)
 	cmd.Stderr = io.MultiWriter(os.Stderr, log)
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("protogate-bench: %s: protogate-load %s: %w", name, args[0], err)
+		return nil, fmt.Errorf("protogate-bench: %s: %s %s: %w", name, tool, args[0], err)
 	}
-	var r loadstat.Result
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return nil, fmt.Errorf("protogate-bench: %s: reading the result of protogate-load: %w", name, err)
+	if len(lines) < n {
+		return nil, fmt.Errorf("protogate-bench: %s: %s printed %d lines, not %d results", name, tool, len(lines), n)
 	}
-	return &r, nil
+	rs := make([]*loadstat.Result, n)
+	for i, l := range lines[len(lines)-n:] {
+		rs[i] = new(loadstat.Result)
+		if err := json.Unmarshal([]byte(l), rs[i]); err != nil {
+			return nil, fmt.Errorf("protogate-bench: %s: reading the result of %s: %w", name, tool, err)
+		}
+	}
+	return rs, nil
 }
 
 // waitTCP waits until addr accepts TCP connections.

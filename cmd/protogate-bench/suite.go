@@ -48,7 +48,7 @@ type row struct {
 	met                                     string // "yes", "NO" or "" (no target)
 }
 
-var groups = []string{"echo", "langs", "remote", "udp", "hold", "fanout", "cluster", "long"}
+var groups = []string{"echo", "langs", "remote", "udp", "hold", "fanout", "cluster", "coap", "long"}
 
 func knownGroup(g string) bool {
 	for _, k := range groups {
@@ -96,6 +96,7 @@ func (s *suite) runAll(ctx context.Context) error {
 		{"hold", s.holdCases},
 		{"fanout", s.fanoutCases},
 		{"cluster", s.clusterCases},
+		{"coap", s.coapCases},
 		{"long", s.longCase},
 	}
 	for _, st := range steps {
@@ -479,7 +480,7 @@ func (s *suite) table() string {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.name, r.measured, r.baseline, r.ratio, r.target, r.met)
 	}
-	b.WriteString("\nmsgs/s: round trips (echo, udp), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
+	b.WriteString("\nmsgs/s: round trips (echo, udp), requests answered (coap), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
 	return b.String()
 }
 
@@ -592,6 +593,7 @@ func (s *suite) derivedRows() []row {
 			ratio: fmt.Sprintf("%.2f x deliveries/s", tp), target: ">= 0.5 x", met: yes(tp >= 0.5 && clean(fg))})
 	}
 	rows = append(rows, clusterRows(res)...)
+	rows = append(rows, coapRows(res, s.mem)...)
 	if r := res["long"]; r != nil {
 		m := s.mem["long"]
 		rows = append(rows, row{name: fmt.Sprintf("%d messages through builtin:echo (100 conns, depth 4)", r.Msgs),
