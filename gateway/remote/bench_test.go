@@ -17,6 +17,8 @@ import (
 	"github.com/protogate/protogate/gateway/remote"
 	"github.com/protogate/protogate/internal/echohandler"
 	pb "github.com/protogate/protogate/proto/exprotov1"
+	protogate "github.com/protogate/protogate/sdk/go"
+	laneserve "github.com/protogate/protogate/sdk/go/serve"
 )
 
 // The benchmarks in this file measure one echo through the remote path:
@@ -72,15 +74,46 @@ func benchEchoHandler(b *testing.B, adapterAddr string) string {
 	return benchServe(b, gs)
 }
 
+// laneEcho is an sdk/go handler that echoes.
+type laneEcho struct{ protogate.Base }
+
+func (laneEcho) OnReceivedBytes(c protogate.Conn, b []byte) error { return c.Send(b) }
+
+// benchLaneHandler serves laneEcho on the fast lane in this process (with
+// package serve, as a native handler's main does) and returns its address.
+func benchLaneHandler(b *testing.B) string {
+	b.Helper()
+	protogate.Register(laneEcho{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- laneserve.Serve(ctx, ln) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	})
+	return ln.Addr().String()
+}
+
 // benchGateway runs a gateway whose TCP listener is served by the remote
 // echo handler over service, and returns the device address.
 func benchGateway(b *testing.B, service string) string {
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	srv := gateway.New(gateway.Options{Logger: log})
-	gs := grpc.NewServer()
-	remote.NewAdapter(srv, log).Register(gs)
-	haddr := benchEchoHandler(b, benchServe(b, gs))
+	var haddr string
+	if service == remote.ServiceLane {
+		haddr = benchLaneHandler(b)
+	} else {
+		gs := grpc.NewServer()
+		remote.NewAdapter(srv, log).Register(gs)
+		haddr = benchEchoHandler(b, benchServe(b, gs))
+	}
 	h, err := remote.New(remote.Config{Address: "http://" + haddr, ServiceName: service, Logger: log})
 	if err != nil {
 		b.Fatal(err)
@@ -130,7 +163,7 @@ func benchDial(b *testing.B, addr string) net.Conn {
 // BenchmarkRemoteEcho is one device echoing 64 bytes at a time: the latency
 // and allocations of one message through the remote path.
 func BenchmarkRemoteEcho(b *testing.B) {
-	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming} {
+	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming, remote.ServiceLane} {
 		b.Run(svc, func(b *testing.B) {
 			nc := benchDial(b, benchGateway(b, svc))
 			msg, got := bytes.Repeat([]byte{'e'}, benchPayload), make([]byte, benchPayload)
@@ -148,7 +181,7 @@ func BenchmarkRemoteEcho(b *testing.B) {
 // goroutine of b.RunParallel; set their number with -cpu and
 // b.SetParallelism): the throughput of the remote path.
 func BenchmarkRemoteEchoParallel(b *testing.B) {
-	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming} {
+	for _, svc := range []string{remote.ServiceUnary, remote.ServiceStreaming, remote.ServiceLane} {
 		b.Run(svc, func(b *testing.B) {
 			addr := benchGateway(b, svc)
 			b.SetParallelism(16)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -245,6 +246,7 @@ func (s *laneStream) writeLoop() {
 			s.fail(s.cs.Context().Err())
 			return
 		}
+		s.gather()
 		s.mu.Lock()
 		if s.err != nil {
 			s.mu.Unlock()
@@ -281,6 +283,25 @@ func (s *laneStream) writeLoop() {
 		}
 		clear(msg.Events)
 		clear(msg.Results)
+	}
+}
+
+// gather lets the events that are about to be queued join the batch. A
+// connection that queues an event wakes the writer and then waits, so the
+// writer would run at once and send batches of one; yielding first lets
+// the other runnable connection goroutines queue theirs, and it yields
+// again while that makes the batch grow.
+func (s *laneStream) gather() {
+	n := -1
+	for range 4 {
+		s.mu.Lock()
+		m := len(s.events) + len(s.results)
+		s.mu.Unlock()
+		if m == n || m >= 256 {
+			return
+		}
+		n = m
+		runtime.Gosched()
 	}
 }
 

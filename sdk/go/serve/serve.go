@@ -139,7 +139,8 @@ type server struct {
 	qwake chan struct{} // capacity 1
 
 	// The dispatch goroutine's own.
-	live      map[uint64]*peer // connection -> the stream of its last event
+	live      map[uint64]*peer   // connection -> the stream of its last event
+	dirty     map[*peer]struct{} // streams with output queued by the current batch
 	timers    map[uint64]map[int64]*time.Timer
 	numTimers int
 	nextTimer int64
@@ -167,6 +168,7 @@ func newServer(log *slog.Logger) (*server, error) {
 		log:    log,
 		qwake:  make(chan struct{}, 1),
 		live:   make(map[uint64]*peer),
+		dirty:  make(map[*peer]struct{}),
 		timers: make(map[uint64]map[int64]*time.Timer),
 	}
 	bridge.Current = (*host)(s)
@@ -192,6 +194,20 @@ func (s *server) push(w work) {
 	}
 }
 
+// pushEvents queues the events of one message, waking the dispatch
+// goroutine once.
+func (s *server) pushEvents(p *peer, evs []*lpb.Event) {
+	s.qmu.Lock()
+	for _, ev := range evs {
+		s.queue = append(s.queue, work{p: p, ev: ev})
+	}
+	s.qmu.Unlock()
+	select {
+	case s.qwake <- struct{}{}:
+	default:
+	}
+}
+
 // dispatch runs the queued work, one item at a time, until ctx ends.
 func (s *server) dispatch(ctx context.Context) {
 	var batch []work
@@ -203,6 +219,13 @@ func (s *server) dispatch(ctx context.Context) {
 			s.run(&batch[i])
 			batch[i] = work{}
 		}
+		// What the batch's callbacks queued leaves now, in one message
+		// per stream where it fits: the writers were not woken per
+		// callback.
+		for p := range s.dirty {
+			p.signal()
+		}
+		clear(s.dirty)
 		if len(batch) > 0 {
 			continue
 		}
@@ -422,8 +445,8 @@ func (p *peer) readLoop() error {
 			}
 			p.mu.Unlock()
 		}
-		for _, ev := range msg.GetEvents() {
-			p.s.push(work{p: p, ev: ev})
+		if evs := msg.GetEvents(); len(evs) > 0 {
+			p.s.pushEvents(p, evs)
 		}
 	}
 }
@@ -484,16 +507,19 @@ func callSize(c *lpb.Call) int {
 	return n
 }
 
-// done queues a callback's result.
+// done queues a callback's result; the dispatch goroutine wakes the
+// writer at the end of its batch. Only the dispatch goroutine calls it.
 func (p *peer) done(id uint64, errText string) {
 	p.mu.Lock()
 	p.results = append(p.results, &lpb.EventResult{Id: id, Error: errText})
 	p.mu.Unlock()
-	p.signal()
+	p.s.dirty[p] = struct{}{}
 }
 
 // call queues c, waiting while too many bytes of calls are unsent. With
-// id > 0 it returns the channel the result arrives on.
+// id > 0 it wakes the writer and returns the channel the result arrives
+// on; otherwise the dispatch goroutine wakes the writer at the end of its
+// batch. Only the dispatch goroutine calls it.
 func (p *peer) call(c *lpb.Call, id uint64) (chan *lpb.CallResult, error) {
 	size := callSize(c)
 	p.mu.Lock()
@@ -518,7 +544,12 @@ func (p *peer) call(c *lpb.Call, id uint64) (chan *lpb.CallResult, error) {
 	}
 	p.calls = append(p.calls, c)
 	p.outBytes += size
-	p.signal()
+	if id > 0 {
+		// The caller waits for the answer: send now.
+		p.signal()
+	} else {
+		p.s.dirty[p] = struct{}{}
+	}
 	return ch, nil
 }
 
