@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +23,10 @@ import (
 // sdk-guests` builds (make test builds them first).
 type guestLanguage struct {
 	lang, echo, linepubsub string
+	// native serves the guests/ packages echo and linepubsub as native
+	// remote handlers on the fast lane instead (built with go build; their
+	// main is sdk/go/serve.Main): the Go row's source, run the other way.
+	native bool
 }
 
 // guestLanguages are checked by the same black-box tests, through a real
@@ -27,6 +36,63 @@ var guestLanguages = []guestLanguage{
 	{lang: "c", echo: ".bin/guests/echo-c.wasm", linepubsub: ".bin/guests/linepubsub-c.wasm"},
 	{lang: "as", echo: ".bin/guests/echo-as.wasm", linepubsub: ".bin/guests/linepubsub-as.wasm"},
 	{lang: "rust", echo: ".bin/guests/echo-rust.wasm", linepubsub: ".bin/guests/linepubsub-rust.wasm"},
+	{lang: "go-native-fast-lane", native: true},
+}
+
+// nativeGuests builds guests/echo and guests/linepubsub as native programs,
+// once per test binary, into a directory it returns.
+var nativeGuests = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "protogate-native-")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "../../guests/echo", "../../guests/linepubsub")
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return dir, nil
+})
+
+// startNativeGuest runs the native build of guest on 127.0.0.1:0 until the
+// test ends and returns its handler address.
+func startNativeGuest(t *testing.T, guest string) string {
+	t.Helper()
+	dir, err := nativeGuests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(dir, guest), "-listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "serving protogate.v1.StreamHandler on "); ok {
+				addr <- a
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case <-time.After(wait):
+		t.Fatalf("native %s did not start serving", guest)
+		return ""
+	}
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must
@@ -51,12 +117,19 @@ func guestPath(t *testing.T, p string) string {
 func startGuests(t *testing.T, l guestLanguage) (echoAddr, lineAddr string) {
 	t.Helper()
 	dir := dataDirSharingCache(t)
-	cfg, err := config.Parse([]byte(`
-node: {data_dir: ` + dir + `}
-adapter: {bind: "127.0.0.1:0"}
+	handlers := `
 handlers:
   echo: {wasm: {path: "` + guestPath(t, l.echo) + `", call_timeout: 5s}}
-  lines: {wasm: {path: "` + guestPath(t, l.linepubsub) + `", call_timeout: 5s}}
+  lines: {wasm: {path: "` + guestPath(t, l.linepubsub) + `", call_timeout: 5s}}`
+	if l.native {
+		handlers = `
+handlers:
+  echo: {grpc: {address: "` + startNativeGuest(t, "echo") + `", service_name: protogate.v1.StreamHandler, timeout: 10s}}
+  lines: {grpc: {address: "` + startNativeGuest(t, "linepubsub") + `", service_name: protogate.v1.StreamHandler, timeout: 10s}}`
+	}
+	cfg, err := config.Parse([]byte(`
+node: {data_dir: ` + dir + `}
+adapter: {bind: "127.0.0.1:0"}` + handlers + `
 listeners:
   - {name: echo, type: tcp, bind: "127.0.0.1:0", handler: echo}
   - {name: lines, type: tcp, bind: "127.0.0.1:0", handler: lines}
