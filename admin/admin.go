@@ -137,6 +137,18 @@ type GRPCChannel interface {
 	ServiceName() string
 }
 
+// LaneCounter is implemented by a GRPCChannel that can serve protogate's
+// fast lane (gateway/remote.Handler); the counts are exported as metrics
+// when it does.
+type LaneCounter interface {
+	// LaneCounts returns the streams opened, the results that named no
+	// callback in flight, and the calls without an answer that failed.
+	LaneCounts() (streams, unknownResults, failedCalls uint64)
+}
+
+// laneService is the service name of the fast lane.
+const laneService = "protogate.v1.StreamHandler"
+
 // Broker is the pub/sub, as the API sees it. Implementations must be safe
 // for concurrent use.
 type Broker interface {

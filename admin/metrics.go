@@ -49,6 +49,9 @@ var (
 	mAdapter    = desc("adapter_requests_total", "Calls handlers made on the gateway (ConnectionAdapter methods or Wasm host calls), by result code.", "rpc", "code")
 	mPanics     = desc("handler_panics_total", "Panics of handler back ends the gateway recovered.")
 	mGRPCState  = desc("grpc_channel_ready", "1 while the gRPC channel to the handler is READY.", "handler")
+	mLaneStream = desc("lane_streams_total", "Fast-lane streams opened to the handler (protogate.v1.StreamHandler).", "handler")
+	mLaneLate   = desc("lane_unknown_results_total", "Fast-lane callback results naming no callback in flight (late answers to callbacks that timed out), dropped.", "handler")
+	mLaneFailed = desc("lane_failed_calls_total", "Fast-lane calls without an answer that failed.", "handler")
 	mWasmInfo   = desc("wasm_module_info", "The Wasm module version serving new connections; always 1.", "handler", "version", "sha256")
 	mWasmInst   = desc("wasm_instances", "Live instances of the current Wasm module version.", "handler")
 	mWasmFaults = desc("wasm_version_faults", "Faults of the current Wasm module version.", "handler")
@@ -90,7 +93,7 @@ type collector struct{ s *Server }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuildInfo, mStartTime, mReady, mConns, mClients, mMaxConns, mListenerUp,
 		mAccepted, mRejected, mClosed, mRecvBytes, mSentBytes, mPublished, mDelivered, mDgramDrops, mOversize,
-		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mWasmInfo, mWasmInst,
+		mMsgsDropped, mCallbacks, mCallbackS, mHandlerUp, mAdapter, mPanics, mGRPCState, mLaneStream, mLaneLate, mLaneFailed, mWasmInfo, mWasmInst,
 		mWasmFaults, mWasmFaultK, mTakeovers, mAuthn, mAuthz, mAuthzHits, mAdDenied, mWasmBreak, mWasmReload, mNATSConns, mNATSSubs, mNATSRoutes, mNATSInMsg, mNATSOutMsg,
 		mNATSInB, mNATSOutB, mNATSSlow, mClusterPeers, mClusterExpected, mLeafConns,
 		mRegAvailable, mRegClaims, mRegTakeovers, mRegDiscarded, mRegUnavailable, mRegReclaimed, mJailed} {
@@ -172,6 +175,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mHandlerUp, b2f(handlerProblem(h) == ""), h.Name)
 		if gc := h.GRPC; gc != nil {
 			gauge(mGRPCState, b2f(gc.State() == "READY"), h.Name)
+			if lc, ok := gc.(LaneCounter); ok && gc.ServiceName() == laneService {
+				streams, late, failed := lc.LaneCounts()
+				counter(mLaneStream, streams, h.Name)
+				counter(mLaneLate, late, h.Name)
+				counter(mLaneFailed, failed, h.Name)
+			}
 		}
 		if m := h.Wasm; m != nil {
 			st := m.WasmStatus()

@@ -140,11 +140,13 @@ handlers:
   echo: {wasm: {path: "builtin:echo", call_timeout: 5s}}
   json: {wasm: {path: "builtin:exproto-json", call_timeout: 5s}}
   remote: {grpc: {address: "http://` + hln.Addr().String() + `", timeout: 10s}}
+  lane: {grpc: {address: "` + startNativeGuest(t, "echo") + `", service_name: protogate.v1.StreamHandler, timeout: 10s}}
 listeners:
   - {name: echo-tcp, type: tcp, bind: "127.0.0.1:0", handler: echo}
   - {name: json-tcp, type: tcp, bind: "127.0.0.1:0", handler: json, max_connections: 100}
   - {name: json-udp, type: udp, bind: "127.0.0.1:0", handler: json}
   - {name: remote-tcp, type: tcp, bind: "127.0.0.1:0", handler: remote}
+  - {name: lane-tcp, type: tcp, bind: "127.0.0.1:0", handler: lane}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -154,15 +156,17 @@ listeners:
 	r := startRun(t, cfg)
 	serveJSONHandler(t, r, hln)
 
-	echo, err := net.DialTimeout("tcp", r.listeners["echo-tcp"].String(), wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	echo.SetDeadline(time.Now().Add(wait))
-	echo.Write([]byte("hello\n"))
-	if line, err := bufio.NewReader(echo).ReadString('\n'); err != nil || line != "hello\n" {
-		t.Fatalf("echo: %q %v", line, err)
+	for _, l := range []string{"echo-tcp", "lane-tcp"} {
+		echo, err := net.DialTimeout("tcp", r.listeners[l].String(), wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer echo.Close()
+		echo.SetDeadline(time.Now().Add(wait))
+		echo.Write([]byte("hello\n"))
+		if line, err := bufio.NewReader(echo).ReadString('\n'); err != nil || line != "hello\n" {
+			t.Fatalf("%s: %q %v", l, line, err)
+		}
 	}
 	secret := map[string]bool{} // strings no label may carry
 	for _, dev := range []struct{ network, listener, clientID string }{
@@ -202,6 +206,9 @@ listeners:
 		{`protogate_adapter_requests_total{code="SUCCESS",rpc="publish"}`, 3},
 		{`protogate_adapter_requests_total{code="SUCCESS",rpc="authenticate"}`, 3},
 		{`protogate_handler_up{handler="remote"}`, 1},
+		{`protogate_lane_streams_total{handler="lane"}`, 1},
+		{`protogate_lane_unknown_results_total{handler="lane"}`, 0},
+		{`protogate_handler_callbacks_total{backend="grpc",callback="on_received_bytes",handler="lane",outcome="ok"}`, 1},
 		{`protogate_wasm_instances{handler="json"}`, 1},
 		{`protogate_ready`, 1},
 		{`protogate_nats_connections`, 1},

@@ -166,6 +166,12 @@ func (h *Handler) LaneStats() LaneStats {
 	}
 }
 
+// LaneCounts returns LaneStats as admin.LaneCounter wants them.
+func (h *Handler) LaneCounts() (streams, unknownResults, failedCalls uint64) {
+	st := h.LaneStats()
+	return st.Streams, st.UnknownResults, st.FailedCalls
+}
+
 // brokeLocked records a failed stream and sets the backoff. l.mu is held.
 func (l *lane) brokeLocked(err error) {
 	l.lastErr = err
