@@ -67,7 +67,7 @@ func garbage(r *rand.Rand) []byte {
 		return append(hdr(1, typ, tkl, 0x01+byte(r.UintN(4))), random(int(r.UintN(20)))...)
 	case 4: // an option length past the end
 		b := append(hdr(1, typ, 0, 0x01), 0xb0|byte(1+r.UintN(12)))
-		return append(b, random(int(r.UintN(1)))...)
+		return append(b, random(int(r.UintN(2)))...)
 	case 5: // an extended delta or length whose bytes are missing, or nibble 15
 		b := hdr(1, typ, 0, 0x02)
 		return append(b, []byte{0xd0, 0xe0, 0x0d, 0x0e, 0xf0, 0x1f, 0xe1}[r.UintN(7)])

@@ -276,7 +276,7 @@ func TestLaneHandlerKilledAndRestarted(t *testing.T) {
 	native.kill()
 	r.bystanderEchoes(t)
 
-	native = startNative(t, "exproto-json", hostPort)
+	startNative(t, "exproto-json", hostPort)
 	// Probes make the gateway open the next stream (a first try may fall
 	// within the backoff); then the survivor's next frame goes to the new
 	// process.
