@@ -19,4 +19,3 @@ func (echo) OnReceivedBytes(c protogate.Conn, b []byte) error {
 }
 
 func init() { protogate.Register(echo{}) }
-

@@ -56,7 +56,6 @@ func newGuest() *guest {
 
 func init() { protogate.Register(newGuest()) }
 
-
 // state returns the state of c, creating it if needed.
 func (g *guest) state(c protogate.Conn) *conn {
 	st, ok := g.conns[c]

@@ -51,7 +51,6 @@ func newGuest() *guest {
 
 func init() { protogate.Register(newGuest()) }
 
-
 // ClientID returns the client id a connection authenticates with.
 func ClientID(c protogate.Conn) string {
 	return fmt.Sprintf("line-%016x", uint64(c))
