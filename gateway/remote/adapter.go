@@ -28,9 +28,10 @@ import (
 //
 // # Which connections a call reaches
 //
-// A call acts only on connections that a remote Handler serves: those whose
-// OnSocketCreated a Handler received, as a listener's handler or as a Wasm
-// handler's fallback. Any other connection, a Wasm guest's above all, is
+// A call acts only on connections that a remote Handler of an ExProto
+// service serves: those whose OnSocketCreated a Handler received, as a
+// listener's handler or as a Wasm handler's fallback. A fast-lane
+// Handler's connections are not among them: its calls come on its stream. Any other connection, a Wasm guest's above all, is
 // answered CONN_PROCESS_NOT_ALIVE exactly as a connection that does not
 // exist, so the adapter tells nothing of it. Handles are unguessable (see
 // gateway.Conn.ID), so a caller reaches only connections whose handles a
@@ -211,9 +212,11 @@ func (a *Adapter) lookup(ctx context.Context, handle string) (*gateway.Conn, err
 		return nil, err
 	}
 	h, _ := c.ServedBy().(*Handler)
-	if h == nil {
-		// A Wasm guest's connection, or one a remote Handler has not
-		// been told of: the same answer as for no connection at all.
+	if h == nil || h.lane != nil {
+		// A Wasm guest's connection, one a remote Handler has not been
+		// told of, or a fast-lane handler's (whose calls come on its
+		// stream, never here): the same answer as for no connection at
+		// all.
 		return nil, gateway.ErrNotAlive
 	}
 	if !h.hasCredentials() && !a.anyCreds {

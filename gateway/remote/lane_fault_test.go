@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
@@ -121,6 +122,8 @@ func (w *watched) isClosed(c *gateway.Conn) (string, bool) {
 // laneRig is a gateway with a broker, one listener served by a fast-lane
 // Handler and one by an in-process echo (the bystander).
 type laneRig struct {
+	srv       *gateway.Server
+	laneConn  *gateway.Conn // set by tests that need one
 	h         *remote.Handler
 	w         *watched
 	addr      string // the lane's listener
@@ -139,6 +142,7 @@ func newLaneRig(t *testing.T, handlerAddr string, timeout time.Duration) *laneRi
 	srv := gateway.New(gateway.Options{PubSub: br, Logger: log})
 	h := laneHandler(t, handlerAddr, timeout)
 	r := &laneRig{
+		srv:  srv,
 		h:    h,
 		w:    newWatched(h),
 		echo: newGuest(),
@@ -494,7 +498,8 @@ func TestLaneMalformedCalls(t *testing.T) {
 	r := newLaneRig(t, addr, 10*time.Second)
 	byst, bystHandle := guestDevice(t, r.bystander, r.echo)
 	foreign <- bystHandle
-	nc, _ := r.dial(t)
+	nc, c := r.dial(t)
+	r.laneConn = c
 	var got map[uint64]*lpb.CallResult
 	select {
 	case got = <-results:
@@ -517,9 +522,34 @@ func TestLaneMalformedCalls(t *testing.T) {
 	}
 	expect(t, nc, "fine")
 	echoFirst(t, byst, "untouched")
+	// The ConnectionAdapter does not reach a fast-lane connection: its
+	// handler's calls come on the stream.
+	gs := grpc.NewServer()
+	remote.NewAdapter(r.srv, slog.New(slog.DiscardHandler), r.h).Register(gs)
+	ad := pb.NewConnectionAdapterClient(benchClientT(t, serve(t, gs)))
+	for rpc, call := range everyRPC(context.Background(), ad, r.laneConn.Handle()) {
+		if rpc == "RawPublish" {
+			continue
+		}
+		if resp, err := call(); err != nil || resp.GetCode() != pb.ResultCode_CONN_PROCESS_NOT_ALIVE {
+			t.Errorf("adapter %s on a fast-lane connection: %v %v, want CONN_PROCESS_NOT_ALIVE", rpc, resp, err)
+		}
+	}
 	if st := r.h.LaneStats(); st.UnknownResults != 2 || st.Streams != 1 {
 		t.Errorf("stats %+v, want 2 unknown results on 1 stream", st)
 	}
+}
+
+// benchClientT is a gRPC client connection to addr, closed when the test
+// ends.
+func benchClientT(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 // jsonDevice speaks the JSON test protocol to the native exproto-json
