@@ -144,6 +144,15 @@ func (s *suite) gatewayNode(name, node, adapter, body string) (*proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("protogate-bench: %w", err)
 	}
+	if !strings.Contains(body, "admin:") {
+		// The admin API on a port of its own, not the default 18083,
+		// which another protogate on this machine may hold.
+		ports, err := freePorts(1, false)
+		if err != nil {
+			return nil, err
+		}
+		body = fmt.Sprintf("admin:\n  bind: 127.0.0.1:%d\n", ports[0]) + body
+	}
 	nodeName := ""
 	if node != "" {
 		nodeName = "  name: " + node + "\n"
