@@ -106,7 +106,7 @@ func scaleRows(res map[string]*loadstat.Result) []row {
 			name:     fmt.Sprintf("scale: builtin:echo, %d conns x 64 B ping-pong", p.conns),
 			measured: perf(p.wasm),
 			baseline: "floor at " + strconv.Itoa(p.conns) + ": " + perf(p.floor),
-			ratio:    fmt.Sprintf("%.2f x msgs/s, %.2f x p99", tp, lat),
+			ratio:    fmt.Sprintf("%s x msgs/s, %.2f x p99", ratioText(tp, scaleTarget), lat),
 			target:   fmt.Sprintf(">= %.2f x msgs/s", scaleTarget),
 			met:      yes(tp >= scaleTarget && clean(p.floor, p.wasm)),
 		})
@@ -206,6 +206,20 @@ func scaleSVG(title string, ps []scalePoint) string {
 	return b.String()
 }
 
+// ratioText prints a ratio with two decimals, or more when two would
+// round it onto its target or past it (0.7499 against 0.75 prints 0.7499),
+// so that the printed number agrees with the met column.
+func ratioText(v, target float64) string {
+	for prec := 2; prec < 6; prec++ {
+		t := strconv.FormatFloat(v, 'f', prec, 64)
+		r, _ := strconv.ParseFloat(t, 64)
+		if (v < target) == (r < target) && (v > target) == (r > target) {
+			return t
+		}
+	}
+	return strconv.FormatFloat(v, 'f', 6, 64)
+}
+
 // niceStep rounds v up to 1, 2 or 5 times a power of ten.
 func niceStep(v float64) float64 {
 	if v <= 0 {
@@ -303,8 +317,8 @@ func altRows(res map[string]*loadstat.Result) []row {
 		measured: fmt.Sprintf("median %.0f msgs/s, p99 %.0f µs (floor: %.0f msgs/s, p99 %.0f µs)",
 			mw.MsgsPerS, mw.P99us, mf.MsgsPerS, mf.P99us),
 		baseline: "floor, the run before each",
-		ratio: fmt.Sprintf("median %.2f x msgs/s (%.2f-%.2f), %.2f x p99 (%.2f-%.2f)",
-			tp, minOf(tps), maxOf(tps), lat, minOf(lats), maxOf(lats)),
+		ratio: fmt.Sprintf("median %s x msgs/s (%.2f-%.2f), %s x p99 (%.2f-%.2f)",
+			ratioText(tp, 0.9), minOf(tps), maxOf(tps), ratioText(lat, 1.2), minOf(lats), maxOf(lats)),
 		target: ">= 0.9 x msgs/s, <= 1.2 x p99",
 		met:    yes(tp >= 0.9 && lat <= 1.2 && clean(append(floors, gws...)...)),
 	}}

@@ -71,6 +71,15 @@ func TestAltRows(t *testing.T) {
 	if rows := altRows(res); rows[0].met != "NO" {
 		t.Fatalf("median p99 1.25 x met the target: %+v", rows[0])
 	}
+	if got := ratioText(0.7499, 0.75); got != "0.7499" {
+		t.Fatalf("ratioText(0.7499, 0.75) = %s", got)
+	}
+	if got := ratioText(1.2004, 1.2); got != "1.2004" {
+		t.Fatalf("ratioText(1.2004, 1.2) = %s", got)
+	}
+	if got := ratioText(0.931, 0.9); got != "0.93" {
+		t.Fatalf("ratioText(0.931, 0.9) = %s", got)
+	}
 	if median([]float64{4, 1, 3, 2}) != 2.5 {
 		t.Fatal("median of an even count")
 	}
