@@ -125,9 +125,15 @@ GOBENCH_PKGS := ./gateway/... ./wasmhost/ ./abi/ ./sdk/go/
 
 .PHONY: bench
 bench: build sdk-guests ## Run the benchmark suite (table on stdout and in bench/results/), then the Go benchmarks of the hot paths
-	$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS)
-	$(MAKE) bench-go | tee $(BENCH_OUT)/gobench.txt
-	$(MAKE) bench-observe | tee $(BENCH_OUT)/observe.txt
+	@# A missed target (or a failed case) makes protogate-bench exit 1 after
+	@# its whole table; the Go benchmarks still run, and make exits with the
+	@# first non-zero status (BENCH_FLAGS=-keep-going: 0 for missed targets).
+	@status=0; \
+	echo "$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS)"; \
+	$(BIN)/protogate-bench -bin $(BIN) -out $(BENCH_OUT) $(BENCH_FLAGS) || status=$$?; \
+	$(MAKE) bench-go | tee $(BENCH_OUT)/gobench.txt || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
+	$(MAKE) bench-observe | tee $(BENCH_OUT)/observe.txt || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
+	exit $$status
 
 .PHONY: bench-go
 bench-go: ## Run the Go benchmarks of the hot paths with -benchmem

@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	protogate-bench [-bin .bin] [-out bench/results] [-quick] [-only CASES]
+//	protogate-bench [-bin .bin] [-out bench/results] [-quick] [-only CASES] [-keep-going]
 //
 // -bin is the directory holding the protogate, protogate-load and
 // exproto-echo-handler binaries, and (for the langs group) guests/ with the
@@ -14,8 +14,14 @@
 // (the table), results.jsonl (every load run's JSON line, with the gateway's
 // memory samples) and one log file per process. -quick runs every case
 // briefly, to check the suite itself; its numbers mean nothing. -only runs
-// the named groups (comma separated: echo, langs, remote, udp, hold, fanout,
-// cluster, coap, long).
+// the named groups (comma separated: echo, scale, langs, remote, udp, hold,
+// fanout, cluster, coap, long). The scale group also writes scale.svg, a
+// plot of msgs/s against connections.
+//
+// The exit status is 1 when any row with a target missed it (met: NO) or a
+// group failed, after the whole table is printed and written; -keep-going
+// makes it 0 then, for exploratory runs. A broken setup (missing binaries,
+// an unwritable -out) is always an error.
 // The coap group's plain server and load run as hidden subcommands of this
 // binary (coap-serve, coap-load, coap-observe; see coaptool.go).
 //
@@ -48,7 +54,8 @@ func main() {
 	flag.StringVar(&o.bin, "bin", ".bin", "directory with the protogate, protogate-load and exproto-echo-handler binaries")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for results.md, results.jsonl and the process logs")
 	flag.BoolVar(&o.quick, "quick", false, "run every case briefly (checks the suite; the numbers mean nothing)")
-	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, fanout, cluster, coap, long (default all)")
+	flag.BoolVar(&o.keepGoing, "keep-going", false, "exit 0 even when targets are missed (exploratory runs); the table still says NO")
+	only := flag.String("only", "", "comma-separated groups to run: "+strings.Join(groups, ", ")+" (default all)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: protogate-bench [flags]\n\nRuns protogate's benchmark suite and prints the table of results.\n\n")
 		flag.PrintDefaults()
@@ -74,9 +81,10 @@ func main() {
 
 // options are the command line.
 type options struct {
-	bin, out string
-	quick    bool
-	only     map[string]bool // nil: every group
+	bin, out  string
+	quick     bool
+	keepGoing bool            // a missed target does not make the exit status non-zero
+	only      map[string]bool // nil: every group
 }
 
 func run(ctx context.Context, o options) error {
@@ -115,6 +123,10 @@ func run(ctx context.Context, o options) error {
 		return runErr
 	}
 	if s.failed() {
+		if o.keepGoing {
+			fmt.Fprintln(os.Stderr, "protogate-bench: some targets were not met (-keep-going: exit status 0)")
+			return nil
+		}
 		return errors.New("protogate-bench: some targets were not met")
 	}
 	return nil

@@ -29,6 +29,10 @@ byte that differs counts as a mismatch. The latency of a message runs from
 its send to the arrival of its last byte. Messages sent during -warmup are
 echoed and checked but not measured.
 
+Connections are opened 64 at a time, and with -rate at most that many a
+second (for thousands of connections: the server's accept queue and the
+ephemeral ports are spared a burst); the warm-up starts once all are open.
+
 The run lasts -duration after the warm-up, or, with -messages, until that
 many round trips (all connections together, warm-up excluded) have
 completed; -duration then bounds the run if it is given. A connection that
@@ -48,6 +52,7 @@ type EchoConfig struct {
 	Duration time.Duration // measured time; with Messages, the longest run
 	Warmup   time.Duration
 	Messages int64         // with > 0, stop after this many measured round trips
+	Rate     float64       // new connections per second at most; 0 for no limit
 	TLS      *tls.Config   // nil for plain TCP
 	Label    string        // Result.Target; default Addr
 	Timeout  time.Duration // a connection without a reply for this long fails
@@ -78,6 +83,7 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Depth, "depth", 1, "payloads in flight per connection (1: ping-pong)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time after the warm-up (with -messages: the longest run, unbounded unless given)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "time before measuring starts")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "new connections per second at most while opening them (0: 64 dials at a time, no other limit)")
 	fs.Int64Var(&cfg.Messages, "messages", 0, "stop after this many round trips in all, warm-up excluded (0: run for -duration)")
 	fs.BoolVar(&useTLS, "tls", false, "connect with TLS")
 	fs.BoolVar(&insecure, "insecure", false, "with -tls, do not verify the server's certificate")
@@ -94,8 +100,8 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := positive("echo", "conns", cfg.Conns, "size", cfg.Size, "depth", cfg.Depth, "duration", cfg.Duration, "timeout", cfg.Timeout); err != nil {
 		return err
 	}
-	if cfg.Warmup < 0 || cfg.Messages < 0 {
-		return usagef("echo: -warmup and -messages must not be negative")
+	if cfg.Warmup < 0 || cfg.Messages < 0 || cfg.Rate < 0 {
+		return usagef("echo: -warmup, -messages and -rate must not be negative")
 	}
 	if useTLS {
 		cfg.TLS = tlsConfig(cfg.Addr, insecure)
@@ -155,7 +161,21 @@ func runEcho(ctx context.Context, cfg EchoConfig) (*loadstat.Result, []string, e
 	errs := new(errLog)
 	d := dialer{addr: cfg.Addr, tls: cfg.TLS, timeout: dialTimeout}
 	all := make([]*echoConn, cfg.Conns)
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	start := clock()
 	parallel(ctx, cfg.Conns, 64, func(i int) {
+		if interval > 0 {
+			if wait := time.Until(at(start + int64(i)*int64(interval))); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
 		nc, err := d.dial(ctx)
 		if err != nil {
 			errs.add(err)

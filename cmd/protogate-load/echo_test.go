@@ -247,3 +247,21 @@ func TestQuota(t *testing.T) {
 		t.Fatal(g)
 	}
 }
+
+// TestEchoRate checks that -rate spaces the dials: 20 connections at 200 a
+// second take at least 19 intervals of 5 ms to open, before the run.
+func TestEchoRate(t *testing.T) {
+	addr := startServeEcho(t, false)
+	t0 := time.Now()
+	r, _, err := runEcho(context.Background(), EchoConfig{Addr: addr, Conns: 20, Rate: 200, Duration: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean(t, r)
+	if took := time.Since(t0); took < 95*time.Millisecond+50*time.Millisecond {
+		t.Fatalf("20 conns at 200/s and a 50 ms run took %v", took)
+	}
+	if r.Conns != 20 || r.Msgs == 0 {
+		t.Fatalf("result %+v", r)
+	}
+}
