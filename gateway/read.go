@@ -208,13 +208,16 @@ func (c *Conn) readDatagrams(dr DatagramReader) string {
 	}
 	for {
 		err := dr.ReadDatagram(handle)
-		// Paced after the datagram went back to the connection, so a
-		// paused reader holds no buffer either.
-		if stop || !c.pace() {
+		if stop {
 			return ""
 		}
 		if err != nil {
 			return readErrReason(err, l.Type)
+		}
+		// Paced after the datagram went back to the connection, so a
+		// paused reader holds no buffer either.
+		if !c.pace() {
+			return ""
 		}
 	}
 }
