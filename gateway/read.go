@@ -122,6 +122,9 @@ func (c *Conn) readLoop() string {
 	if c.rc != nil {
 		return c.readLoopRaw(c.rc, sr)
 	}
+	if dr, ok := c.nc.(DatagramReader); ok && l.datagram() {
+		return c.readDatagrams(dr)
+	}
 	size := c.srv.opts.ReadBufferSize
 	if l.datagram() {
 		// One more than the limit, to tell an oversized datagram.
@@ -156,6 +159,65 @@ func (c *Conn) readLoop() string {
 				continue
 			}
 			return readErrReason(err, l.Type)
+		}
+	}
+}
+
+// DatagramReader is implemented by datagram connections that lend each
+// datagram to their reader in storage of their own (the pseudo-connections
+// of listener.UDPListener, and listener.DTLS's sessions), so that the
+// reader holds no buffer while it waits: with thousands of quiet peers, a
+// read buffer of max_packet_size bytes each would be most of what a peer
+// costs. The gateway reads a udp or dtls connection whose net.Conn
+// implements it through ReadDatagram, and any other through Read.
+type DatagramReader interface {
+	// ReadDatagram waits for the next datagram as Read would (the same
+	// deadlines, the same errors) and calls f with all of it, once, on the
+	// calling goroutine; b is valid only until f returns, and f must not
+	// keep it. A datagram longer than the connection can hold is dropped
+	// before f is called, as the connection documents. It is safe to call
+	// from several goroutines; each datagram goes to one of them.
+	ReadDatagram(f func(b []byte)) error
+}
+
+// readDatagrams is readLoop for a connection that lends its datagrams
+// (DatagramReader): between datagrams it holds no read buffer.
+func (c *Conn) readDatagrams(dr DatagramReader) string {
+	l, ls := c.l, c.ls
+	maxPacket := l.maxPacket()
+	var bucket *limit.Bucket
+	if l.MaxBytesRate > 0 {
+		size := min(maxPacket, 65535) + 1
+		bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, float64(size)))
+	}
+	stop := false
+	// One closure for the connection's life, not one per datagram.
+	handle := func(b []byte) {
+		n := len(b)
+		if n == 0 {
+			return // as Read's 0 bytes: nothing to hand over
+		}
+		c.lastRecv.Store(int64(time.Since(c.start)) | 1)
+		c.received(n)
+		if n > maxPacket || bucket != nil && !bucket.Allow(float64(n)) {
+			ls.dropped.Add(1)
+			return
+		}
+		// enqueueBytes returns once the handler is done with b.
+		stop = !c.enqueueBytes(b)
+	}
+	for {
+		err := dr.ReadDatagram(handle)
+		if stop {
+			return ""
+		}
+		if err != nil {
+			return readErrReason(err, l.Type)
+		}
+		// Paced after the datagram went back to the connection, so a
+		// paused reader holds no buffer either.
+		if !c.pace() {
+			return ""
 		}
 	}
 }

@@ -3,6 +3,7 @@ package wasmhost_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
+	"github.com/protogate/protogate/gateway/listener"
 	"github.com/protogate/protogate/wasmhost"
 )
 
@@ -134,6 +136,86 @@ func BenchmarkEchoWasmTCP100(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkEchoWasmUDP100 is BenchmarkEchoWasmTCP100 on a udp listener:
+// 100 peers, each its own socket, ping-pong with 64-byte datagrams, as the
+// load tool's udp case (bench group udp). One op is one round trip: the
+// listener's read and demultiplexing, the handoff to the peer's
+// connection, OnReceivedBytes into the guest, its Send and the write.
+func BenchmarkEchoWasmUDP100(b *testing.B) {
+	h, err := wasmhost.New(wasmhost.Config{Name: "echo", Wasm: mustBuiltin(b, "echo"), Cache: sharedCache(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	ln, err := listener.ListenUDP("127.0.0.1:0", listener.UDPConfig{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := gateway.New(gateway.Options{Logger: quiet})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln, &gateway.Listener{Name: "bench", Type: gateway.UDP, Handler: h})
+	}()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+	const conns = 100
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		nc, err := net.Dial("udp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		ncs[i] = nc
+	}
+	// A lost datagram (a full socket buffer) is sent again after a
+	// timeout rather than failing the benchmark.
+	round := func(nc net.Conn, msg, buf []byte, n int) {
+		for i := 0; i < n; {
+			if _, err := nc.Write(msg); err != nil {
+				b.Error(err)
+				return
+			}
+			nc.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := nc.Read(buf); err != nil {
+				if isTimeout(err) {
+					continue
+				}
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	}
+	for _, nc := range ncs {
+		round(nc, make([]byte, 64), make([]byte, 64), 10)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, nc := range ncs {
+		n := b.N / conns
+		if i < b.N%conns {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			round(nc, make([]byte, 64), make([]byte, 64), n)
+		}()
+	}
+	wg.Wait()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // benchServe serves h on a loopback listener until the benchmark ends.

@@ -572,8 +572,10 @@ func (s *suite) derivedRows() []row {
 	}
 	if fu, r := res["floor-udp"], res["wasm-udp"]; fu != nil && r != nil {
 		rows = append(rows, row{name: "floor: plain Go UDP echo, 100 peers x 64 B", measured: perf(fu)})
+		tp := r.MsgsPerS / fu.MsgsPerS
 		rows = append(rows, row{name: "UDP echo via Wasm Go guest", measured: perf(r), baseline: "UDP floor",
-			ratio: fmt.Sprintf("%.2f x msgs/s, %.2f x p99", r.MsgsPerS/fu.MsgsPerS, r.P99us/fu.P99us), target: "(none)"})
+			ratio: fmt.Sprintf("%.2f x msgs/s, %.2f x p99", tp, r.P99us/fu.P99us), target: ">= 0.85 x msgs/s",
+			met: yes(tp >= 0.85 && clean(r))})
 	}
 	fh, wh := res["floor-hold"], res["wasm-hold"]
 	if fh != nil {

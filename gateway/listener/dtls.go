@@ -326,6 +326,32 @@ func (d *DTLS) Handshake(ctx context.Context, nc net.Conn) (net.Conn, gateway.Pe
 // with the connection instead of up to a write timeout later.
 type dtlsConn struct{ *dtls.Conn }
 
+var _ gateway.DatagramReader = dtlsConn{}
+
+// dtlsReadBufs holds the buffers dtlsConn.ReadDatagram reads into.
+var dtlsReadBufs = sync.Pool{New: func() any {
+	b := make([]byte, maxRecord)
+	return &b
+}}
+
+// ReadDatagram implements gateway.DatagramReader: it reads the next
+// record's payload into a pooled buffer of maxRecord bytes, calls f with it
+// and puts the buffer back. No payload is longer: pion reads each datagram
+// into a buffer of that size (maxRecord) and decrypts in place. pion's Read
+// needs the buffer while it waits, so a waiting reader holds one; that is
+// 8 KiB, where the gateway's generic read buffer is max_packet_size + 1
+// bytes (64 KiB by default).
+func (c dtlsConn) ReadDatagram(f func(b []byte)) error {
+	p := dtlsReadBufs.Get().(*[]byte)
+	defer dtlsReadBufs.Put(p)
+	n, err := c.Conn.Read(*p)
+	if err != nil {
+		return err
+	}
+	f((*p)[:n])
+	return nil
+}
+
 // Close closes the DTLS connection (sending close_notify) and the
 // pseudo-connection under it.
 func (c dtlsConn) Close() error {

@@ -294,15 +294,34 @@ func (l *UDPListener) Stats() UDPStats {
 	}
 }
 
-// readLoop reads the socket until Close and hands each datagram to deliver.
+// readLoop reads the socket until Close and hands each datagram to
+// handle: through recvmmsg, several at a time, where the system has it
+// (see udp_linux.go), else one per ReadFromUDPAddrPort.
 func (l *UDPListener) readLoop() {
 	defer l.wg.Done()
 	// One byte more than the limit, to tell an oversized datagram from one
 	// that just fits.
-	buf := make([]byte, l.maxDatagram+1)
+	size := l.maxDatagram + 1
+	br := newBatchReader(l.pc, size)
+	var buf []byte
 	var backoff time.Duration
 	for {
-		n, ap, err := l.pc.ReadFromUDPAddrPort(buf)
+		var err error
+		if br != nil {
+			err = br.readSome(l.handle)
+			if errors.Is(err, errNoRecvmmsg) {
+				br, err = nil, nil
+			}
+		} else {
+			if buf == nil {
+				buf = make([]byte, size)
+			}
+			var n int
+			var ap netip.AddrPort
+			if n, ap, err = l.pc.ReadFromUDPAddrPort(buf); err == nil {
+				l.handle(ap, buf[:n])
+			}
+		}
 		if err != nil {
 			if l.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
@@ -322,16 +341,22 @@ func (l *UDPListener) readLoop() {
 			continue
 		}
 		backoff = 0
-		if n > l.maxDatagram {
-			l.oversize.Add(1)
-			l.logDrops()
-			continue
-		}
-		if reply := l.deliver(ap, buf[:n]); reply != nil {
-			// A UDP send waits only for room in the socket's send buffer.
-			if _, err := l.pc.WriteToUDPAddrPort(reply, ap); err != nil {
-				l.log.Debug("listener: health-check reply failed", "addr", l.addr, "peer", ap, "err", err)
-			}
+	}
+}
+
+// handle drops b (from ap) if it is oversized, or hands it to deliver and
+// sends the health-check reply deliver may return. It runs on the read
+// loop.
+func (l *UDPListener) handle(ap netip.AddrPort, b []byte) {
+	if len(b) > l.maxDatagram {
+		l.oversize.Add(1)
+		l.logDrops()
+		return
+	}
+	if reply := l.deliver(ap, b); reply != nil {
+		// A UDP send waits only for room in the socket's send buffer.
+		if _, err := l.pc.WriteToUDPAddrPort(reply, ap); err != nil {
+			l.log.Debug("listener: health-check reply failed", "addr", l.addr, "peer", ap, "err", err)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/protogate/protogate/gateway"
 )
 
 // ErrDatagramTooLarge is wrapped by the error of a pseudo-connection Write
@@ -32,7 +34,10 @@ type udpConn struct {
 	wd  time.Time // write deadline; guarded by wmu
 }
 
-var _ net.Conn = (*udpConn)(nil)
+var (
+	_ net.Conn               = (*udpConn)(nil)
+	_ gateway.DatagramReader = (*udpConn)(nil)
+)
 
 func newUDPConn(l *UDPListener, ap netip.AddrPort, raddr *net.UDPAddr) *udpConn {
 	return &udpConn{
@@ -54,30 +59,54 @@ func newUDPConn(l *UDPListener, ap netip.AddrPort, raddr *net.UDPAddr) *udpConn 
 // os.ErrDeadlineExceeded, a net.Error whose Timeout is true) or Close (an
 // error wrapping net.ErrClosed).
 func (c *udpConn) Read(b []byte) (int, error) {
+	d, err := c.next()
+	if err != nil {
+		return 0, err
+	}
+	n := copy(b, d.bytes())
+	short := n < d.n
+	d.free()
+	if short {
+		return n, c.opError("read", io.ErrShortBuffer)
+	}
+	return n, nil
+}
+
+// ReadDatagram implements gateway.DatagramReader: it waits for the next
+// datagram as Read does and calls f with it, in the storage it was queued
+// in, which goes back to its pool when f returns. A peer's queued
+// datagrams take storage of about their own size (see newDatagram) and a
+// reader waiting in ReadDatagram none.
+func (c *udpConn) ReadDatagram(f func(b []byte)) error {
+	d, err := c.next()
+	if err != nil {
+		return err
+	}
+	f(d.bytes())
+	d.free()
+	return nil
+}
+
+// next waits for the peer's next datagram, the read deadline or Close.
+func (c *udpConn) next() (datagram, error) {
 	select {
 	case <-c.closed:
-		return 0, c.opError("read", net.ErrClosed)
+		return datagram{}, c.opError("read", net.ErrClosed)
 	default:
 	}
 	expired := c.rd.wait()
 	select {
 	case <-expired:
-		return 0, c.opError("read", os.ErrDeadlineExceeded)
+		return datagram{}, c.opError("read", os.ErrDeadlineExceeded)
 	default:
 	}
 	select {
 	case d := <-c.q:
-		n := copy(b, d.bytes())
-		short := n < d.n
-		d.free()
-		if short {
-			return n, c.opError("read", io.ErrShortBuffer)
-		}
-		return n, nil
+		return d, nil
 	case <-c.closed:
-		return 0, c.opError("read", net.ErrClosed)
+		return datagram{}, c.opError("read", net.ErrClosed)
 	case <-expired:
-		return 0, c.opError("read", os.ErrDeadlineExceeded)
+		return datagram{}, c.opError("read", os.ErrDeadlineExceeded)
 	}
 }
 
