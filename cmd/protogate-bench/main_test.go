@@ -11,7 +11,7 @@ import (
 )
 
 // TestQuickSuite builds the three binaries and runs the suite's echo, remote,
-// udp, cluster and coap groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
+// udp, tls, cluster and coap groups briefly, as `make bench BENCH_FLAGS=-quick` would: every
 // case must complete with clean results. The numbers are not checked; they
 // mean nothing in a quick run on a loaded machine. The langs group is left
 // out: its quick run takes about 18 s (12 gateway starts) and needs make
@@ -26,7 +26,7 @@ func TestQuickSuite(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out := t.TempDir()
-	cmd := exec.Command("go", "run", ".", "-bin", bin, "-out", out, "-quick", "-only", "echo,remote,udp,cluster,coap")
+	cmd := exec.Command("go", "run", ".", "-bin", bin, "-out", out, "-quick", "-only", "echo,remote,udp,tls,cluster,coap")
 	b, err := cmd.CombinedOutput()
 	// Targets may be missed in a quick run (exit status 1), but the suite
 	// itself must work.
@@ -59,7 +59,8 @@ func TestQuickSuite(t *testing.T) {
 		seen[r.Case] = true
 	}
 	for _, c := range []string{"floor", "wasm-echo", "grpcfloor", "remote-unary", "remote-streaming", "floor-udp", "wasm-udp", "cluster-single", "cluster-cross",
-		"floor-coap-raw", "floor-coap", "wasm-coap", "coap-observe", "coap-observe-1152"} {
+		"floor-coap-raw", "floor-coap", "wasm-coap", "coap-observe", "coap-observe-1152",
+		"floor-tls", "wasm-tls", "floor-dtls", "wasm-dtls", "floor-dtls-hs", "wasm-dtls-hs", "floor-tls-hold", "wasm-tls-hold"} {
 		if !seen[c] {
 			t.Errorf("no result for case %s\n%s", c, b)
 		}
@@ -67,7 +68,9 @@ func TestQuickSuite(t *testing.T) {
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil || !strings.Contains(string(md), "| echo via Wasm Go guest (builtin:echo) |") ||
 		!strings.Contains(string(md), "| cross-node fan-out: device on node A of 3 to 50 devices on nodes B and C |") ||
-		!strings.Contains(string(md), "| 200 CoAP observers (GET /ps/{topic} Observe:0) held by builtin:coap |") {
+		!strings.Contains(string(md), "| 200 CoAP observers (GET /ps/{topic} Observe:0) held by builtin:coap |") ||
+		!strings.Contains(string(md), "| DTLS handshakes per second, 200 concurrent clients (dtls listener, builtin:echo) |") ||
+		!strings.Contains(string(md), "idle TLS conns, RSS per conn (builtin:echo on an ssl listener) |") {
 		t.Errorf("results.md: %v\n%s", err, md)
 	}
 }
