@@ -30,6 +30,9 @@ import (
 //   - 15,000 idle TLS connections, RSS per connection (floor-tls-hold,
 //     wasm-tls-hold).
 //
+// The timed cases load the plain server and the gateway in turn, 3 rounds
+// of 1 s warm-up and 4 s measured each (see interleaved).
+//
 // Every client offers the same suites: TLS 1.3 with Go's defaults, and
 // for DTLS TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 only. The certificate is
 // a self-signed ECDSA P-256 one made for the run; the clients do not
@@ -73,6 +76,13 @@ func benchCert(dir string) (certFile, keyFile string, err error) {
 	return certFile, keyFile, nil
 }
 
+// wasmEchoTLS is wasmEcho with call_timeout 1s, as the cluster and coap
+// groups have: 15,000 TLS handshakes at once keep two shared cores so busy
+// that a guest's OnSocketCreated, queued behind them, ran past the default
+// 100 ms in one run; the instance was discarded and its 5,259 connections
+// closed, which measures the machine, not the memory per connection.
+const wasmEchoTLS = "handlers:\n  echo:\n    wasm:\n      path: builtin:echo\n      call_timeout: 1s\n"
+
 // tlsListener is listener with the tls block of an ssl or dtls listener.
 func tlsListener(typ string, port int, handler, certFile, keyFile string) string {
 	return listener(typ, port, handler) + fmt.Sprintf("    tls:\n      cert_file: %s\n      key_file: %s\n", certFile, keyFile)
@@ -109,82 +119,119 @@ func (s *suite) plainServer(name string, args ...string) (*proc, string, error) 
 	return p, addr, nil
 }
 
+// rounds is how many times the timed cases of the tls group load the plain
+// server and the gateway in turn (once with -quick).
+const rounds = 3
+
+// interleaved loads the plain server at floorAddr and the gateway at gwAddr
+// in turn, rounds times, with the load tool's command line args(addr,
+// label), and records the sums under floor and gw. Both servers are up
+// throughout (the idle one costs nothing), so that a change in what the
+// rest of the shared machine does weighs on both alike.
+func (s *suite) interleaved(ctx context.Context, floor, gw, floorAddr, gwAddr string, args func(addr, label string) []string) error {
+	var fr, gr []*loadstat.Result
+	n := rounds
+	if s.opts.quick {
+		n = 1
+	}
+	for i := range n {
+		r, err := s.load(ctx, fmt.Sprintf("load-%s-%d", floor, i+1), args(floorAddr, floor)...)
+		if err != nil {
+			return err
+		}
+		fr = append(fr, r)
+		if r, err = s.load(ctx, fmt.Sprintf("load-%s-%d", gw, i+1), args(gwAddr, gw)...); err != nil {
+			return err
+		}
+		gr = append(gr, r)
+	}
+	s.record(floor, sumRounds(fr), nil)
+	s.record(gw, sumRounds(gr), nil)
+	return nil
+}
+
+// sumRounds adds up the rounds of one server: messages, time and problems
+// are summed, msgs/s is their quotient, and the latencies are the means of
+// the rounds' (the load tool reports quantiles, not histograms).
+func sumRounds(rs []*loadstat.Result) *loadstat.Result {
+	t := *rs[0]
+	t.Msgs, t.Seconds, t.Errors, t.Mismatch, t.Lost = 0, 0, 0, 0, 0
+	t.P50us, t.P99us, t.P999us, t.MaxUs = 0, 0, 0, 0
+	for _, r := range rs {
+		t.Msgs += r.Msgs
+		t.Seconds += r.Seconds
+		t.Errors += r.Errors
+		t.Mismatch += r.Mismatch
+		t.Lost += r.Lost
+		t.P50us += r.P50us / float64(len(rs))
+		t.P99us += r.P99us / float64(len(rs))
+		t.P999us += r.P999us / float64(len(rs))
+		t.MaxUs = max(t.MaxUs, r.MaxUs)
+	}
+	if t.Seconds > 0 {
+		t.MsgsPerS = float64(t.Msgs) / t.Seconds
+	}
+	return &t
+}
+
 // tlsEchoCases: TLS 1.3 echo, plain crypto/tls server against builtin:echo
-// on an ssl listener.
+// on an ssl listener, in alternating rounds.
 func (s *suite) tlsEchoCases(ctx context.Context, certFile, keyFile string) error {
 	plain, addr, err := s.plainServer("floor-tls", "-cert", certFile, "-key", keyFile)
 	if err != nil {
 		return err
 	}
-	r, err := s.load(ctx, "load-floor-tls", s.echoArgs(addr, "-tls", "-insecure", "-label", "floor-tls")...)
+	ports, err := freePorts(1, false)
+	if err == nil {
+		body := wasmEcho + "listeners:\n" + tlsListener("ssl", ports[0], "echo", certFile, keyFile)
+		err = s.withGateway("gw-wasm-tls", body, ports[0], func(*proc) error {
+			return s.interleaved(ctx, "floor-tls", "wasm-tls", addr, fmt.Sprintf("127.0.0.1:%d", ports[0]), func(a, label string) []string {
+				return []string{"echo", "-addr", a, "-conns", "100", "-size", "64", "-depth", "1", "-tls", "-insecure",
+					"-duration", s.dur(4*time.Second, 300*time.Millisecond), "-warmup", s.dur(time.Second, 100*time.Millisecond), "-label", label}
+			})
+		})
+	}
 	if serr := plain.stop(10 * time.Second); err == nil {
 		err = serr
 	}
-	if err != nil {
-		return err
-	}
-	s.record("floor-tls", r, nil)
-	ports, err := freePorts(1, false)
-	if err != nil {
-		return err
-	}
-	body := wasmEcho + "listeners:\n" + tlsListener("ssl", ports[0], "echo", certFile, keyFile)
-	return s.withGateway("gw-wasm-tls", body, ports[0], func(*proc) error {
-		r, err := s.load(ctx, "load-wasm-tls", s.echoArgs(fmt.Sprintf("127.0.0.1:%d", ports[0]), "-tls", "-insecure", "-label", "builtin:echo-tls")...)
-		if err != nil {
-			return err
-		}
-		s.record("wasm-tls", r, nil)
-		return nil
-	})
+	return err
 }
 
 // dtlsCases: DTLS echo, then DTLS handshakes per second, against the
-// plain pion/dtls server and then against builtin:echo on a dtls listener.
+// plain pion/dtls server and builtin:echo on a dtls listener, in
+// alternating rounds. The echo goes first: the handshake runs end by
+// abandoning handshakes half way, whose server side lingers until its
+// timeout, and a new client socket that reused such a port would land in
+// it.
 func (s *suite) dtlsCases(ctx context.Context, certFile, keyFile string) error {
 	hsArgs := func(addr, label string) []string {
 		return []string{"dtls-handshake", "-addr", addr, "-conns", "200",
-			"-duration", s.dur(10*time.Second, 500*time.Millisecond), "-warmup", s.dur(2*time.Second, 100*time.Millisecond), "-label", label}
+			"-duration", s.dur(4*time.Second, 300*time.Millisecond), "-warmup", s.dur(time.Second, 100*time.Millisecond), "-label", label}
 	}
 	echoArgs := func(addr, label string) []string {
 		return []string{"dtls", "-addr", addr, "-conns", s.n(100, 20), "-size", "64",
-			"-duration", s.dur(10*time.Second, 500*time.Millisecond), "-warmup", s.dur(2*time.Second, 100*time.Millisecond), "-label", label}
-	}
-	// The echo first: the handshake run ends with handshakes abandoned
-	// half way, whose server side lingers until its timeout, and a new
-	// client socket that reused such a port would land in it.
-	both := func(prefix, addr string) error {
-		r, err := s.load(ctx, "load-"+prefix+"-dtls", echoArgs(addr, prefix+"-dtls")...)
-		if err != nil {
-			return err
-		}
-		s.record(prefix+"-dtls", r, nil)
-		if r, err = s.load(ctx, "load-"+prefix+"-dtls-hs", hsArgs(addr, prefix+"-dtls-handshake")...); err != nil {
-			return err
-		}
-		s.record(prefix+"-dtls-hs", r, nil)
-		return nil
+			"-duration", s.dur(4*time.Second, 300*time.Millisecond), "-warmup", s.dur(time.Second, 100*time.Millisecond), "-label", label}
 	}
 	plain, addr, err := s.plainServer("floor-dtls", "-udp", "-cert", certFile, "-key", keyFile)
 	if err != nil {
 		return err
 	}
-	err = both("floor", addr)
+	ports, err := freePorts(2, true)
+	if err == nil {
+		// A TCP listener too, so the suite can tell when the gateway is up.
+		body := wasmEcho + "listeners:\n" + listener("tcp", ports[0], "echo") + tlsListener("dtls", ports[1], "echo", certFile, keyFile)
+		gw := fmt.Sprintf("127.0.0.1:%d", ports[1])
+		err = s.withGateway("gw-dtls", body, ports[0], func(*proc) error {
+			if err := s.interleaved(ctx, "floor-dtls", "wasm-dtls", addr, gw, echoArgs); err != nil {
+				return err
+			}
+			return s.interleaved(ctx, "floor-dtls-hs", "wasm-dtls-hs", addr, gw, hsArgs)
+		})
+	}
 	if serr := plain.stop(10 * time.Second); err == nil {
 		err = serr
 	}
-	if err != nil {
-		return err
-	}
-	ports, err := freePorts(2, true)
-	if err != nil {
-		return err
-	}
-	// A TCP listener too, so the suite can tell when the gateway is up.
-	body := wasmEcho + "listeners:\n" + listener("tcp", ports[0], "echo") + tlsListener("dtls", ports[1], "echo", certFile, keyFile)
-	return s.withGateway("gw-dtls", body, ports[0], func(*proc) error {
-		return both("wasm", fmt.Sprintf("127.0.0.1:%d", ports[1]))
-	})
+	return err
 }
 
 // tlsHoldCases opens many idle TLS connections to the plain crypto/tls
@@ -224,7 +271,7 @@ func (s *suite) tlsHoldCases(ctx context.Context, certFile, keyFile string) erro
 	if err != nil {
 		return err
 	}
-	body := wasmEcho + "listeners:\n" + tlsListener("ssl", ports[0], "echo", certFile, keyFile)
+	body := wasmEchoTLS + "listeners:\n" + tlsListener("ssl", ports[0], "echo", certFile, keyFile)
 	return s.withGateway("gw-tls-hold", body, ports[0], func(g *proc) error {
 		return measure("wasm-tls-hold", g, fmt.Sprintf("127.0.0.1:%d", ports[0]))
 	})
@@ -234,25 +281,29 @@ func (s *suite) tlsHoldCases(ctx context.Context, certFile, keyFile string) erro
 func tlsRows(res map[string]*loadstat.Result, mem map[string]memResult) []row {
 	var rows []row
 	ratio := func(name, base, label string, want float64, r, f *loadstat.Result) {
+		// A handshake whose datagrams the kernel dropped, or that met the
+		// remains of an abandoned one on a reused port, may time out; one
+		// in a thousand is allowed, and shown.
+		ok := func(r *loadstat.Result) bool {
+			if r.Scenario == "dtls-handshake" {
+				return r.Msgs > 0 && r.Mismatch == 0 && r.Errors*1000 <= r.Msgs
+			}
+			return clean(r)
+		}
 		if f != nil {
-			rows = append(rows, row{name: "floor: " + base, measured: perf(f), met: yes(clean(f))})
+			rows = append(rows, row{name: "floor: " + base, measured: perf(f), met: yes(ok(f))})
 		}
 		if r == nil || f == nil {
 			return
 		}
 		tp := r.MsgsPerS / f.MsgsPerS
-		ok := clean(r)
 		target := fmt.Sprintf(">= %.2g x %s", want, unit(r))
 		if r.Scenario == "dtls-handshake" {
-			// A handshake whose datagrams the kernel dropped, or that
-			// met the remains of an abandoned one on a reused port, may
-			// time out; one in a thousand is allowed, and shown.
-			ok = r.Msgs > 0 && r.Mismatch == 0 && r.Errors*1000 <= r.Msgs
 			target += ", <= 0.1% failed"
 		}
 		rows = append(rows, row{name: name, measured: perf(r), baseline: label,
 			ratio: fmt.Sprintf("%.2f x %s, %.2f x p99", tp, unit(r), r.P99us/f.P99us), target: target,
-			met: yes(tp >= want && ok)})
+			met: yes(tp >= want && ok(r))})
 	}
 	ratio("TLS 1.3 echo via Wasm (builtin:echo on an ssl listener), 100 conns x 64 B", "plain Go crypto/tls echo (TLS 1.3, same cert), 100 conns x 64 B",
 		"crypto/tls echo", 0.85, res["wasm-tls"], res["floor-tls"])
