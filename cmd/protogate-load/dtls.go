@@ -37,8 +37,11 @@ Runs DTLS 1.2 handshakes (pion/dtls/v2) against a server as fast as -conns
 concurrent clients can: each client opens a new UDP socket, completes a
 handshake (with the HelloVerifyRequest cookie exchange the server asks for),
 closes the session with close_notify and starts over. It measures the
-server's handshakes per second; msgs counts the handshakes completed after
--warmup, msgs_per_s their rate and the latencies are of whole handshakes.
+server's handshakes per second; msgs counts the handshakes started after
+-warmup and completed before the end, msgs_per_s their rate and the
+latencies are of whole handshakes. Handshakes in flight at the end are
+completed (not counted) before the command exits, so that none is left
+half way on the server.
 A handshake that fails or takes longer than -timeout counts as an error.
 
 JSON fields: scenario "dtls-handshake", target, conns, seconds, msgs,
@@ -191,9 +194,10 @@ func runDTLSHandshakes(ctx context.Context, cfg HandshakeConfig) (*loadstat.Resu
 	end := at(st.from + int64(cfg.Duration))
 	hists := make([]loadstat.Histogram, cfg.Conns)
 	var done atomic.Uint64
-	// Handshakes in flight when the run stops are abandoned.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Handshakes in flight when the run stops are completed (within
+	// -timeout), not abandoned: an abandoned one lingers on the server
+	// until its handshake timeout, and a later client whose socket reuses
+	// its port would land in it and fail.
 	var wg sync.WaitGroup
 	for i := range cfg.Conns {
 		wg.Add(1)
@@ -201,9 +205,9 @@ func runDTLSHandshakes(ctx context.Context, cfg HandshakeConfig) (*loadstat.Resu
 			defer wg.Done()
 			for !st.stopping.Load() {
 				t0 := clock()
-				dc, err := dialDTLS(rctx, raddr, cfg.DTLS, cfg.Timeout)
+				dc, err := dialDTLS(ctx, raddr, cfg.DTLS, cfg.Timeout)
 				if err != nil {
-					if st.stopping.Load() || rctx.Err() != nil {
+					if st.stopping.Load() || ctx.Err() != nil {
 						return
 					}
 					errs.add(err)
@@ -237,7 +241,6 @@ func runDTLSHandshakes(ctx context.Context, cfg HandshakeConfig) (*loadstat.Resu
 		})
 	}()
 	stopAt := st.wait(ctx, end, allDone)
-	cancel()
 	<-allDone
 	close(quit)
 	<-progressDone
