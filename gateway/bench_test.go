@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -99,4 +100,94 @@ func BenchmarkTCPEcho100(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkTLSEcho100 is BenchmarkTCPEcho100 over TLS 1.3: "gateway" on an
+// ssl listener, "plain" against a crypto/tls server in the same process,
+// a goroutine per connection copying what it reads back (the floor of the
+// bench group tls). The difference is what the gateway's TLS path adds to
+// the cryptography both pay.
+func BenchmarkTLSEcho100(b *testing.B) {
+	server, client := selfSignedTLS(b)
+	run := func(b *testing.B, addr string) {
+		const conns = 100
+		ncs := make([]net.Conn, conns)
+		for i := range ncs {
+			nc, err := tls.Dial("tcp", addr, client)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			ncs[i] = nc
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		for i, nc := range ncs {
+			n := b.N / conns
+			if i < b.N%conns {
+				n++
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pingPong(b, nc, make([]byte, 64), make([]byte, 64), n)
+			}()
+		}
+		wg.Wait()
+	}
+	b.Run("gateway", func(b *testing.B) {
+		s := New(Options{Logger: quietLogger()})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Serve(ln, &Listener{Name: "bench", Type: SSL, TLSConfig: server, Handler: queueEcho{}})
+		}()
+		defer func() {
+			s.Close()
+			<-done
+		}()
+		run(b, ln.Addr().String())
+	})
+	b.Run("plain", func(b *testing.B) {
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		defer func() {
+			ln.Close()
+			wg.Wait()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer c.Close()
+					buf := make([]byte, 4096)
+					for {
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+				}()
+			}
+		}()
+		run(b, ln.Addr().String())
+	})
 }

@@ -33,6 +33,9 @@ type Conn struct {
 	start  time.Time
 
 	wmu sync.Mutex // serializes socket writes; taken before omu
+	// wdeadline is the write deadline set on a TLS or DTLS socket (zero:
+	// none yet); guarded by wmu. See armWriteDeadline.
+	wdeadline time.Time
 
 	ncCloseOnce sync.Once     // closeConn
 	ncClosed    chan struct{} // closed once closeConn has closed nc

@@ -126,14 +126,23 @@ func (c *Conn) readLoop() string {
 		return c.readDatagrams(dr)
 	}
 	size := c.srv.opts.ReadBufferSize
-	if l.datagram() {
+	switch l.Type {
+	case UDP:
 		// One more than the limit, to tell an oversized datagram.
 		size = min(l.maxPacket(), 65535) + 1
+	case DTLS:
+		// A DTLS read returns one record's plaintext, at most 2^14 bytes
+		// (RFC 6347 4.1, RFC 5246 6.2.1): a larger buffer never fills,
+		// and each connection would hold (and each handshake zero) 64 KiB
+		// for nothing.
+		size = min(l.maxPacket(), maxDTLSPlaintext) + 1
 	}
 	buf := make([]byte, size)
 	var bucket *limit.Bucket
 	if l.MaxBytesRate > 0 && l.datagram() {
-		bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, float64(size)))
+		// The burst of the largest datagram, as before DTLS had its
+		// smaller buffer.
+		bucket = limit.NewBucket(l.MaxBytesRate, max(l.MaxBytesRate, float64(min(l.maxPacket(), 65535)+1)))
 	}
 	for {
 		n, err := c.nc.Read(buf)
@@ -221,6 +230,9 @@ func (c *Conn) readDatagrams(dr DatagramReader) string {
 		}
 	}
 }
+
+// maxDTLSPlaintext is the largest plaintext a DTLS record carries.
+const maxDTLSPlaintext = 1 << 14
 
 // streamReader is what a TCP or TLS read loop keeps across reads.
 type streamReader struct {

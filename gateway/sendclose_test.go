@@ -180,7 +180,7 @@ func closeWait(t *testing.T, addr string) int {
 
 // selfSignedTLS returns a server config with a fresh self-signed
 // certificate for 127.0.0.1 and a client config that trusts it.
-func selfSignedTLS(t *testing.T) (*tls.Config, *tls.Config) {
+func selfSignedTLS(t testing.TB) (*tls.Config, *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -137,6 +137,23 @@ func (c *Conn) writeOutLocked() bool {
 	return ok
 }
 
+// armWriteDeadline bounds the next write on a TLS or DTLS socket by
+// WriteTimeout, under wmu. Moving a socket's deadline updates a runtime
+// timer (on DTLS, pion starts a goroutine per deadline), which costs about
+// as much as the small write itself, so the deadline moves only once fewer
+// than 7/8 of WriteTimeout are left of it: a write then fails after 7/8 of
+// WriteTimeout at the earliest and WriteTimeout at the latest, and a busy
+// connection moves its deadline once in WriteTimeout/8 instead of on every
+// write.
+func (c *Conn) armWriteDeadline() {
+	now := time.Now()
+	t := c.srv.opts.WriteTimeout
+	if c.wdeadline.IsZero() || c.wdeadline.Sub(now) < t-t/8 {
+		c.wdeadline = now.Add(t)
+		c.nc.SetWriteDeadline(c.wdeadline)
+	}
+}
+
 // write writes b under wmu and reports whether it worked; a failed write
 // closes the connection.
 func (c *Conn) write(b []byte) bool {
@@ -150,7 +167,7 @@ func (c *Conn) write(b []byte) bool {
 	if c.raw != nil {
 		err = c.raw.write(c.nc, b, c.srv.opts.WriteTimeout)
 	} else {
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		c.armWriteDeadline()
 		_, err = c.nc.Write(b)
 	}
 	c.writeStart.Store(0)

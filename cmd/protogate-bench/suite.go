@@ -48,7 +48,7 @@ type row struct {
 	met                                     string // "yes", "NO" or "" (no target)
 }
 
-var groups = []string{"echo", "scale", "langs", "remote", "udp", "hold", "fanout", "cluster", "coap", "long"}
+var groups = []string{"echo", "scale", "langs", "remote", "udp", "hold", "tls", "fanout", "cluster", "coap", "long"}
 
 func knownGroup(g string) bool {
 	for _, k := range groups {
@@ -95,6 +95,7 @@ func (s *suite) runAll(ctx context.Context) error {
 		{"remote", s.remoteCases},
 		{"udp", s.udpCases},
 		{"hold", s.holdCases},
+		{"tls", s.tlsCases},
 		{"fanout", s.fanoutCases},
 		{"cluster", s.clusterCases},
 		{"coap", s.coapCases},
@@ -491,7 +492,7 @@ func (s *suite) table() string {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.name, r.measured, r.baseline, r.ratio, r.target, r.met)
 	}
-	b.WriteString("\nmsgs/s: round trips (echo, udp), requests answered (coap), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
+	b.WriteString("\nmsgs/s: round trips (echo, udp, dtls), requests answered (coap), deliveries (fanout); latency p50/p99 in µs; errors/mismatches/lost counted by the load tool.\n")
 	return b.String()
 }
 
@@ -598,6 +599,7 @@ func (s *suite) derivedRows() []row {
 		r.met = yes(ok)
 		rows = append(rows, r)
 	}
+	rows = append(rows, tlsRows(res, s.mem)...)
 	fn, fg := res["fanout-nats"], res["fanout-gateway"]
 	if fn != nil {
 		rows = append(rows, row{name: fmt.Sprintf("floor: %d plain nats.go subscribers, 1 publisher", fn.Conns), measured: perf(fn), met: yes(clean(fn))})

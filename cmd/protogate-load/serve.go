@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,12 @@ measured against. Over TCP it is the idiomatic server, one goroutine per
 connection copying what it reads back with a 4 KiB buffer; with -udp, one
 goroutine answers every datagram with the same bytes.
 
+With -cert and -key it is the same server behind a plain crypto/tls
+listener (TLS 1.3), the floor of the gateway's ssl listeners; with -udp as
+well, a plain pion/dtls/v2 server (DTLS 1.2, the certificate's ECDHE suites,
+cookies on) that runs each peer's handshake in its own goroutine and echoes
+each record's payload, the floor of the gateway's dtls listeners.
+
 The first line on stdout is "listening <host:port>", so a parent process can
 learn the port when -listen asks for port 0.
 `
@@ -24,6 +31,9 @@ learn the port when -listen asks for port 0.
 type ServeEchoConfig struct {
 	Listen string // host:port; port 0 picks one
 	UDP    bool   // a UDP datagram echo server instead of TCP
+	// CertFile and KeyFile, when set, make it a TLS (or, with UDP, DTLS)
+	// echo server with this certificate.
+	CertFile, KeyFile string
 }
 
 func cmdServeEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,8 +41,13 @@ func cmdServeEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlags("serve-echo", "[-listen host:port] [-udp]", serveEchoDoc, stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:0", "`address` to listen on (port 0 picks a free port)")
 	fs.BoolVar(&cfg.UDP, "udp", false, "echo UDP datagrams instead of a TCP stream")
+	fs.StringVar(&cfg.CertFile, "cert", "", "PEM certificate `file`: serve TLS 1.3 (with -udp, DTLS 1.2)")
+	fs.StringVar(&cfg.KeyFile, "key", "", "PEM private key `file` of -cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return usagef("serve-echo: -cert and -key go together")
 	}
 	return serveEcho(ctx, cfg, func(addr net.Addr) {
 		fmt.Fprintf(stdout, "listening %s\n", addr)
@@ -43,7 +58,17 @@ func cmdServeEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // done; then it closes every connection and returns once its goroutines
 // have.
 func serveEcho(ctx context.Context, cfg ServeEchoConfig, ready func(net.Addr)) error {
+	var tc *tls.Config
+	if cfg.CertFile != "" {
+		var err error
+		if tc, err = serverTLS(cfg.CertFile, cfg.KeyFile); err != nil {
+			return err
+		}
+	}
 	if cfg.UDP {
+		if tc != nil {
+			return serveEchoDTLS(ctx, cfg.Listen, tc, ready)
+		}
 		return serveEchoUDP(ctx, cfg.Listen, ready)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -51,6 +76,11 @@ func serveEcho(ctx context.Context, cfg ServeEchoConfig, ready func(net.Addr)) e
 		return fmt.Errorf("protogate-load: serve-echo: %w", err)
 	}
 	ready(ln.Addr())
+	if tc != nil {
+		// The handshake runs in each connection's goroutine, at its
+		// first Read.
+		ln = tls.NewListener(ln, tc)
+	}
 	return serveListener(ctx, ln)
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/dtls/v2"
+
 	"github.com/protogate/protogate/internal/loadstat"
 )
 
@@ -47,6 +49,10 @@ type UDPConfig struct {
 	Label    string
 	Progress time.Duration
 	Log      io.Writer
+	// DTLS, when set, makes every socket a DTLS client (the dtls command):
+	// the handshake completes before the probes, and each datagram is one
+	// DTLS record.
+	DTLS *dtls.Config
 }
 
 // probes is how many datagrams a socket sends before the run to find out
@@ -91,7 +97,7 @@ func cmdUDP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // udpConn is one socket of a udp run and what it measured.
 type udpConn struct {
 	idx  int
-	uc   *net.UDPConn
+	uc   net.Conn // a connected *net.UDPConn, or a DTLS client over one
 	hist loadstat.Histogram
 	rx   atomic.Uint64 // datagrams sent, for the progress line
 	lost atomic.Uint64 // measured datagrams not answered
@@ -124,7 +130,13 @@ func runUDP(ctx context.Context, cfg UDPConfig) (*loadstat.Result, []string, err
 	errs := new(errLog)
 	all := make([]*udpConn, cfg.Conns)
 	parallel(ctx, cfg.Conns, 64, func(i int) {
-		uc, err := net.DialUDP("udp", nil, raddr)
+		var uc net.Conn
+		var err error
+		if cfg.DTLS != nil {
+			uc, err = dialDTLS(ctx, raddr, cfg.DTLS, cfg.Timeout)
+		} else {
+			uc, err = net.DialUDP("udp", nil, raddr)
+		}
 		if err != nil {
 			errs.add(err)
 			return
@@ -202,8 +214,12 @@ func runUDP(ctx context.Context, cfg UDPConfig) (*loadstat.Result, []string, err
 	<-progressDone
 	closeAll()
 
+	scenario := "udp"
+	if cfg.DTLS != nil {
+		scenario = "dtls"
+	}
 	res := &loadstat.Result{
-		Scenario: "udp",
+		Scenario: scenario,
 		Target:   firstOf(cfg.Label, cfg.Addr),
 		Conns:    cfg.Conns,
 		Size:     cfg.Size,
@@ -222,8 +238,12 @@ func runUDP(ctx context.Context, cfg UDPConfig) (*loadstat.Result, []string, err
 	return res, errs.lines(), nil
 }
 
-// isTimeout reports a deadline that passed.
-func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+// isTimeout reports a deadline that passed (pion/dtls reports its own
+// timeout error, a net.Error).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
 
 // probe sends up to probes datagrams (sequence numbers 0, 1, ...) until one
 // is answered.
