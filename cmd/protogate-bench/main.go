@@ -14,8 +14,8 @@
 // (the table), results.jsonl (every load run's JSON line, with the gateway's
 // memory samples) and one log file per process. -quick runs every case
 // briefly, to check the suite itself; its numbers mean nothing. -only runs
-// the named groups (comma separated: echo, langs, remote, udp, hold, fanout,
-// cluster, coap, long).
+// the named groups (comma separated: echo, langs, remote, udp, hold,
+// handlers, startup, fanout, cluster, coap, long).
 // The coap group's plain server and load run as hidden subcommands of this
 // binary (coap-serve, coap-load, coap-observe; see coaptool.go).
 //
@@ -48,7 +48,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", ".bin", "directory with the protogate, protogate-load and exproto-echo-handler binaries")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for results.md, results.jsonl and the process logs")
 	flag.BoolVar(&o.quick, "quick", false, "run every case briefly (checks the suite; the numbers mean nothing)")
-	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, fanout, cluster, coap, long (default all)")
+	only := flag.String("only", "", "comma-separated groups to run: echo, langs, remote, udp, hold, handlers, startup, fanout, cluster, coap, long (default all)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: protogate-bench [flags]\n\nRuns protogate's benchmark suite and prints the table of results.\n\n")
 		flag.PrintDefaults()

@@ -24,6 +24,7 @@ type suite struct {
 
 	results map[string]*loadstat.Result // by case name
 	mem     map[string]memResult        // by case name
+	numbers map[string]float64          // the handlers and startup groups' (see startup.go)
 	rows    []row
 }
 
@@ -48,7 +49,7 @@ type row struct {
 	met                                     string // "yes", "NO" or "" (no target)
 }
 
-var groups = []string{"echo", "langs", "remote", "udp", "hold", "fanout", "cluster", "coap", "long"}
+var groups = []string{"echo", "langs", "remote", "udp", "hold", "handlers", "startup", "fanout", "cluster", "coap", "long"}
 
 func knownGroup(g string) bool {
 	for _, k := range groups {
@@ -85,6 +86,7 @@ func (s *suite) n(full, quick int) string {
 func (s *suite) runAll(ctx context.Context) error {
 	s.results = make(map[string]*loadstat.Result)
 	s.mem = make(map[string]memResult)
+	s.numbers = make(map[string]float64)
 	steps := []struct {
 		group string
 		run   func(context.Context) error
@@ -94,6 +96,8 @@ func (s *suite) runAll(ctx context.Context) error {
 		{"remote", s.remoteCases},
 		{"udp", s.udpCases},
 		{"hold", s.holdCases},
+		{"handlers", s.handlersCases},
+		{"startup", s.startupCases},
 		{"fanout", s.fanoutCases},
 		{"cluster", s.clusterCases},
 		{"coap", s.coapCases},
@@ -583,6 +587,7 @@ func (s *suite) derivedRows() []row {
 		r.met = yes(ok)
 		rows = append(rows, r)
 	}
+	rows = append(rows, startupRows(s.numbers)...)
 	fn, fg := res["fanout-nats"], res["fanout-gateway"]
 	if fn != nil {
 		rows = append(rows, row{name: fmt.Sprintf("floor: %d plain nats.go subscribers, 1 publisher", fn.Conns), measured: perf(fn), met: yes(clean(fn))})
