@@ -576,13 +576,14 @@ func (s *suite) derivedRows() []row {
 		m := s.mem["wasm-hold"]
 		r := row{name: fmt.Sprintf("%d idle TCP conns, Wasm handler (builtin:echo)", wh.Conns),
 			measured: fmt.Sprintf("%.1f KiB/conn (RSS %.0f -> %.0f MiB), %.0f conns/s, %d held, %d/%d sampled echo", m.PerConnKB, m.BaseKiB/1024, m.PeakKiB/1024, wh.AcceptPS, wh.Held, wh.SampleOK, min(100, wh.Conns)),
-			target:   "<= 8 KiB/conn; >= 0.6 x accept rate"}
+			target:   "<= 8 KiB/conn; <= 1.2 x memory, >= 0.6 x accept rate"}
 		ok := m.PerConnKB <= 8 && wh.Held == wh.Conns && wh.Errors == 0 && wh.SampleOK == min(100, wh.Conns)
 		if fh != nil {
 			acc := wh.AcceptPS / fh.AcceptPS
+			memRatio := m.PerConnKB / s.mem["floor-hold"].PerConnKB
 			r.baseline = "plain server"
-			r.ratio = fmt.Sprintf("%.2f x memory, %.2f x accept rate", m.PerConnKB/s.mem["floor-hold"].PerConnKB, acc)
-			ok = ok && acc >= 0.6
+			r.ratio = fmt.Sprintf("%.2f x memory, %.2f x accept rate", memRatio, acc)
+			ok = ok && acc >= 0.6 && memRatio <= 1.2
 		}
 		r.met = yes(ok)
 		rows = append(rows, r)
