@@ -34,8 +34,43 @@ func (s *Server) serveStream(nc net.Conn, ls *lstate) {
 
 // serve runs an established connection until it closes.
 func (c *Conn) serve() {
+	c.begin()
+	c.readUntilClosed()
+}
+
+// serveAccepted is serveStream for a connection Serve accepted: it
+// establishes the connection and runs OnSocketCreated on the goroutine
+// Serve started, then hands the rest of the connection's life to a new
+// goroutine and returns. Establishing the connection and the first
+// callback take the deepest stacks (a TLS handshake, the handler's
+// OnSocketCreated), and a goroutine's stack never shrinks below what it
+// grew to until a garbage collection finds it mostly unused: the goroutine
+// that waits, often idle for hours, for the device's bytes starts afresh
+// with the runtime's smallest stack (2 KiB) instead of keeping the 4 KiB
+// or more those took. The caller has counted the goroutine in s.wg; the
+// count passes to the new goroutine.
+func (s *Server) serveAccepted(nc net.Conn, ls *lstate) {
+	c := s.establish(nc, ls)
+	if c == nil {
+		s.wg.Done()
+		return
+	}
+	c.begin()
+	go func() {
+		defer s.wg.Done()
+		c.readUntilClosed()
+	}()
+}
+
+// begin arms the idle timer and delivers OnSocketCreated.
+func (c *Conn) begin() {
 	c.armIdle()
 	c.enqueueAndDrain(event{kind: evCreated})
+}
+
+// readUntilClosed reads the socket until the connection closes, then
+// finishes it.
+func (c *Conn) readUntilClosed() {
 	c.terminate(c.readLoop())
 }
 

@@ -346,7 +346,7 @@ func (s *Server) Serve(ln net.Listener, l *Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
-		go s.serveStream(nc, ls)
+		go s.serveAccepted(nc, ls)
 	}
 }
 

@@ -61,3 +61,10 @@ func PendingTimers(h *Handler) (timers, conns int) {
 	}
 	return timers, conns
 }
+
+// SharedModule reports whether a and b run the same compiled module on the
+// same wazero Runtime (see shared.go).
+func SharedModule(a, b *Handler) bool {
+	va, vb := a.cur.Load(), b.cur.Load()
+	return a.eng == b.eng && va != nil && vb != nil && va.mod == vb.mod
+}

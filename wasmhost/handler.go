@@ -38,7 +38,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/protogate/protogate/gateway"
 )
@@ -113,9 +112,10 @@ const defaultMemoryLimit = 64 << 20
 type Handler struct {
 	cfg   Config
 	log   *slog.Logger
-	rt    wazero.Runtime
-	cache wazero.CompilationCache
-	ctx   context.Context // canceled by Close: aborts every guest call
+	eng   *engine                 // the Runtime, maybe shared (see shared.go)
+	rt    wazero.Runtime          // eng.rt
+	cache wazero.CompilationCache // made from CacheDir; nil otherwise
+	ctx   context.Context         // canceled by Close: aborts every guest call
 	stop  context.CancelFunc
 
 	cur atomic.Pointer[version] // nil while no module is usable
@@ -209,30 +209,28 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("handler", cfg.Name), wdSet: make(map[*instance]struct{})}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 
-	rc := wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(uint32(min(cfg.MemoryLimit>>16, 65536))).
-		// Guest calls are interrupted by the checks package
-		// instrument adds, which cost much less than wazero's own.
-		WithCloseOnContextDone(false)
-	if cfg.Cache != nil {
-		rc = rc.WithCompilationCache(cfg.Cache)
-	} else if cfg.CacheDir != "" {
-		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("wasmhost: compile cache %s: %w", cfg.CacheDir, err)
+	pages := uint32(min(cfg.MemoryLimit>>16, 65536))
+	var err error
+	switch {
+	case cfg.Cache != nil:
+		h.eng, err = acquireEngine(cfg.Cache, pages)
+	case cfg.CacheDir != "":
+		cache, cerr := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if cerr != nil {
+			return nil, fmt.Errorf("wasmhost: compile cache %s: %w", cfg.CacheDir, cerr)
 		}
 		h.cache = cache
-		rc = rc.WithCompilationCache(cache)
+		h.eng, err = privateEngine(cache, pages)
+	default:
+		h.eng, err = privateEngine(nil, pages)
 	}
-	h.rt = wazero.NewRuntimeWithConfig(h.ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(h.ctx, h.rt); err != nil {
-		h.rt.Close(h.ctx)
-		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
-	}
-	if err := instantiateHostModule(h.ctx, h.rt); err != nil {
-		h.rt.Close(h.ctx)
+	if err != nil {
+		if h.cache != nil {
+			h.cache.Close(context.Background())
+		}
 		return nil, err
 	}
+	h.rt = h.eng.rt
 
 	// The watchdog runs before the first instance initialises.
 	h.goBackground(h.watchdog)
@@ -396,7 +394,7 @@ func (h *Handler) Close() error {
 		v.close()
 	}
 	h.wg.Wait()
-	err := h.rt.Close(context.Background())
+	err := h.eng.release()
 	if h.cache != nil {
 		h.cache.Close(context.Background())
 	}

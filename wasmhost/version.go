@@ -21,8 +21,9 @@ type version struct {
 	h    *Handler
 	gen  int
 	hash string
-	cm   wazero.CompiledModule
-	fns  exports // which callbacks the module exports
+	mod  *module               // shared by the handlers of h's engine (see shared.go)
+	cm   wazero.CompiledModule // mod.cm
+	fns  exports               // which callbacks the module exports
 
 	mu          sync.Mutex
 	insts       []*instance // a slot is nil while its replacement starts
@@ -30,6 +31,7 @@ type version struct {
 	totalFaults int
 	retired     bool // a newer version serves new connections
 	closed      bool
+	released    bool // mod released
 	nextID      int
 
 	// The crash-loop breaker (see breaker.go).
@@ -172,23 +174,14 @@ func typeNames(ts []api.ValueType) []string {
 // load compiles wasm, checks its ABI, starts a canary instance and then the
 // rest of the pool. It is called with h.mu held.
 func (h *Handler) load(wasm []byte, hash string, gen int) (*version, error) {
-	wasm, err := instrument.Module(wasm)
+	mod, err := h.eng.compile(wasm)
 	if err != nil {
-		return nil, fmt.Errorf("wasmhost: compile: %w", err)
-	}
-	cm, err := h.rt.CompileModule(h.ctx, wasm)
-	if err != nil {
-		return nil, fmt.Errorf("wasmhost: compile: %w", err)
-	}
-	ex, err := checkModule(cm)
-	if err != nil {
-		cm.Close(h.ctx)
 		return nil, err
 	}
-	v := &version{h: h, gen: gen, hash: hash, cm: cm, fns: ex}
+	v := &version{h: h, gen: gen, hash: hash, mod: mod, cm: mod.cm, fns: mod.fns}
 	canary, err := v.newInstance()
 	if err != nil {
-		cm.Close(h.ctx)
+		mod.release()
 		return nil, fmt.Errorf("wasmhost: canary instance: %w", err)
 	}
 	v.insts = append(v.insts, canary)
@@ -369,7 +362,7 @@ func (v *version) closeIfDrained() {
 	}
 	v.closed = true
 	v.mu.Unlock()
-	v.cm.Close(context.Background())
+	v.releaseModule()
 	v.h.log.Info("wasmhost: old module version drained and closed", "version", v.gen, "sha256", v.hash)
 }
 
@@ -385,7 +378,18 @@ func (v *version) close() {
 			in.close()
 		}
 	}
-	v.cm.Close(context.Background())
+	v.releaseModule()
+}
+
+// releaseModule drops v's reference to its compiled module, once.
+func (v *version) releaseModule() {
+	v.mu.Lock()
+	done := v.released
+	v.released = true
+	v.mu.Unlock()
+	if !done {
+		v.mod.release()
+	}
 }
 
 // fileStamp identifies a version of a file cheaply.

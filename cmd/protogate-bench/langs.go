@@ -126,8 +126,14 @@ func (s *suite) idleRSS(name, handler string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return s.idleRSSBody(name, handler+"listeners:\n"+listener("tcp", ports[0], "echo"), ports[0])
+}
+
+// idleRSSBody is idleRSS for a gateway configured by body (handlers and
+// listeners), up once port accepts connections.
+func (s *suite) idleRSSBody(name, body string, port int) (float64, error) {
 	var kib float64
-	err = s.withGateway(name, handler+"listeners:\n"+listener("tcp", ports[0], "echo"), ports[0], func(g *proc) error {
+	err := s.withGateway(name, body, port, func(g *proc) error {
 		settle := time.Second
 		if s.opts.quick {
 			settle = 200 * time.Millisecond

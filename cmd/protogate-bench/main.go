@@ -15,8 +15,9 @@
 // memory samples) and one log file per process. -quick runs every case
 // briefly, to check the suite itself; its numbers mean nothing. -only runs
 // the named groups (comma separated: echo, scale, langs, remote, udp, hold,
-// tls, fanout, cluster, coap, long; tls is described in tls.go). The scale
-// group also writes scale.svg, a plot of msgs/s against connections.
+// handlers, startup, tls, fanout, cluster, coap, long; tls is described in
+// tls.go). The scale group also writes scale.svg, a plot of msgs/s against
+// connections.
 //
 // The exit status is 1 when any row with a target missed it (met: NO) or a
 // group failed, after the whole table is printed and written; -keep-going

@@ -352,6 +352,7 @@ type handlerSet struct {
 	log      *slog.Logger
 	dataDir  string
 	cache    wazero.CompilationCache
+	builtins map[string][]byte // builtin modules by name, shared by their handlers
 	handlers map[string]gateway.Handler
 	infos    []admin.Handler // what the admin API shows of each
 	wasm     []*wasmhost.Handler
@@ -423,9 +424,17 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		MaxTimers:          w.MaxTimers,
 	}
 	if b, ok := w.Builtin(); ok {
-		wasm, found := builtin.Lookup(b)
+		// One copy of a builtin module serves every handler of it
+		// (Lookup copies the module, 2 MB for a Go guest).
+		wasm, found := hs.builtins[b]
 		if !found {
-			return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
+			if wasm, found = builtin.Lookup(b); !found {
+				return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
+			}
+			if hs.builtins == nil {
+				hs.builtins = make(map[string][]byte)
+			}
+			hs.builtins[b] = wasm
 		}
 		wc.Wasm = wasm
 	} else {
