@@ -59,7 +59,7 @@ func TestQuickSuite(t *testing.T) {
 		seen[r.Case] = true
 	}
 	for _, c := range []string{"floor", "wasm-echo", "echo-alt-floor-1", "echo-alt-wasm-2",
-		"scale-floor-1", "scale-wasm-1", "scale-floor-100", "scale-wasm-100", "grpcfloor", "remote-unary", "remote-streaming", "remote-lane", "floor-udp", "wasm-udp", "cluster-single", "cluster-cross",
+		"scale-floor-1", "scale-wasm-1", "scale-floor-100", "scale-wasm-100", "grpcfloor", "remote-unary", "remote-streaming", "floor-lane", "remote-lane", "floor-udp", "wasm-udp", "cluster-single", "cluster-cross",
 		"floor-coap-raw", "floor-coap", "wasm-coap", "coap-observe", "coap-observe-1152",
 		"floor-tls", "wasm-tls", "floor-dtls", "wasm-dtls", "floor-dtls-hs", "wasm-dtls-hs", "floor-tls-hold", "wasm-tls-hold"} {
 		if !seen[c] {
