@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/protogate/protogate/cmd/protogate/internal/config"
+	"github.com/protogate/protogate/internal/nativeguest"
 )
 
 // guestLanguage is one language's builds of the two reference guests: echo
@@ -39,60 +35,11 @@ var guestLanguages = []guestLanguage{
 	{lang: "go-native-fast-lane", native: true},
 }
 
-// nativeGuests builds guests/echo and guests/linepubsub as native programs,
-// once per test binary, into a directory it returns.
-var nativeGuests = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "protogate-native-")
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "../../guests/echo", "../../guests/linepubsub")
-	cmd.Env = append(os.Environ(), "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return dir, nil
-})
-
-// startNativeGuest runs the native build of guest on 127.0.0.1:0 until the
-// test ends and returns its handler address.
+// startNativeGuest runs the native build of guest until the test ends and
+// returns its handler address.
 func startNativeGuest(t *testing.T, guest string) string {
 	t.Helper()
-	dir, err := nativeGuests()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(dir, guest), "-listen", "127.0.0.1:0")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "serving protogate.v1.StreamHandler on "); ok {
-				addr <- a
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case <-time.After(wait):
-		t.Fatalf("native %s did not start serving", guest)
-		return ""
-	}
+	return nativeguest.Start(t, guest, "", wait).Addr
 }
 
 // guestPath resolves a guestLanguage path for the config: a built file must

@@ -54,8 +54,9 @@ func benchServe(b *testing.B, gs *grpc.Server) string {
 	return ln.Addr().String()
 }
 
-// benchClient is a gRPC client connection to addr, closed at cleanup.
-func benchClient(b *testing.B, addr string) *grpc.ClientConn {
+// benchClient is a gRPC client connection to addr, closed at cleanup
+// (benchmarks and tests use it).
+func benchClient(b testing.TB, addr string) *grpc.ClientConn {
 	b.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/protogate/protogate/gateway"
 	"github.com/protogate/protogate/gateway/broker"
@@ -270,14 +269,14 @@ func TestLaneHandlerKilledAndRestarted(t *testing.T) {
 	hostPort := ln.Addr().String()
 	ln.Close()
 	native := startNative(t, "exproto-json", hostPort)
-	r := newLaneRig(t, native.addr, 5*time.Second)
+	r := newLaneRig(t, native.Addr, 5*time.Second)
 
 	nc, _ := r.dial(t)
 	dev := newJSONDevice(t, nc)
 	dev.send(jp.Frame{Type: jp.Connect, ClientInfo: jp.ClientInfo{ProtoName: "exproto", ProtoVer: "1.0", ClientID: "survivor"}})
 	dev.expect(jp.Connack, 0)
 
-	native.kill()
+	native.Kill()
 	r.bystanderEchoes(t)
 
 	startNative(t, "exproto-json", hostPort)
@@ -526,7 +525,7 @@ func TestLaneMalformedCalls(t *testing.T) {
 	// handler's calls come on the stream.
 	gs := grpc.NewServer()
 	remote.NewAdapter(r.srv, slog.New(slog.DiscardHandler), r.h).Register(gs)
-	ad := pb.NewConnectionAdapterClient(benchClientT(t, serve(t, gs)))
+	ad := pb.NewConnectionAdapterClient(benchClient(t, serve(t, gs)))
 	for rpc, call := range everyRPC(context.Background(), ad, r.laneConn.Handle()) {
 		if rpc == "RawPublish" {
 			continue
@@ -538,18 +537,6 @@ func TestLaneMalformedCalls(t *testing.T) {
 	if st := r.h.LaneStats(); st.UnknownResults != 2 || st.Streams != 1 {
 		t.Errorf("stats %+v, want 2 unknown results on 1 stream", st)
 	}
-}
-
-// benchClientT is a gRPC client connection to addr, closed when the test
-// ends.
-func benchClientT(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // jsonDevice speaks the JSON test protocol to the native exproto-json
