@@ -368,7 +368,7 @@ func TestRefusedModules(t *testing.T) {
 		{"no marker", tinyModule("hello"), nil, "not a protogate handler"},
 		{"wrong export signature", tinyModule("protogate_abi_v1", "protogate_inbox"), nil, "export protogate_inbox has signature"},
 		{"not wasm", []byte("\x7fELF not a module"), nil, "compile"},
-		{"init panics", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "panic"}, "canary"},
+		{"init panics", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "panic"}, "no instance started"},
 		{"init fails", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "fail"}, "protogate_init returned UNKNOWN"},
 		{"init loops", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "loop"}, "call_timeout"},
 		{"init sleeps", readFaulty(t), map[string]string{"PROTOGATE_FAULT_INIT": "nap"}, "call_timeout"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/protogate/protogate/abi"
@@ -126,7 +127,7 @@ func (v *version) newInstance() (*instance, error) {
 	h.watchInstance(in)
 	in.mu.Lock()
 	seq := in.beginCallLocked(h.cfg.InitTimeout)
-	mod, err := h.rt.InstantiateModule(in.ctx, v.cm, cfg)
+	mod, err := h.rt.InstantiateModule(experimental.WithMemoryAllocator(in.ctx, memoryAllocator(in)), v.cm, cfg)
 	timedOut := in.endCallLocked(seq)
 	in.mu.Unlock()
 	if err != nil || timedOut {

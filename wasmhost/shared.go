@@ -1,9 +1,13 @@
 package wasmhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -36,10 +40,11 @@ type engineKey struct {
 // engine is a wazero Runtime with WASI and the host module instantiated,
 // and the modules compiled on it.
 type engine struct {
-	key    engineKey
-	rt     wazero.Runtime
-	shared bool
-	refs   int // handlers using it; guarded by enginesMu (private: 1)
+	key     engineKey
+	rewrite string // Config.RewriteDir; "": none
+	rt      wazero.Runtime
+	shared  bool
+	refs    int // handlers using it; guarded by enginesMu (private: 1)
 
 	mu   sync.Mutex
 	mods map[[sha256.Size]byte]*module
@@ -93,7 +98,7 @@ func runtimeConfig(pages uint32, cache wazero.CompilationCache) wazero.RuntimeCo
 // acquireEngine returns the engine shared by the handlers of cache (which
 // must not be nil) and pages, making it on first use. Release it with
 // release. It is safe for concurrent use.
-func acquireEngine(cache wazero.CompilationCache, pages uint32) (*engine, error) {
+func acquireEngine(cache wazero.CompilationCache, pages uint32, rewrite string) (*engine, error) {
 	key := engineKey{cache, pages}
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
@@ -105,18 +110,18 @@ func acquireEngine(cache wazero.CompilationCache, pages uint32) (*engine, error)
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{key: key, rt: rt, shared: true, refs: 1, mods: make(map[[sha256.Size]byte]*module)}
+	e := &engine{key: key, rewrite: rewrite, rt: rt, shared: true, refs: 1, mods: make(map[[sha256.Size]byte]*module)}
 	engines[key] = e
 	return e, nil
 }
 
 // privateEngine returns an engine used by one handler only.
-func privateEngine(cache wazero.CompilationCache, pages uint32) (*engine, error) {
+func privateEngine(cache wazero.CompilationCache, pages uint32, rewrite string) (*engine, error) {
 	rt, err := newRuntime(runtimeConfig(pages, cache))
 	if err != nil {
 		return nil, err
 	}
-	return &engine{key: engineKey{cache, pages}, rt: rt, refs: 1, mods: make(map[[sha256.Size]byte]*module)}, nil
+	return &engine{key: engineKey{cache, pages}, rewrite: rewrite, rt: rt, refs: 1, mods: make(map[[sha256.Size]byte]*module)}, nil
 }
 
 // release drops a handler's reference; the last one closes the Runtime
@@ -159,7 +164,7 @@ func (e *engine) compile(wasm []byte) (*module, error) {
 	e.mods[sum] = m
 	e.mu.Unlock()
 
-	m.cm, m.fns, m.err = compileChecked(e.rt, wasm)
+	m.cm, m.fns, m.err = compileChecked(e.rt, wasm, sum, e.rewrite)
 	if m.err != nil {
 		// Waiters see the error; later compiles start afresh.
 		e.mu.Lock()
@@ -174,13 +179,29 @@ func (e *engine) compile(wasm []byte) (*module, error) {
 	return m, nil
 }
 
-// compileChecked instruments, compiles and checks wasm on rt.
-func compileChecked(rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, exports, error) {
-	wasm, err := instrument.Module(wasm)
+// compileChecked instruments, compiles and checks wasm, whose sha256 is
+// sum, on rt, keeping the instrumented module in dir (if not "").
+func compileChecked(rt wazero.Runtime, wasm []byte, sum [sha256.Size]byte, dir string) (wazero.CompiledModule, exports, error) {
+	ctx := context.Background()
+	kept := filepath.Join(dir, "protogate-instrument-"+instrument.Version, hex.EncodeToString(sum[:]))
+	if dir != "" {
+		if b := readRewritten(kept); b != nil {
+			if cm, err := rt.CompileModule(ctx, b); err == nil {
+				ex, err := checkModule(cm)
+				if err != nil {
+					cm.Close(ctx)
+					return nil, exports{}, err
+				}
+				return cm, ex, nil
+			}
+			// Whatever made it unreadable, instrumenting afresh below
+			// replaces it.
+		}
+	}
+	wasm, err := instrumentModule(wasm)
 	if err != nil {
 		return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
 	}
-	ctx := context.Background()
 	cm, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
@@ -190,7 +211,54 @@ func compileChecked(rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, expo
 		cm.Close(ctx)
 		return nil, exports{}, err
 	}
+	if dir != "" {
+		writeRewritten(kept, wasm)
+	}
 	return cm, ex, nil
+}
+
+// instrumentModule is instrument.Module; tests count its calls.
+var instrumentModule = instrument.Module
+
+// readRewritten returns the instrumented module kept at path, or nil if
+// there is none or it is not whole: it ends with its own sha256.
+func readRewritten(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < sha256.Size {
+		return nil
+	}
+	mod, tail := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if sum := sha256.Sum256(mod); !bytes.Equal(sum[:], tail) {
+		return nil
+	}
+	return mod
+}
+
+// writeRewritten keeps the instrumented module wasm at path, followed by
+// its sha256, replacing the file whole or not at all. A failure costs the
+// next start the rewriting, nothing else, so it is not reported.
+func writeRewritten(path string, wasm []byte) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256(wasm)
+	_, err = f.Write(wasm)
+	if err == nil {
+		_, err = f.Write(sum[:])
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
 }
 
 // release drops a reference to m; the last one closes the compiled module.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -171,31 +172,60 @@ func typeNames(ts []api.ValueType) []string {
 	return out
 }
 
-// load compiles wasm, checks its ABI, starts a canary instance and then the
-// rest of the pool. It is called with h.mu held.
+// load compiles wasm, checks its ABI and starts the pool, up to
+// GOMAXPROCS instances at once: a Go guest's instance takes tens of
+// milliseconds to initialise, and start-up waits for the pool. The
+// version loads if any instance starts; slots whose instance did not
+// start are retried in the background. It is called with h.mu held.
 func (h *Handler) load(wasm []byte, hash string, gen int) (*version, error) {
 	mod, err := h.eng.compile(wasm)
 	if err != nil {
 		return nil, err
 	}
 	v := &version{h: h, gen: gen, hash: hash, mod: mod, cm: mod.cm, fns: mod.fns}
-	canary, err := v.newInstance()
-	if err != nil {
-		mod.release()
-		return nil, fmt.Errorf("wasmhost: canary instance: %w", err)
+	n := h.cfg.Instances
+	insts := make([]*instance, n)
+	errs := make([]error, n)
+	// The first instance starts alone when the pool is larger than
+	// what runs at once: a broken module fails once rather than
+	// GOMAXPROCS times.
+	par := runtime.GOMAXPROCS(0)
+	if n > par {
+		insts[0], errs[0] = v.newInstance()
 	}
-	v.insts = append(v.insts, canary)
-	for len(v.insts) < h.cfg.Instances {
-		in, err := v.newInstance()
-		if err != nil {
-			// The canary works, so this is unlucky rather than broken:
-			// serve with what started and retry in the background.
-			h.log.Warn("wasmhost: instance did not start; retrying", "version", gen, "err", err)
-			v.insts = append(v.insts, nil)
-			v.scheduleReplace(len(v.insts)-1, time.Second)
-			continue
+	if errs[0] == nil {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, par)
+		for i := range n {
+			if insts[i] != nil {
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				insts[i], errs[i] = v.newInstance()
+			})
 		}
-		v.insts = append(v.insts, in)
+		wg.Wait()
+	}
+	var firstErr error
+	for i, in := range insts {
+		if in != nil {
+			v.insts = append(v.insts, in)
+		} else if firstErr == nil {
+			firstErr = errs[i]
+		}
+	}
+	if len(v.insts) == 0 {
+		mod.release()
+		return nil, fmt.Errorf("wasmhost: no instance started: %w", firstErr)
+	}
+	for range n - len(v.insts) {
+		// One instance works, so this is unlucky rather than broken:
+		// serve with what started and retry in the background.
+		h.log.Warn("wasmhost: instance did not start; retrying", "version", gen, "err", firstErr)
+		v.insts = append(v.insts, nil)
+		v.scheduleReplace(len(v.insts)-1, time.Second)
 	}
 	return v, nil
 }

@@ -352,7 +352,7 @@ type handlerSet struct {
 	log      *slog.Logger
 	dataDir  string
 	cache    wazero.CompilationCache
-	builtins map[string][]byte // builtin modules by name, shared by their handlers
+	cacheDir string // cache's directory; "": in memory
 	handlers map[string]gateway.Handler
 	infos    []admin.Handler // what the admin API shows of each
 	wasm     []*wasmhost.Handler
@@ -424,17 +424,11 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		MaxTimers:          w.MaxTimers,
 	}
 	if b, ok := w.Builtin(); ok {
-		// One copy of a builtin module serves every handler of it
-		// (Lookup copies the module, 2 MB for a Go guest).
-		wasm, found := hs.builtins[b]
+		// Every handler of a builtin module reads the binary's own
+		// copy of it.
+		wasm, found := builtin.View(b)
 		if !found {
-			if wasm, found = builtin.Lookup(b); !found {
-				return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
-			}
-			if hs.builtins == nil {
-				hs.builtins = make(map[string][]byte)
-			}
-			hs.builtins[b] = wasm
+			return fmt.Errorf("handlers %s: wasm.path: no built-in module %q (have %s)", name, b, strings.Join(builtin.Names(), ", "))
 		}
 		wc.Wasm = wasm
 	} else {
@@ -453,9 +447,11 @@ func (hs *handlerSet) add(name string, hc config.Handler) error {
 		} else if hs.cache, err = wazero.NewCompilationCacheWithDir(dir); err != nil {
 			hs.log.Warn("protogate: no wasm compile cache", "dir", dir, "err", err)
 			hs.cache = wazero.NewCompilationCache()
+		} else {
+			hs.cacheDir = dir
 		}
 	}
-	wc.Cache = hs.cache
+	wc.Cache, wc.RewriteDir = hs.cache, hs.cacheDir
 	h, err := wasmhost.New(wc)
 	if err != nil {
 		return fmt.Errorf("handlers %s: %w", name, err)

@@ -36,3 +36,21 @@ func TestLookup(t *testing.T) {
 		}
 	}
 }
+
+func TestView(t *testing.T) {
+	for _, name := range Names() {
+		v, ok := View(name)
+		if !ok {
+			t.Fatalf("View(%q) failed", name)
+		}
+		b, _ := Lookup(name)
+		if !bytes.Equal(v, b) {
+			t.Errorf("View(%q) differs from Lookup(%q)", name, name)
+		}
+	}
+	for _, name := range []string{"", "nope", "echo.wasm", "."} {
+		if _, ok := View(name); ok {
+			t.Errorf("View(%q) succeeded", name)
+		}
+	}
+}

@@ -63,6 +63,12 @@ const YieldImport = "protogate:yield"
 // preempt it, many enough that the calls cost next to nothing.
 const Every = 1024
 
+// Version names the rewriting Module does. Callers that keep its output
+// between runs (wasmhost keeps it beside the compile cache) key it by
+// Version, so change Version whenever Module's output changes for some
+// input: TestVersion fails until it is.
+const Version = "1"
+
 // Module returns a copy of the Wasm module wasm with the checks described
 // in the package documentation, or an error if wasm is not a module it can
 // rewrite.

@@ -3,6 +3,8 @@ package instrument
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"strings"
@@ -368,5 +370,32 @@ func TestInstrumentGuests(t *testing.T) {
 			t.Fatalf("%s: no yield import", name)
 		}
 		t.Logf("%s: %d -> %d bytes", name, len(wasm), len(out))
+	}
+}
+
+// TestVersion pins what Module makes of two fixtures. When it fails,
+// Module's output changed: bump Version (so that outputs kept by the old
+// rewriting are not used) and then update the hashes here.
+func TestVersion(t *testing.T) {
+	features, err := os.ReadFile("testdata/features.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"features.wasm", features, "2e8464b51a3f3a61b6fd8fdd453ed24f6e035ce8565efb7f3d350434dcc3b2d2"},
+		{"testModule", testModule(), "fea23171533f3487685ec22dacb663150cf88b6f98a7c81a15a16c8c49165790"},
+	} {
+		out, err := Module(tc.wasm)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		sum := sha256.Sum256(out)
+		if got := hex.EncodeToString(sum[:]); got != tc.want {
+			t.Errorf("%s: Module's output has sha256 %s, pinned %s for Version %q: if the rewriting changed, bump Version, then pin the new hash", tc.name, got, tc.want, Version)
+		}
 	}
 }

@@ -817,7 +817,7 @@ func (v *validator) handler(p, name string, h Handler) {
 		if name, ok := w.Builtin(); ok {
 			if !builtinRE.MatchString(w.Path) {
 				v.errf(wp+".path", "invalid builtin module %q (want builtin:<name>)", w.Path)
-			} else if _, ok := builtin.Lookup(name); !ok {
+			} else if _, ok := builtin.View(name); !ok {
 				v.errf(wp+".path", "no built-in module %q (have builtin:%s)", w.Path, strings.Join(builtin.Names(), ", builtin:"))
 			}
 		} else if w.Path == "" {
