@@ -469,3 +469,31 @@ func TestClusterMQTT(t *testing.T) {
 		t.Errorf("gateway subscriber on node-b got %+v", m)
 	}
 }
+
+// TestClusterMQTTRetained: a wildcard subscription on node-a, made right
+// after an MQTT client on node-b has its PUBACK for a retained message,
+// gets that message, not an older one and not nothing, round after round.
+// The consumer that reads the retained stream lands on any of the three
+// nodes: on another node its pull subscription may not have reached
+// node-a yet, and its replica of the stream may lag the stream leader's.
+func TestClusterMQTTRetained(t *testing.T) {
+	bs := startCluster(t, 3, func(i int, c *broker.Config) {
+		c.MQTTListen = "127.0.0.1:0"
+	})
+	for _, n := range bs {
+		waitPeers(t, n, 2)
+	}
+	waitJetStreamLeader(t, bs)
+	pubc := dialMQTTRetry(t, bs[1].MQTTAddr(), "retainer-b")
+	defer pubc.close()
+	for i := range 20 {
+		want := fmt.Sprintf("v%d", i)
+		pubc.publishRetained("x/b/c", []byte(want))
+		s := newChanSub(t, "x/+/c")
+		sub := subscribe(t, bs[0], "x/+/c", s)
+		if m := s.next(t); m.Topic != "x/b/c" || string(m.Payload) != want {
+			t.Errorf("round %d: got %s=%q, want x/b/c=%q", i, m.Topic, m.Payload, want)
+		}
+		sub.Unsubscribe()
+	}
+}

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,13 +49,31 @@ func (b *Broker) retained(ctx context.Context, f topic.Filter) ([]*gateway.Messa
 		// One topic: one request, no consumer.
 		return b.retainedOne(ctx, f.Subjects[0])
 	}
-	js, err := jetstream.New(b.nc)
-	if err != nil {
-		return nil, err
-	}
 	filters := make([]string, len(f.Subjects))
 	for i, s := range f.Subjects {
 		filters[i] = retainedPrefix + s
+	}
+	// The stream sequence of the last message that matches: the stream
+	// leader answers, so it counts every retained message whose PUBACK was
+	// sent. The consumer below is R1 on any of the stream's replicas, which
+	// may not have applied the latest messages yet: its own count of
+	// pending messages is no bound, this is.
+	var last uint64
+	for _, s := range filters {
+		sm, err := b.streamMsg(ctx, map[string]any{"last_by_subj": s, "no_hdr": true})
+		if err != nil {
+			return nil, fmt.Errorf("last message: %w", err)
+		}
+		if sm != nil {
+			last = max(last, sm.Sequence)
+		}
+	}
+	if last == 0 {
+		return nil, nil // none, or no stream yet
+	}
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return nil, err
 	}
 	cons, err := js.CreateConsumer(ctx, retainedStream, jetstream.ConsumerConfig{
 		FilterSubjects:    filters,
@@ -66,39 +86,106 @@ func (b *Broker) retained(ctx context.Context, f topic.Filter) ([]*gateway.Messa
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create consumer: %w", err)
 	}
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), retainedTimeout)
 		defer dcancel()
 		js.DeleteConsumer(dctx, retainedStream, cons.CachedInfo().Name)
 	}()
-	n := int(min(cons.CachedInfo().NumPending, maxRetained))
+	recs, err := readRetained(ctx, cons, last)
 	var out []*gateway.Message
-	for got := 0; got < n; {
-		wait := time.Until(deadline(ctx))
-		if wait < time.Millisecond {
-			return out, context.DeadlineExceeded
-		}
-		batch, err := cons.Fetch(min(n-got, 256), jetstream.FetchMaxWait(wait))
-		if err != nil {
-			return out, err
-		}
-		for jm := range batch.Messages() {
-			got++
-			var at time.Time
-			if md, err := jm.Metadata(); err == nil {
-				at = md.Timestamp
-			}
-			if m := b.retainedMessage(jm.Subject(), jm.Headers(), jm.Data(), at); m != nil {
-				out = append(out, m)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return out, err
+	for _, r := range recs {
+		if m := b.retainedMessage(r.subject, r.header, r.data, r.at); m != nil {
+			out = append(out, m)
 		}
 	}
-	return out, nil
+	return out, err
+}
+
+// retainedRec is a message of the retained stream.
+type retainedRec struct {
+	seq     uint64
+	subject string
+	header  nats.Header
+	data    []byte
+	at      time.Time
+}
+
+// readRetained reads cons until it has delivered the message at stream
+// sequence last (or a later one, if that one was replaced meanwhile) and
+// returns, in stream order, the latest message it got per subject,
+// deletion markers included (a marker must hide an older message a
+// lagging replica delivered first), at most maxRetained of them.
+//
+// Two races of a cluster are waited out here. The consumer's replica of
+// the stream may be behind its leader: what it has is fetched without
+// waiting, then one more message with waiting, until last arrives. And
+// the consumer's pull subscription, on another node, reaches this node's
+// server over the account's route, while the answer that created it came
+// over the system account's: a pull request sent meanwhile finds no
+// responders, and is sent again.
+func readRetained(ctx context.Context, cons jetstream.Consumer, last uint64) ([]retainedRec, error) {
+	latest := map[string]retainedRec{}
+	collect := func() []retainedRec {
+		recs := make([]retainedRec, 0, len(latest))
+		for _, r := range latest {
+			recs = append(recs, r)
+		}
+		slices.SortFunc(recs, func(a, b retainedRec) int { return cmp.Compare(a.seq, b.seq) })
+		return recs
+	}
+	pending := cons.CachedInfo().NumPending
+	backoff := time.Millisecond
+	for done := false; !done && len(latest) < maxRetained; {
+		wait := time.Until(deadline(ctx))
+		if wait < time.Millisecond {
+			return collect(), fmt.Errorf("read up to sequence %d: %w", last, context.DeadlineExceeded)
+		}
+		var batch jetstream.MessageBatch
+		var err error
+		if pending > 0 {
+			batch, err = cons.FetchNoWait(int(min(pending, 256, uint64(maxRetained-len(latest)))))
+		} else {
+			batch, err = cons.Fetch(1, jetstream.FetchMaxWait(wait))
+		}
+		if err != nil {
+			return collect(), fmt.Errorf("fetch: %w", err)
+		}
+		got := 0
+		for jm := range batch.Messages() {
+			got++
+			md, err := jm.Metadata()
+			if err != nil {
+				continue
+			}
+			pending = md.NumPending
+			seq := md.Sequence.Stream
+			if seq >= last {
+				done = true
+			}
+			if r, ok := latest[jm.Subject()]; !ok || r.seq < seq {
+				latest[jm.Subject()] = retainedRec{seq: seq, subject: jm.Subject(), header: jm.Headers(), data: jm.Data(), at: md.Timestamp}
+			}
+		}
+		switch err := batch.Error(); {
+		case errors.Is(err, nats.ErrNoResponders):
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return collect(), fmt.Errorf("fetch: %w", ctx.Err())
+			}
+			backoff = min(2*backoff, 50*time.Millisecond)
+		case err != nil && !errors.Is(err, nats.ErrTimeout):
+			return collect(), fmt.Errorf("fetch: %w", err)
+		case got == 0:
+			// Nothing more on the replica yet: wait for its next message.
+			pending = 0
+		}
+	}
+	return collect(), nil
 }
 
 func deadline(ctx context.Context) time.Time {
@@ -106,23 +193,27 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// retainedOne returns the retained message on subject, if any, with one
-// JetStream API request ("last message for subject"; the stream does not
-// allow direct gets).
-func (b *Broker) retainedOne(ctx context.Context, subject string) ([]*gateway.Message, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": retainedPrefix + subject})
-	reply, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+retainedStream, req)
+// storedMsg is a message as the JetStream API's "get message" returns it.
+type storedMsg struct {
+	Subject  string    `json:"subject"`
+	Sequence uint64    `json:"seq"`
+	Header   []byte    `json:"hdrs"`
+	Data     []byte    `json:"data"`
+	Time     time.Time `json:"time"`
+}
+
+// streamMsg asks the retained stream's leader for one message, req being
+// a "get message" request. It returns nil, nil when there is none, or no
+// stream yet.
+func (b *Broker) streamMsg(ctx context.Context, req map[string]any) (*storedMsg, error) {
+	data, _ := json.Marshal(req)
+	reply, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+retainedStream, data)
 	if err != nil {
 		return nil, err
 	}
 	var resp struct {
-		Message *struct {
-			Subject string    `json:"subject"`
-			Header  []byte    `json:"hdrs"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-		Error *struct {
+		Message *storedMsg `json:"message"`
+		Error   *struct {
 			Code        int    `json:"code"`
 			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
@@ -137,14 +228,22 @@ func (b *Broker) retainedOne(ctx context.Context, subject string) ([]*gateway.Me
 		}
 		return nil, fmt.Errorf("jetstream: %s (%d)", e.Description, e.ErrCode)
 	}
-	if resp.Message == nil {
-		return nil, nil
+	return resp.Message, nil
+}
+
+// retainedOne returns the retained message on subject, if any, with one
+// JetStream API request ("last message for subject"; the stream does not
+// allow direct gets).
+func (b *Broker) retainedOne(ctx context.Context, subject string) ([]*gateway.Message, error) {
+	sm, err := b.streamMsg(ctx, map[string]any{"last_by_subj": retainedPrefix + subject})
+	if err != nil || sm == nil {
+		return nil, err
 	}
 	h := nats.Header{}
-	if v, ok := headerValue(resp.Message.Header, headerRetFlags); ok {
+	if v, ok := headerValue(sm.Header, headerRetFlags); ok {
 		h.Set(headerRetFlags, v)
 	}
-	if m := b.retainedMessage(resp.Message.Subject, h, resp.Message.Data, resp.Message.Time); m != nil {
+	if m := b.retainedMessage(sm.Subject, h, sm.Data, sm.Time); m != nil {
 		return []*gateway.Message{m}, nil
 	}
 	return nil, nil
