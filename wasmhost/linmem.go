@@ -1,8 +1,14 @@
 package wasmhost
 
 import (
+	"sync/atomic"
+
 	"github.com/tetratelabs/wazero/experimental"
 )
+
+// mappings counts the linear memories in mappings of their own not yet
+// unmapped (see mappedMemory); tests read it.
+var mappings atomic.Int64
 
 // goMemory is a linear memory on the Go heap, grown by copying, as wazero
 // keeps one by default. It backs an instance's memory where a mapping of

@@ -44,7 +44,11 @@ func (m *mappedMemory) Free() {
 }
 
 // unmap releases the reservation. It runs as the owner's cleanup.
-func unmap(buf []byte) { syscall.Munmap(buf) }
+func unmap(buf []byte) {
+	if syscall.Munmap(buf) == nil {
+		mappings.Add(-1)
+	}
+}
 
 // memoryAllocator returns the allocator of owner's linear memory: a
 // mapping of its own (see mappedMemory), unmapped once owner is
@@ -62,6 +66,7 @@ func memoryAllocator(owner *instance) experimental.MemoryAllocator {
 		if err != nil {
 			return &goMemory{buf: make([]byte, 0, capacity)}
 		}
+		mappings.Add(1)
 		runtime.AddCleanup(owner, unmap, buf)
 		return &mappedMemory{buf: buf}
 	})

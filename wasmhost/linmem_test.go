@@ -1,11 +1,19 @@
+//go:build linux
+
 package wasmhost
 
 import (
 	"bytes"
+	"log/slog"
+	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/protogate/protogate/guests/builtin"
 )
 
 // TestLinearMemory checks both linear memories: growing keeps the contents
@@ -55,5 +63,48 @@ func TestLinearMemory(t *testing.T) {
 				t.Errorf("a freed page reads %q", g[:5])
 			}
 		})
+	}
+}
+
+// TestLinearMemoryUnmapped checks that the mappings of closed instances
+// are unmapped: twenty handlers are made and closed beside one that
+// stays, and then only its mapping may be left.
+func TestLinearMemoryUnmapped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("mappings are Linux's")
+	}
+	wasm, _ := builtin.View("echo")
+	cache := wazero.NewCompilationCache()
+	defer cache.Close(t.Context())
+	newH := func() *Handler {
+		t.Helper()
+		h, err := New(Config{Name: "echo", Wasm: wasm, Instances: 1, Cache: cache, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := h.Stats(); st.Instances != 1 {
+			t.Fatalf("instances = %d: %s", st.Instances, st.LastError)
+		}
+		return h
+	}
+	// The anchor keeps the compiled module, so that the others only
+	// instantiate it; its own mapping stays.
+	anchor := newH()
+	defer anchor.Close()
+	before := mappings.Load()
+	for range 20 {
+		newH().Close()
+	}
+	if n := mappings.Load() - before; n == 0 {
+		t.Log("every mapping was unmapped before the first check")
+	}
+	// Cleanups run once a collection finds the instances unreachable.
+	deadline := time.Now().Add(30 * time.Second)
+	for n := mappings.Load() - before; n > 0; n = mappings.Load() - before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mappings of closed instances are still mapped", n)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
