@@ -43,13 +43,36 @@ func TestScaleSVG(t *testing.T) {
 	if !strings.Contains(svg, "a &lt; b &amp; c") {
 		t.Fatal("title not escaped")
 	}
-	rows := scaleRows(res)
+	rows := scaleRows(res, nil)
 	if len(rows) != 4 || rows[0].met != "yes" || !strings.Contains(rows[3].name, "10000 conns") {
 		t.Fatalf("rows %+v", rows)
 	}
 	res["scale-wasm-100"].MsgsPerS = 0.7 * res["scale-floor-100"].MsgsPerS
-	if rows := scaleRows(res); rows[1].met != "NO" {
+	if rows := scaleRows(res, nil); rows[1].met != "NO" {
 		t.Fatalf("0.7 x met the target: %+v", rows[1])
+	}
+}
+
+// TestScaleMedianPair checks that a count measured in several pairs is
+// represented by the pair of the median ratio, and that its row says so
+// with the range.
+func TestScaleMedianPair(t *testing.T) {
+	pair := func(floor, wasm float64) [2]*loadstat.Result {
+		return [2]*loadstat.Result{{Msgs: 1000, MsgsPerS: floor, P99us: 100}, {Msgs: 1000, MsgsPerS: wasm, P99us: 120}}
+	}
+	pairs := [][2]*loadstat.Result{pair(100, 95), pair(100, 63), pair(100, 80)}
+	if m := medianPair(pairs); m[1].MsgsPerS != 80 {
+		t.Fatalf("median pair has %v msgs/s, want the 0.80 x pair", m[1].MsgsPerS)
+	}
+	if m := medianPair(pairs[:2]); m[1].MsgsPerS != 63 {
+		t.Fatalf("median of two has %v msgs/s, want the lower", m[1].MsgsPerS)
+	}
+	m := medianPair(pairs)
+	res := map[string]*loadstat.Result{"scale-floor-1": m[0], "scale-wasm-1": m[1]}
+	rows := scaleRows(res, map[string]float64{"scale-pairs-1": 3, "scale-lo-1": 0.63, "scale-hi-1": 0.95})
+	if len(rows) != 1 || rows[0].met != "yes" || !strings.Contains(rows[0].name, "median of 3 alternating pairs") ||
+		!strings.Contains(rows[0].ratio, "(0.63-0.95)") {
+		t.Fatalf("rows %+v", rows)
 	}
 }
 

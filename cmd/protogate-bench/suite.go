@@ -556,7 +556,7 @@ func (s *suite) derivedRows() []row {
 			met: yes(tp >= 0.9 && lat <= 1.2 && clean(r))})
 	}
 	rows = append(rows, altRows(res)...)
-	rows = append(rows, scaleRows(res)...)
+	rows = append(rows, scaleRows(res, s.numbers)...)
 	rows = append(rows, langRows(res, s.mem)...)
 	gf := res["grpcfloor"]
 	if gf != nil {
