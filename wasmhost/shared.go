@@ -183,38 +183,39 @@ func (e *engine) compile(wasm []byte) (*module, error) {
 // sum, on rt, keeping the instrumented module in dir (if not "").
 func compileChecked(rt wazero.Runtime, wasm []byte, sum [sha256.Size]byte, dir string) (wazero.CompiledModule, exports, error) {
 	ctx := context.Background()
-	kept := filepath.Join(dir, "protogate-instrument-"+instrument.Version, hex.EncodeToString(sum[:]))
+	var kept string
 	if dir != "" {
-		if b := readRewritten(kept); b != nil {
-			if cm, err := rt.CompileModule(ctx, b); err == nil {
-				ex, err := checkModule(cm)
-				if err != nil {
-					cm.Close(ctx)
-					return nil, exports{}, err
-				}
-				return cm, ex, nil
+		kept = filepath.Join(dir, "protogate-instrument-"+instrument.Version, hex.EncodeToString(sum[:]))
+	}
+	mod, fresh := readRewritten(kept), false
+	for {
+		if mod == nil {
+			var err error
+			if mod, err = instrumentModule(wasm); err != nil {
+				return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
 			}
-			// Whatever made it unreadable, instrumenting afresh below
-			// replaces it.
+			fresh = true
 		}
+		cm, err := rt.CompileModule(ctx, mod)
+		if err != nil && !fresh {
+			// Whatever made the kept module unusable, instrumenting
+			// afresh replaces it.
+			mod = nil
+			continue
+		}
+		if err != nil {
+			return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
+		}
+		ex, err := checkModule(cm)
+		if err != nil {
+			cm.Close(ctx)
+			return nil, exports{}, err
+		}
+		if fresh && kept != "" {
+			writeRewritten(kept, mod)
+		}
+		return cm, ex, nil
 	}
-	wasm, err := instrumentModule(wasm)
-	if err != nil {
-		return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
-	}
-	cm, err := rt.CompileModule(ctx, wasm)
-	if err != nil {
-		return nil, exports{}, fmt.Errorf("wasmhost: compile: %w", err)
-	}
-	ex, err := checkModule(cm)
-	if err != nil {
-		cm.Close(ctx)
-		return nil, exports{}, err
-	}
-	if dir != "" {
-		writeRewritten(kept, wasm)
-	}
-	return cm, ex, nil
 }
 
 // instrumentModule is instrument.Module; tests count its calls.
@@ -223,6 +224,9 @@ var instrumentModule = instrument.Module
 // readRewritten returns the instrumented module kept at path, or nil if
 // there is none or it is not whole: it ends with its own sha256.
 func readRewritten(path string) []byte {
+	if path == "" {
+		return nil
+	}
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) < sha256.Size {
 		return nil
